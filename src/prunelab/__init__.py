@@ -1,0 +1,46 @@
+"""prunelab: reproducible science of deep learning, with pruning as its case study.
+
+``import prunelab as pl`` gives the experiment graph (``pl.ExperimentState``,
+``pl.Recipe``, ``pl.function``, ``pl.Experiment``, ``pl.Node``, ``pl.NodeSet``),
+the executors and the errors. It imports neither torch nor pandas; the
+``prunelab.prune`` package is the torch side.
+"""
+
+__version__ = "0.1.0"
+
+from .core import (  # noqa: E402 - __version__ first: the store records it
+    CorruptStateError,
+    Experiment,
+    ExperimentFormatError,
+    ExperimentState,
+    Node,
+    NodeSet,
+    PrunelabError,
+    PrunelabWarning,
+    Recipe,
+    RunError,
+    StateDefinitionError,
+    UnhashableValueError,
+    UnknownNameError,
+    function,
+)
+from .execution import LocalExecutor  # noqa: E402
+
+__all__ = [
+    "CorruptStateError",
+    "Experiment",
+    "ExperimentFormatError",
+    "ExperimentState",
+    "LocalExecutor",
+    "Node",
+    "NodeSet",
+    "PrunelabError",
+    "PrunelabWarning",
+    "Recipe",
+    "RunError",
+    "StateDefinitionError",
+    "UnhashableValueError",
+    "UnknownNameError",
+    "__version__",
+    "function",
+]

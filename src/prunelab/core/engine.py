@@ -1,0 +1,252 @@
+"""Computing one node: build a state, run a recipe or function on it, publish it.
+
+This is the part every executor shares. A :class:`Task` is slim and picklable
+(ids, the recipe, the record fields known in advance); :class:`Engine` turns it
+into stored files. A parent reaches its child as a :class:`Materialized` value
+(the spec and blobs of a store round trip) in memory, or from the store.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .codecs import Blob, Encoded, decode_value, encode_value
+from .errors import CorruptStateError, StateDefinitionError
+from .identity import class_name, encode_property
+from .seeding import derive_seed, seeded
+from .state import ExperimentState, warn_undeclared
+
+if TYPE_CHECKING:
+    from .recipe import Function, Recipe
+    from .store import Store
+
+__all__ = ["Task", "Materialized", "Engine", "StoreSource", "MemorySource"]
+
+
+@dataclass
+class Task:
+    """One node to compute (and/or functions to run on it)."""
+
+    node_id: str
+    parent_id: str | None
+    properties: dict[str, Any]
+    recipe: Recipe | None
+    record: dict[str, Any]
+    compute: bool
+    functions: list[Function] = field(default_factory=list)
+
+
+@dataclass
+class Materialized:
+    """A computed state's stored form, kept in memory for its children."""
+
+    values: dict[str, Any]
+    blobs: dict[str, Blob]
+
+
+class StoreSource:
+    """Blob source reading (and verifying) blobs from the store."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def tensor(self, digest: str, dtype: str, shape: list[int]) -> Any:
+        import torch
+
+        tensor = torch.empty(shape, dtype=_torch_dtype(dtype))
+        flat = tensor.reshape(-1).view(torch.uint8).numpy()
+        self.store.read_blob(digest, into=flat)
+        return tensor
+
+    def raw(self, digest: str) -> bytes:
+        return self.store.read_blob(digest)
+
+
+class MemorySource:
+    """Blob source over blobs still in memory; every tensor is a private copy."""
+
+    def __init__(self, blobs: dict[str, Blob]):
+        self.blobs = blobs
+
+    def tensor(self, digest: str, dtype: str, shape: list[int]) -> Any:
+        import torch
+
+        owner = self.blobs[digest].owner
+        if isinstance(owner, torch.Tensor) and str(owner.dtype).removeprefix("torch.") == dtype:
+            return owner.reshape(shape).clone()
+        flat = torch.frombuffer(bytearray(self.blobs[digest].data), dtype=torch.uint8)
+        return flat.view(_torch_dtype(dtype)).reshape(shape)
+
+    def raw(self, digest: str) -> bytes:
+        return bytes(self.blobs[digest].data)
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    dtype = getattr(torch, name, None) if isinstance(name, str) and name.isidentifier() else None
+    if not isinstance(dtype, torch.dtype):
+        raise CorruptStateError(f"unknown tensor dtype {name!r} in a value file; the file was altered.")
+    return dtype
+
+
+class Engine:
+    """Builds, computes and publishes states for one experiment."""
+
+    def __init__(self, experiment: Any):
+        self.store: Store = experiment.store
+        self.index = experiment.index
+        self.state_class: type[ExperimentState] | None = experiment.state_class
+        self.allow_pickle = experiment.allow_pickle
+        self.threads = experiment.threads
+        self.deterministic = experiment.deterministic
+        self.environment: str | None = None
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    # --------------------------------------------------------- materialise
+    def new_state(self, properties: dict[str, Any], root_id: str) -> ExperimentState:
+        """Return a fresh state: properties set, ``initialize_state`` run under the root's seed."""
+        if self.state_class is None:
+            raise StateDefinitionError(
+                "this experiment was restored without its state class, so values cannot be loaded; pass "
+                "state_class= to Experiment.restore (or import the module that defines it first)."
+            )
+        state = self.state_class.__new__(self.state_class)
+        for name, value in properties.items():
+            setattr(state, name, value)
+        with seeded(derive_seed(root_id, "recipe"), threads=self.threads, deterministic=self.deterministic):
+            state.initialize_state()
+        return state
+
+    def load_state(self, node_id: str, properties: dict[str, Any], root_id: str,
+                   parent: Materialized | None = None) -> ExperimentState:
+        """Return a private copy of a computed state (from memory when given, else the store)."""
+        state = self.new_state(properties, root_id)
+        if parent is None:
+            record = self.store.read_record(node_id)
+            values, source = self.store.read_values(node_id, record), StoreSource(self.store)
+        else:
+            values, source = parent.values, MemorySource(parent.blobs)
+        for name, spec in values.items():
+            if name not in self.state_class.NONHASHED_ATTRIBUTES:
+                raise CorruptStateError(
+                    f"state {node_id[:12]}: stored attribute {name!r} is not declared in "
+                    f"{self.state_class.__qualname__}.NONHASHED_ATTRIBUTES; is this the right state class?"
+                )
+            current = getattr(state, name, None)
+            setattr(state, name, decode_value(spec, source, current=current, owner=f"attribute {name!r}",
+                                              allow_pickle=self.allow_pickle))
+        return state
+
+    def encode_state(self, state: ExperimentState) -> tuple[Materialized, bool]:
+        """Encode a state's stored attributes; return them and whether anything was pickled."""
+        values: dict[str, Any] = {}
+        blobs: dict[str, Blob] = {}
+        pickled = False
+        for name in type(state).NONHASHED_ATTRIBUTES:
+            if not hasattr(state, name):
+                continue
+            encoded: Encoded = encode_value(getattr(state, name), owner=f"attribute {name!r}",
+                                            allow_pickle=self.allow_pickle)
+            values[name] = encoded.spec
+            blobs.update(encoded.blobs)
+            pickled |= encoded.pickled
+        return Materialized(values, blobs), pickled
+
+    # ------------------------------------------------------------- compute
+    def compute(self, task: Task, parent: Materialized | None) -> Materialized | None:
+        """Run a task's recipe (or a root's initialisation) and publish the state.
+
+        Returns the new state's stored form for its children, or None when the
+        task failed (its failure record is published instead).
+        """
+        started = time.time()
+        record = {**task.record, "started": started, "worker": self.worker, "environment": self.environment,
+                  "threads": self.threads, "deterministic": self.deterministic}
+        try:
+            state = self._make(task, parent)
+            materialized, pickled = self.encode_state(state)
+        except Exception:  # noqa: BLE001 - a user's recipe may raise anything; it is recorded
+            record.update(status="failed", error=traceback.format_exc(), wall_s=time.time() - started,
+                          blobs=[], pickled=False)
+            self.store.publish_state(record, None, {}, self.index.record_published)
+            return None
+        devices = sorted({spec[4] for spec in _tensor_specs(materialized.values)})
+        record.update(status="done", error=None, wall_s=time.time() - started, blobs=sorted(materialized.blobs),
+                      bytes=sum(len(b.data) for b in materialized.blobs.values()), pickled=pickled,
+                      devices=devices)
+        self.store.publish_state(record, materialized.values, materialized.blobs, self.index.record_published)
+        return materialized
+
+    def _make(self, task: Task, parent: Materialized | None) -> ExperimentState:
+        root_id = task.record["root_id"]
+        if task.recipe is None:
+            state = self.new_state(task.properties, root_id)
+            warn_undeclared(state, f"{self.state_class.__qualname__}.initialize_state")
+            return state
+        state = self.load_state(task.parent_id, task.properties, root_id, parent)
+        recipe = task.recipe
+        name = class_name(type(recipe))
+        with seeded(derive_seed(task.node_id, "recipe"), threads=self.threads, deterministic=self.deterministic):
+            out = recipe.run(state)
+        if not isinstance(out, self.state_class):
+            raise StateDefinitionError(
+                f"{name}.run returned {type(out).__qualname__}, not a {self.state_class.__qualname__}; "
+                "a recipe must return the state it was given (or another instance of the state class)."
+            )
+        owner = self.state_class.__qualname__
+        for prop in self.state_class.PROPERTIES:
+            before = encode_property(owner, prop, task.properties[prop])
+            after = getattr(out, prop, _MISSING)
+            if after is _MISSING or encode_property(owner, prop, after) != before:
+                raise StateDefinitionError(
+                    f"{name} changed state property {prop!r} (from {task.properties[prop]!r} to "
+                    f"{'<deleted>' if after is _MISSING else repr(after)}); properties are the state's identity. "
+                    "Keep it fixed, or make the varying value a recipe property or a non-hashed attribute."
+                )
+        warn_undeclared(out, f"{name}.run")
+        return out
+
+    def run_function(self, task: Task, function: Function, parent: Materialized | None) -> tuple[bool, str | None]:
+        """Run one function on a private copy of the task's state and store its result."""
+        started = time.time()
+        seed = derive_seed(task.node_id, f"function:{function.name}")
+        try:
+            state = self.load_state(task.node_id, task.properties, task.record["root_id"], parent)
+            with seeded(seed, threads=self.threads, deterministic=self.deterministic):
+                value = function.fn(state)
+            encoded = encode_value(value, owner=f"result of function {function.name!r}", allow_stateful=False)
+        except Exception:  # noqa: BLE001 - recorded and reported
+            return False, traceback.format_exc()
+        from .recipe import fingerprint
+
+        record = {"name": function.name, "version": function.version, "node_id": task.node_id, "seed": seed,
+                  "fingerprint": fingerprint(function.fn), "value": encoded.spec, "blobs": sorted(encoded.blobs),
+                  "started": started, "wall_s": time.time() - started, "worker": self.worker,
+                  "environment": self.environment}
+        self.store.write_result(task.node_id, record, encoded.blobs,
+                                lambda r: self.index.result_written(task.node_id, r))
+        return True, None
+
+
+_MISSING = object()
+
+
+def _tensor_specs(spec: Any) -> list[list[Any]]:
+    """Return every tensor spec inside a value spec tree."""
+    out, stack = [], [spec]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list) and item:
+            if item[0] == "tensor":
+                out.append(item)
+            else:
+                stack.extend(x for x in item if isinstance(x, list))
+    return out

@@ -1,0 +1,93 @@
+"""Exceptions and warnings raised by prunelab.
+
+Every exception derives from :class:`PrunelabError` and from the builtin it
+refines, so callers can catch either (``except TypeError`` still works for an
+unencodable property).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "PrunelabError",
+    "UnhashableValueError",
+    "UnknownNameError",
+    "CorruptStateError",
+    "ExperimentFormatError",
+    "StateDefinitionError",
+    "RunError",
+    "PrunelabWarning",
+]
+
+
+class PrunelabError(Exception):
+    """Base class of every error prunelab raises."""
+
+
+class UnhashableValueError(PrunelabError, TypeError):
+    """A property value has no identity encoding."""
+
+
+class UnknownNameError(PrunelabError, LookupError):
+    """A name (property, node id, technique …) is not known."""
+
+    def __str__(self) -> str:  # LookupError would quote the message like KeyError
+        return str(self.args[0]) if self.args else ""
+
+
+class CorruptStateError(PrunelabError, OSError):
+    """A stored file fails its checksum or cannot be parsed.
+
+    Attributes
+    ----------
+    path : str
+        The file at fault.
+    state_ids : list of str
+        Every state that uses the file.
+    """
+
+    def __init__(self, message: str, path: str = "", state_ids: Sequence[str] = ()):
+        super().__init__(message)
+        self.path = path
+        self.state_ids = list(state_ids)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ExperimentFormatError(PrunelabError, ValueError):
+    """A directory is not a prunelab experiment, or comes from a newer format."""
+
+
+class StateDefinitionError(PrunelabError, ValueError):
+    """A state, recipe or function is declared or used inconsistently."""
+
+
+class RunError(PrunelabError, RuntimeError):
+    """One or more nodes failed during :meth:`Experiment.run`.
+
+    Attributes
+    ----------
+    failed : dict of str to str
+        Failed node id to the traceback of its failure.
+    skipped : list of str
+        Ids of the nodes skipped because an ancestor failed.
+    """
+
+    def __init__(self, failed: dict[str, str], skipped: Sequence[str] = ()):
+        self.failed = dict(failed)
+        self.skipped = list(skipped)
+        lines = [f"{len(self.failed)} node(s) failed, {len(self.skipped)} skipped:"]
+        for node_id, tb in self.failed.items():
+            last = tb.strip().splitlines()[-1] if tb.strip() else "?"
+            lines.append(f"  {node_id[:12]}: {last}")
+        lines.append(
+            "Fix the cause and run the script again: failed nodes are retried and "
+            "everything already done is kept."
+        )
+        super().__init__("\n".join(lines))
+
+
+class PrunelabWarning(UserWarning):
+    """Base class of every warning prunelab emits."""

@@ -1,0 +1,452 @@
+"""``Experiment``: declare a graph of states, run it, query it, restore it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .codecs import encode_value
+from .display import to_display
+from .engine import Engine, Task
+from .environment import capture
+from .errors import RunError, StateDefinitionError, UnhashableValueError
+from .graph import Graph
+from .identity import child_id, class_name, encode_property, root_id
+from .index import Index
+from .nodes import Node, NodeSet
+from .recipe import Function, Recipe, fingerprint
+from .state import ExperimentState, check_properties, validate_state_class
+from .store import FORMAT_VERSION, Store
+
+if TYPE_CHECKING:
+    from ..execution.base import Executor, RunReport
+
+__all__ = ["Experiment", "Plan", "find_state_class", "EXECUTOR_ENV"]
+
+#: Chooses the executor when ``run()`` is given none (``local``).
+EXECUTOR_ENV = "PRUNELAB_EXECUTOR"
+
+
+@dataclass
+class Plan:
+    """What :meth:`Experiment.run` would do: tasks in dependency order and what is cached."""
+
+    tasks: list[Task] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+
+    @property
+    def to_compute(self) -> list[str]:
+        """Ids of the states that would be computed."""
+        return [t.node_id for t in self.tasks if t.compute]
+
+    @property
+    def functions(self) -> list[tuple[str, str]]:
+        """(node id, result key) of every function that would run."""
+        return [(t.node_id, f.key) for t in self.tasks for f in t.functions]
+
+    def __str__(self) -> str:
+        lines = [f"plan: {len(self.to_compute)} state(s) to compute, {len(self.functions)} function result(s), "
+                 f"{len(self.cached)} cached, {len(self.blocked)} failed and not retried"]
+        for task in self.tasks:
+            what = (task.record.get("recipe") or {}).get("name", "root") if task.compute else "(stored)"
+            fns = ", ".join(f.key for f in task.functions)
+            lines.append(f"  {task.node_id[:12]} {what}{'  + ' + fns if fns else ''}")
+        return "\n".join(lines)
+
+
+def find_state_class(name: str) -> type[ExperimentState] | None:
+    """Find the state class called ``name`` among already-imported modules (``__main__`` included).
+
+    Never imports anything: a directory cannot make prunelab run its code.
+    """
+    found: set[type[ExperimentState]] = set()
+    with warnings.catch_warnings():  # some modules hold deprecated objects that warn when inspected
+        warnings.simplefilter("ignore")
+        for module in list(sys.modules.values()):
+            namespace = getattr(module, "__dict__", None)
+            if not isinstance(namespace, dict):
+                continue
+            for value in list(namespace.values()):
+                if (isinstance(value, type) and issubclass(value, ExperimentState)
+                        and value is not ExperimentState and class_name(value) == name):
+                    found.add(value)
+    if len(found) > 1:
+        names = ", ".join(sorted(f"{c.__module__}.{c.__qualname__}" for c in found))
+        raise StateDefinitionError(f"several imported classes are named {name!r} ({names}); pass state_class=.")
+    return found.pop() if found else None
+
+
+class Experiment:
+    """A graph of experiment states stored in one directory.
+
+    Parameters
+    ----------
+    directory : str or Path
+        Where states are stored; created if missing. Re-running a script on the
+        same directory resumes: stored states are not recomputed.
+    state_class : type of ExperimentState
+        The class of every state in the experiment.
+    allow_pickle : bool, default=False
+        Store values that have no codec by pickling them (and load pickles).
+        Off by default: unpickling a directory runs code from it.
+    deterministic : bool, default=False
+        Run recipes with ``torch.use_deterministic_algorithms(True)``.
+    threads : int, default=1
+        ``torch.set_num_threads`` for every recipe and function (recorded:
+        the thread count changes floating-point results).
+    durable : bool, default=False
+        fsync every write (safe against power loss; slower).
+
+    Examples
+    --------
+    >>> import prunelab as pl, tempfile
+    >>> class S(pl.ExperimentState):
+    ...     PROPERTIES = ["n"]
+    ...     NONHASHED_ATTRIBUTES = ["total"]
+    ...     def initialize_state(self):
+    ...         self.total = 0
+    >>> class Add(pl.Recipe):
+    ...     PROPERTIES = ["k"]
+    ...     def run(self, state):
+    ...         state.total += self.k
+    ...         return state
+    >>> exp = pl.Experiment(tempfile.mkdtemp(), S)
+    >>> node = Add(k=2)(exp.spawn_new_tree(n=1))
+    >>> report = exp.run(quiet=True)
+    >>> node.restore().total
+    2
+    """
+
+    def __init__(self, directory: str | Path, state_class: type[ExperimentState], *, allow_pickle: bool = False,
+                 deterministic: bool = False, threads: int = 1, durable: bool = False):
+        self._open(directory, validate_state_class(state_class), allow_pickle=allow_pickle,
+                   deterministic=deterministic, threads=threads, durable=durable, create=True)
+
+    def _open(self, directory: str | Path, state_class: type[ExperimentState] | None, *, allow_pickle: bool,
+              deterministic: bool, threads: int, durable: bool, create: bool) -> None:
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise StateDefinitionError(f"Experiment threads must be a positive int, got {threads!r}.")
+        self.directory = Path(directory)
+        self.state_class = state_class
+        self.allow_pickle = bool(allow_pickle)
+        self.deterministic = bool(deterministic)
+        self.threads = threads
+        self.store = Store(self.directory, durable=durable)
+        if create and not self.store.is_experiment():
+            if self.directory.exists() and any(self.directory.iterdir()):
+                raise StateDefinitionError(
+                    f"{self.directory} exists and is not empty, but is not a prunelab experiment; choose a new "
+                    "or empty directory."
+                )
+            from .. import __version__
+
+            self.store.create({"state_class": class_name(state_class), "prunelab": __version__})
+        info = self.store.read_info()
+        if state_class is not None and info.get("state_class") != class_name(state_class):
+            raise StateDefinitionError(
+                f"{self.directory} holds states of class {info.get('state_class')!r}, not "
+                f"{class_name(state_class)!r}; use that class, or another directory."
+            )
+        self.info = info
+        self.index = Index(self.store)
+        self.store.blob_users = self.index.blob_users
+        self.index.ensure_valid()
+        self.engine = Engine(self)
+        self.graph = Graph(self)
+        self._tag_stack: list[str] = []
+        self._declared: dict[str, Node] = {}
+        self._recipe_classes: dict[str, type] = {}
+        self._functions: dict[str, Function] = {}
+
+    @classmethod
+    def restore(cls, directory: str | Path, state_class: type[ExperimentState] | None = None, slim: bool = True,
+                *, allow_pickle: bool = False) -> Experiment:
+        """Open a stored experiment.
+
+        Parameters
+        ----------
+        directory : str or Path
+            An experiment directory.
+        state_class : type of ExperimentState, optional
+            The state class; if omitted, it is looked up among already-imported
+            modules (including ``__main__``). A slim restore never needs it.
+        slim : bool, default=True
+            Load only the records; values load on ``node.restore()``. With
+            ``slim=False`` every done state's values are loaded now.
+        allow_pickle : bool, default=False
+            Allow loading values stored as pickles (only for trusted directories).
+        """
+        store = Store(directory)
+        info = store.read_info()
+        if state_class is None:
+            state_class = find_state_class(info.get("state_class", ""))
+        elif not isinstance(state_class, type):
+            raise StateDefinitionError(f"state_class must be a class, got {state_class!r}.")
+        exp = cls.__new__(cls)
+        exp._open(directory, state_class, allow_pickle=allow_pickle, deterministic=False, threads=1,
+                  durable=False, create=False)
+        if not slim:
+            if state_class is None:
+                raise StateDefinitionError(
+                    f"restoring {directory} with slim=False needs its state class {info.get('state_class')!r}; "
+                    "pass state_class= or import the module that defines it."
+                )
+            for node in exp.graph.nodes:
+                if node.stored_status == "done":
+                    node.restore()
+        return exp
+
+    # ------------------------------------------------------------ declaring
+    @contextlib.contextmanager
+    def tag(self, name: str) -> Iterator[None]:
+        """Tag every node declared inside the block (tags nest; they are not identity)."""
+        if not isinstance(name, str) or not name:
+            raise StateDefinitionError(f"a tag must be a non-empty str, got {name!r}.")
+        self._tag_stack.append(name)
+        try:
+            yield
+        finally:
+            self._tag_stack.pop()
+
+    def _declare(self, node_id: str, parent_id: str | None, pending: dict[str, Any], values: dict[str, Any]) -> Node:
+        node = self.graph.declare(node_id, parent_id)
+        node._pending = pending
+        node.values = values
+        for tag in self._tag_stack:
+            node.add_tag_in_memory(tag)
+        self._declared[node_id] = node
+        return node
+
+    def spawn_new_tree(self, **properties: Any) -> Node:
+        """Declare a root state with these properties and return its node."""
+        state_class = self._require_class()
+        owner = class_name(state_class)
+        values = check_properties(owner, list(state_class.PROPERTIES), properties)
+        for name, value in values.items():
+            encode_property(owner, name, value)
+        node_id = root_id(owner, values)
+        specs = {}
+        for name, value in values.items():
+            try:
+                specs[name] = encode_value(value, owner=f"property {name!r}", allow_stateful=False).spec
+            except (StateDefinitionError, UnhashableValueError):
+                specs[name] = None  # Enum, dataclass: identity-encoded, shown in readable form only
+        pending = {"id": node_id, "parent_id": None, "root_id": node_id, "depth": 0, "state_class": owner,
+                   "recipe": None, "properties": {k: to_display(v) for k, v in values.items()},
+                   "property_specs": specs, "lineage": {}, "seed": None}
+        return self._declare(node_id, None, pending, values)
+
+    def _require_class(self) -> type[ExperimentState]:
+        if self.state_class is None:
+            raise StateDefinitionError(
+                f"this experiment was restored without its state class {self.info.get('state_class')!r}; "
+                "pass state_class= to Experiment.restore to declare or load states."
+            )
+        return self.state_class
+
+    def _own(self, node: Node, what: str) -> None:
+        if node.experiment is not self:
+            raise StateDefinitionError(
+                f"{what} was applied to node {node.id[:12]} of another experiment ({node.experiment.directory}); "
+                f"apply it to nodes of {self.directory}."
+            )
+
+    def _apply_recipe(self, recipe: Recipe, parent: Node) -> Node:
+        cls = type(recipe)
+        name = class_name(cls)
+        self._own(parent, name)
+        known = self._recipe_classes.setdefault(name, cls)
+        if known is not cls:
+            raise StateDefinitionError(
+                f"two different recipe classes are named {name!r} ({known.__module__}.{known.__qualname__} and "
+                f"{cls.__module__}.{cls.__qualname__}); set NAME on one of them so their ids differ."
+            )
+        node_id = child_id(parent.id, name, cls.VERSION, recipe.properties)
+        parent_record = parent.record
+        shown = {k: to_display(v) for k, v in recipe.properties.items()}
+        lineage = dict(parent_record.get("lineage") or {})
+        for key, source in cls.LINEAGE.items():
+            lineage[key] = shown[source] if isinstance(source, str) and source in shown else to_display(source)
+        pending = {"id": node_id, "parent_id": parent.id, "root_id": parent_record.get("root_id"),
+                   "depth": int(parent_record.get("depth", 0)) + 1, "state_class": parent_record.get("state_class"),
+                   "recipe": {"name": name, "version": cls.VERSION, "properties": shown,
+                              "options": {k: to_display(v) for k, v in recipe.options.items()},
+                              "fingerprint": fingerprint(cls)},
+                   "properties": parent_record.get("properties"), "property_specs": parent_record.get("property_specs"),
+                   "lineage": lineage, "seed": None}
+        child = self._declare(node_id, parent.id, pending, parent.properties)
+        child.recipe_obj = recipe
+        return child
+
+    def _apply_function(self, function: Function, node: Node) -> Node:
+        self._own(node, f"function {function.name!r}")
+        known = self._functions.setdefault(function.name, function)
+        if known is not function and getattr(known.fn, "__code__", None) is not getattr(function.fn, "__code__", 0):
+            raise StateDefinitionError(
+                f"two different functions are named {function.name!r} ({known.fn.__module__}."
+                f"{known.fn.__qualname__} and {function.fn.__module__}.{function.fn.__qualname__}); "
+                "give one another name with @pl.function(name=...)."
+            )
+        node.functions[function.name] = function
+        for tag in self._tag_stack:
+            node.add_tag_in_memory(tag)
+        self._declared.setdefault(node.id, node)
+        return node
+
+    # ----------------------------------------------------------- tags
+    def add_tag(self, nodes: Node | Iterable[Node], tag: str) -> None:
+        """Add ``tag`` to stored nodes now (append-only log)."""
+        self._write_tags([["+", n.id, tag] for n in self._as_nodes(nodes)])
+
+    def remove_tag(self, nodes: Node | Iterable[Node], tag: str) -> None:
+        """Remove ``tag`` from nodes now (recorded in the append-only log)."""
+        targets = self._as_nodes(nodes)
+        for node in targets:
+            if node._tags:
+                node._tags.discard(tag)
+        self._write_tags([["-", n.id, tag] for n in targets])
+
+    def _as_nodes(self, nodes: Node | Iterable[Node]) -> list[Node]:
+        items = [nodes] if isinstance(nodes, Node) else list(nodes)
+        for node in items:
+            if not isinstance(node, Node):
+                raise StateDefinitionError(f"expected nodes, got {type(node).__qualname__}.")
+            self._own(node, "a tag change")
+        return items
+
+    def _write_tags(self, entries: list[list[str]]) -> None:
+        if not entries:
+            return
+        self.store.append_log("tags", {"entries": entries}, lambda _: self.index.tags_written(entries))
+        self.graph.invalidate()
+
+    def _flush_declared_tags(self) -> None:
+        stored = self.graph.stored_tags()
+        entries = [["+", node.id, tag] for node in self._declared.values() for tag in sorted(node._tags or ())
+                   if tag not in stored.get(node.id, set())]
+        self._write_tags(entries)
+
+    # ------------------------------------------------------------ running
+    def plan(self, targets: Iterable[Node] | None = None, retry_failed: bool = True) -> Plan:
+        """Return what :meth:`run` would do, without doing it."""
+        if targets is None:
+            candidates = list(self._declared.values())
+        else:
+            chosen = self._as_nodes(targets)
+            candidates = list({n.id: n for n in [*chosen, *NodeSet(chosen).ancestors()]}.values())
+        status = self.index.status_of([n.id for n in candidates])
+        keys = self.index.result_keys()
+        plan = Plan()
+        failed_parents: set[str] = set()
+        for node in sorted(candidates, key=lambda n: n.depth):
+            node.stored_status = status.get(node.id)
+            stored = node.stored_status
+            if stored == "failed" and not retry_failed or node.parent_id in failed_parents:
+                plan.blocked.append(node.id)
+                failed_parents.add(node.id)
+                continue
+            compute = stored != "done"
+            if compute and node.recipe_obj is None and node.parent_id is not None:
+                plan.blocked.append(node.id)  # stored as failed and not declared here: nothing to rerun with
+                failed_parents.add(node.id)
+                continue
+            functions = [f for f in node.functions.values() if f.key not in keys.get(node.id, set())]
+            if not compute and not functions:
+                plan.cached.append(node.id)
+                continue
+            plan.tasks.append(Task(node.id, node.parent_id, node.properties, node.recipe_obj, node.record,
+                                   compute, functions))
+        return plan
+
+    def run(self, executor: Executor | None = None, targets: Iterable[Node] | None = None,
+            retry_failed: bool = True, *, raise_on_failure: bool = True, quiet: bool = False) -> RunReport:
+        """Compute every declared node (or those ``targets`` need) that is not stored.
+
+        Parameters
+        ----------
+        executor : Executor, optional
+            Default: ``PRUNELAB_EXECUTOR`` if set, else :class:`~prunelab.LocalExecutor`.
+        targets : iterable of Node, optional
+            Compute only these and their ancestors.
+        retry_failed : bool, default=True
+            Recompute nodes stored as failed.
+        raise_on_failure : bool, default=True
+            Raise :class:`~prunelab.RunError` listing every failure; if False, return it in the report.
+        quiet : bool, default=False
+            Do not print the summary line.
+
+        Returns
+        -------
+        RunReport
+            Ids computed, cached, failed and skipped, and the timing.
+        """
+        from ..execution import resolve_executor
+
+        executor = resolve_executor(executor)
+        started = time.time()
+        self.engine.environment = self.store.write_env(capture())
+        plan = self.plan(targets, retry_failed)
+        self._flush_declared_tags()
+        declared_ids = list(self._declared) if targets is None else [t.node_id for t in plan.tasks] + plan.cached
+        manifest = {"format": FORMAT_VERSION, "declared": declared_ids, "started": started,
+                    "executor": executor.describe(), "environment": self.engine.environment,
+                    "threads": self.threads, "deterministic": self.deterministic, "pid": os.getpid(),
+                    "targets": None if targets is None else [t.node_id for t in plan.tasks],
+                    "planned": len(plan.tasks), "cached": len(plan.cached)}
+        self.store.append_log("runs", manifest, lambda _: self.index.touch())
+        for task in plan.tasks:
+            self.graph._nodes[task.node_id].run_status = "running"
+        try:
+            report = executor.execute(plan.tasks, self.engine)
+        finally:
+            self._refresh([t.node_id for t in plan.tasks])
+        report.cached = plan.cached
+        report.wall_s = time.time() - started
+        for node_id in [*report.skipped, *plan.blocked]:
+            if node_id in self.graph._nodes and self.graph._nodes[node_id].stored_status != "done":
+                self.graph._nodes[node_id].run_status = "skipped"
+        report.skipped = sorted({*report.skipped, *(b for b in plan.blocked if self.graph._nodes[b].stored_status
+                                                    is None)})
+        if not quiet:
+            print(report.summary(), file=sys.stderr)
+        if report.failed:
+            error = RunError(report.failed, report.skipped)
+            report.error = error
+            if raise_on_failure:
+                raise error
+        return report
+
+    def _refresh(self, node_ids: list[str]) -> None:
+        status = self.index.status_of(node_ids)
+        for node_id in node_ids:
+            node = self.graph._nodes[node_id]
+            node.stored_status = status.get(node_id)
+            node.run_status = None
+            node.invalidate()
+        self.graph.invalidate()
+
+    # ---------------------------------------------------------- lifecycle
+    def remove(self, node: Node) -> list[str]:
+        """Remove a stored node and its whole subtree (files are deleted by ``gc``); return the ids."""
+        self._own(node, "remove()")
+        subtree = [node, *NodeSet([node]).descendants()]
+        ids = [n.id for n in subtree]
+        with self.store.lock():
+            self.store.bump_generation()
+            removed = [node_id for node_id in ids if self.store.remove_state(node_id)]
+            self.index.nodes_removed(removed)
+        for node_id in ids:
+            self._declared.pop(node_id, None)
+        self.graph.forget(ids)
+        return ids
+
+    def __repr__(self) -> str:
+        return f"Experiment({str(self.directory)!r}, {self.info.get('state_class')}, {len(self.graph.nodes)} nodes)"

@@ -1,0 +1,203 @@
+"""The graph of an experiment: every stored and declared node, and views of it."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from .codecs import decode_value
+from .engine import StoreSource
+from .errors import UnknownNameError
+from .nodes import Node, NodeSet
+
+if TYPE_CHECKING:
+    from .experiment import Experiment
+
+__all__ = ["Graph"]
+
+
+class Graph:
+    """All nodes of an experiment: stored ones (slim, from the index) and those declared now."""
+
+    def __init__(self, experiment: Experiment):
+        self.experiment = experiment
+        self._nodes: dict[str, Node] = {}
+        self._children: dict[str | None, list[str]] | None = None
+        self._tags: dict[str, set[str]] | None = None
+        self._result_keys: dict[str, set[str]] | None = None
+        self.reload()
+
+    # ---------------------------------------------------------- contents
+    def reload(self) -> None:
+        """Re-read the stored nodes from the index (declared nodes are kept)."""
+        index = self.experiment.index
+        nodes = self._nodes
+        for node_id, parent_id, status in index.node_rows():
+            node = nodes.get(node_id)
+            if node is None:
+                nodes[node_id] = Node(self.experiment, node_id, parent_id, status)
+            else:
+                node.stored_status = status
+                node.invalidate()
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        """Forget cached tags, results and children (after a write)."""
+        self._children = None
+        self._tags = None
+        self._result_keys = None
+
+    def declare(self, node_id: str, parent_id: str | None) -> Node:
+        """Return the node with this id, creating a declared one if it is new."""
+        node = self._nodes.get(node_id)
+        if node is None:
+            node = Node(self.experiment, node_id, parent_id, None)
+            self._nodes[node_id] = node
+            if self._children is not None:
+                self._children.setdefault(parent_id, []).append(node_id)
+        return node
+
+    def forget(self, node_ids: Iterable[str]) -> None:
+        """Drop nodes from the graph (after removal)."""
+        for node_id in node_ids:
+            self._nodes.pop(node_id, None)
+        self.invalidate()
+
+    @property
+    def nodes(self) -> NodeSet:
+        """Every node, stored or declared."""
+        return NodeSet(self._nodes.values())
+
+    def node(self, id_or_prefix: str) -> Node:
+        """Return the node with this id or unique id prefix."""
+        node = self._nodes.get(id_or_prefix)
+        if node is not None:
+            return node
+        matches = [n for i, n in self._nodes.items() if i.startswith(id_or_prefix)] if id_or_prefix else []
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise UnknownNameError(
+                f"no state with id or prefix {id_or_prefix!r} in {self.experiment.directory}; "
+                "`prunelab ls` lists the ids."
+            )
+        raise UnknownNameError(
+            f"the prefix {id_or_prefix!r} matches {len(matches)} states ({', '.join(m.id[:12] for m in matches[:5])}"
+            f"{', …' if len(matches) > 5 else ''}); give more characters."
+        )
+
+    def children_of(self, node_id: str) -> list[Node]:
+        """Return the children of a node."""
+        if self._children is None:
+            children: dict[str | None, list[str]] = {}
+            for node in self._nodes.values():
+                children.setdefault(node.parent_id, []).append(node.id)
+            self._children = children
+        return [self._nodes[i] for i in self._children.get(node_id, [])]
+
+    def roots(self) -> list[Node]:
+        """Nodes without a parent in the graph."""
+        return [n for n in self._nodes.values() if n.parent_id is None or n.parent_id not in self._nodes]
+
+    def stored_tags(self) -> dict[str, set[str]]:
+        """Stored tags per node id (cached)."""
+        if self._tags is None:
+            self._tags = self.experiment.index.tags()
+        return self._tags
+
+    # ------------------------------------------------------------ records
+    def decode_properties(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Return a record's property values (exact where the record can hold them)."""
+        specs = record.get("property_specs") or {}
+        shown = record.get("properties") or {}
+        source = StoreSource(self.experiment.store)
+        return {name: shown.get(name) if spec is None else decode_value(spec, source, owner=f"property {name!r}")
+                for name, spec in specs.items()}
+
+    def results_of(self, node: Node) -> dict[str, Any]:
+        """Decode a node's results: per name, the version declared on it, else the newest stored."""
+        records = self.experiment.index.results(node.id)
+        chosen: dict[str, dict[str, Any]] = {}
+        for record in records.values():
+            name = record["name"]
+            declared = node.functions.get(name)
+            if declared is not None:
+                if record["version"] == declared.version:
+                    chosen[name] = record
+            elif name not in chosen or record["version"] > chosen[name]["version"]:
+                chosen[name] = record
+        source = StoreSource(self.experiment.store)
+        return {name: decode_value(r["value"], source, owner=f"result {name!r}") for name, r in sorted(chosen.items())}
+
+    def result_keys(self) -> dict[str, set[str]]:
+        """Stored result keys (``name@vN``) per node id (cached)."""
+        if self._result_keys is None:
+            self._result_keys = self.experiment.index.result_keys()
+        return self._result_keys
+
+    # --------------------------------------------------------------- runs
+    @property
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run manifest, oldest first."""
+        return [entry for _, entry in self.experiment.store.read_logs("runs")]
+
+    def run_nodes(self, k: int) -> list[str]:
+        """Return the ids run ``k`` declared (``-1``: the latest)."""
+        runs = self.runs
+        if not runs:
+            return []
+        try:
+            return runs[k]["declared"]
+        except IndexError:
+            raise UnknownNameError(f"run {k} does not exist; this experiment has {len(runs)} run(s).") from None
+
+    def frame_rows(self, nodes: list[Node]) -> list[dict[str, Any]]:
+        """Rows for :meth:`NodeSet.to_frame`."""
+        index = self.experiment.index
+        stored = index.records([n.id for n in nodes if n.stored_status is not None])
+        tags = self.stored_tags()
+        rows = []
+        for node in nodes:
+            record = stored.get(node.id) or node.record
+            recipe = record.get("recipe") or {}
+            row: dict[str, Any] = {
+                "id": node.id, "parent_id": node.parent_id, "status": node.status, "depth": record.get("depth"),
+                "root_id": record.get("root_id"), "recipe": recipe.get("name"),
+                "tags": ",".join(sorted(tags.get(node.id, set()) | (node._tags or set()))),
+            }
+            row.update(record.get("properties") or {})
+            row.update(record.get("lineage") or {})
+            row.update({f"recipe.{k}": v for k, v in (recipe.get("properties") or {}).items()})
+            if node.stored_status == "done":
+                for name, value in self.results_of(node).items():
+                    if isinstance(value, dict):
+                        row.update({f"{name}.{k}": v for k, v in value.items() if _is_scalar(v)})
+                    elif _is_scalar(value):
+                        row[name] = value
+            rows.append(row)
+        return rows
+
+    # ----------------------------------------------------------- drawing
+    def print(self, file: TextIO | None = None, *, nodes: NodeSet | None = None) -> None:
+        """Print the tree as text: id prefix, depth, tags, recipe and status per node."""
+        from .draw import text_tree
+
+        print(text_tree(self, nodes), file=file or sys.stdout)
+
+    def draw(self, path: str | Path | None = None, *, nodes: NodeSet | None = None) -> str | None:
+        """Draw the graph to SVG/PNG/PDF (by suffix) through Graphviz, else matplotlib.
+
+        With no ``path``, return the SVG text.
+        """
+        from .draw import draw
+
+        return draw(self, path, nodes)
+
+    def _repr_svg_(self) -> str | None:
+        return self.draw()
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str))

@@ -1,0 +1,153 @@
+"""Recipes (edges that make new states) and functions (computations on a state)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import textwrap
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .errors import StateDefinitionError
+from .identity import class_name, encode_property
+from .state import ExperimentState, check_properties
+
+if TYPE_CHECKING:
+    from .nodes import Node
+
+__all__ = ["Recipe", "Function", "function", "fingerprint"]
+
+
+@functools.lru_cache(maxsize=None)
+def fingerprint(obj: Any) -> str | None:
+    """Return a digest of the source of a class or function (None if unavailable).
+
+    Only the object's own source is covered, not the helpers it calls: bump the
+    recipe's ``VERSION`` (or the function's ``version``) when those change.
+    """
+    try:
+        source = inspect.getsource(obj)
+    except (OSError, TypeError):
+        return None
+    return hashlib.sha256(textwrap.dedent(source).encode()).hexdigest()[:16]
+
+
+class Recipe:
+    """Base class of recipes: the edges of the experiment graph.
+
+    A recipe turns a private copy of its parent state into a new state.
+    Subclasses declare ``PROPERTIES`` (identity: a list of names, or a dict of
+    names to defaults), optionally ``OPTIONS`` (a dict of settings that are
+    recorded but not hashed, e.g. ``device``), ``VERSION`` (bump it to
+    invalidate results after changing the code), ``LINEAGE`` (record fields,
+    see below) and ``NAME`` (to keep ids when the class is renamed), and
+    implement :meth:`run`.
+
+    ``LINEAGE = {"field": "property or value"}`` copies into the record of the
+    state it makes, and of every descendant, the value of the named recipe
+    property, or the literal value when it names none.
+
+    Applying a recipe to a node, ``Train(nb_epochs=3, lr=0.1)(node)``, declares
+    the child and returns its :class:`~prunelab.Node`; nothing runs until
+    :meth:`Experiment.run`.
+    """
+
+    PROPERTIES: ClassVar[list[str] | dict[str, Any]] = []
+    OPTIONS: ClassVar[dict[str, Any]] = {}
+    VERSION: ClassVar[int] = 1
+    LINEAGE: ClassVar[dict[str, Any]] = {}
+    NAME: ClassVar[str | None] = None
+
+    def __init__(self, **kwargs: Any):
+        cls = type(self)
+        declared = list(cls.PROPERTIES)
+        defaults = dict(cls.PROPERTIES) if isinstance(cls.PROPERTIES, dict) else {}
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in cls.OPTIONS and k not in declared}
+        owner = class_name(cls)
+        self.properties = check_properties(owner, declared, kwargs, defaults)
+        self.options = {**cls.OPTIONS, **options}
+        self.encoded = {name: encode_property(owner, name, v) for name, v in self.properties.items()}
+        for name, value in {**self.options, **self.properties}.items():
+            setattr(self, name, value)
+
+    def run(self, state: ExperimentState) -> ExperimentState:
+        """Transform ``state`` (a private copy of the parent) and return the new state."""
+        raise StateDefinitionError(f"{class_name(type(self))} must implement run(self, state).")
+
+    def __call__(self, node: Node) -> Node:
+        """Declare this recipe applied to ``node``; return the child node."""
+        from .nodes import Node
+
+        if not isinstance(node, Node):
+            raise StateDefinitionError(
+                f"{class_name(type(self))} must be applied to a node (what spawn_new_tree, a recipe or a "
+                f"function returns), got {type(node).__qualname__}."
+            )
+        return node.experiment._apply_recipe(self, node)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.properties.items())
+        return f"{class_name(type(self))}({args})"
+
+
+class Function:
+    """A computation attached to a node without creating a new state.
+
+    Made by :func:`function`. Calling it on a node declares it; the result is
+    stored as ``node.results[name]`` when the experiment runs, once per node,
+    name and version.
+    """
+
+    def __init__(self, fn: Callable[[ExperimentState], Any], name: str | None = None, version: int = 1):
+        if not callable(fn):
+            raise StateDefinitionError(f"pl.function needs a callable, got {type(fn).__qualname__}.")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise StateDefinitionError(f"function version must be a positive int, got {version!r}.")
+        self.fn = fn
+        self.name = name or fn.__name__
+        if not self.name.isidentifier():
+            raise StateDefinitionError(f"function name must be an identifier, got {self.name!r}; pass name=.")
+        self.version = version
+        functools.update_wrapper(self, fn)
+
+    @property
+    def key(self) -> str:
+        """The name of the result record: ``name@vVERSION``."""
+        return f"{self.name}@v{self.version}"
+
+    def __call__(self, node: Node) -> Node:
+        """Declare this function applied to ``node``; return the same node."""
+        from .nodes import Node
+
+        if not isinstance(node, Node):
+            raise StateDefinitionError(
+                f"function {self.name!r} must be applied to a node (what spawn_new_tree or a recipe returns), "
+                f"got {type(node).__qualname__}; to compute on a state directly, call {self.name}.fn(state)."
+            )
+        return node.experiment._apply_function(self, node)
+
+    def __repr__(self) -> str:
+        return f"<prunelab function {self.key}>"
+
+
+def function(fn: Callable[[ExperimentState], Any] | None = None, *, name: str | None = None,
+             version: int = 1) -> Any:
+    """Make a function that attaches a computation to nodes.
+
+    Use as ``@pl.function`` or ``@pl.function(name="eval", version=2)``. The
+    return value must be JSON-able (NaN, ±inf and NumPy scalars allowed) or a
+    dict of such values and tensors/arrays (stored as blobs).
+
+    Parameters
+    ----------
+    fn : callable, optional
+        Receives a private copy of the node's state.
+    name : str, optional
+        Result name; defaults to ``fn.__name__``.
+    version : int, default=1
+        Bump it to recompute results after changing the function.
+    """
+    if fn is None:
+        return lambda f: Function(f, name, version)
+    return Function(fn, name, version)

@@ -1,0 +1,97 @@
+"""Seeds derived from identity, and the context that applies them.
+
+A node's seed is the first 4 bytes of ``SHA-256(id + ":" + role)`` read as an
+unsigned 32-bit big-endian integer, where ``role`` is ``recipe`` or
+``function:<name>``. Before a recipe or function runs, :func:`seeded` seeds
+``random``, NumPy and torch (CPU and CUDA) with it, pins torch's thread count
+and restores the caller's generators and settings afterwards. So a result
+depends only on the node, never on execution order, executor or worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import importlib.util
+import os
+import random
+import sys
+from collections.abc import Iterator
+
+__all__ = ["derive_seed", "seeded", "UNSEEDED_ENV"]
+
+#: Test-only switch: when this environment variable is "1", :func:`seeded` does not seed.
+UNSEEDED_ENV = "PRUNELAB_TESTING_UNSEEDED"
+
+
+def derive_seed(node_id: str, role: str) -> int:
+    """Return the seed of ``node_id`` for ``role`` (``"recipe"`` or ``"function:<name>"``)."""
+    return int.from_bytes(hashlib.sha256(f"{node_id}:{role}".encode()).digest()[:4], "big")
+
+
+def _module(name: str):  # noqa: ANN202 - a module, or None when not installed
+    if name in sys.modules:
+        return sys.modules[name]
+    if importlib.util.find_spec(name) is None:
+        return None
+    return importlib.import_module(name)
+
+
+@contextlib.contextmanager
+def seeded(seed: int, *, threads: int | None = 1, deterministic: bool = False) -> Iterator[None]:
+    """Seed every generator with ``seed`` for the duration of the block.
+
+    Parameters
+    ----------
+    seed : int
+        An unsigned 32-bit seed, normally from :func:`derive_seed`.
+    threads : int or None, default=1
+        Value for ``torch.set_num_threads`` inside the block; ``None`` leaves it.
+    deterministic : bool, default=False
+        Turn on ``torch.use_deterministic_algorithms`` inside the block (and set
+        ``CUBLAS_WORKSPACE_CONFIG`` if CUDA has not started yet).
+
+    Notes
+    -----
+    torch and NumPy are imported if installed, so a recipe that imports them
+    only inside ``run()`` is still seeded. The caller's generator states,
+    thread count and deterministic flag are restored on exit, even on error.
+    """
+    enabled = os.environ.get(UNSEEDED_ENV) != "1"
+    np = _module("numpy")
+    torch = _module("torch")
+    saved_random = random.getstate()
+    saved_numpy = np.random.get_state() if np is not None else None
+    saved_torch = saved_cuda = saved_threads = saved_det = None
+    if torch is not None:
+        saved_torch = torch.random.get_rng_state()
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            saved_cuda = torch.cuda.get_rng_state_all()
+        saved_threads = torch.get_num_threads()
+        saved_det = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    try:
+        if enabled:
+            random.seed(seed)
+            if np is not None:
+                np.random.seed(seed)
+            if torch is not None:
+                torch.manual_seed(seed)  # seeds every CUDA device too
+        if torch is not None:
+            if threads is not None:
+                torch.set_num_threads(threads)
+            if deterministic:
+                if not torch.cuda.is_initialized():
+                    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+                torch.use_deterministic_algorithms(True)
+        yield
+    finally:
+        random.setstate(saved_random)
+        if np is not None:
+            np.random.set_state(saved_numpy)
+        if torch is not None:
+            torch.random.set_rng_state(saved_torch)
+            if saved_cuda is not None:
+                torch.cuda.set_rng_state_all(saved_cuda)
+            torch.set_num_threads(saved_threads)
+            torch.use_deterministic_algorithms(saved_det[0], warn_only=saved_det[1])

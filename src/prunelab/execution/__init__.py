@@ -1,0 +1,25 @@
+"""Executors: where and how the tasks of a run are computed."""
+
+from __future__ import annotations
+
+import os
+
+from ..core.errors import StateDefinitionError
+from .base import Executor, RunReport
+from .local import LocalExecutor
+
+__all__ = ["Executor", "RunReport", "LocalExecutor", "resolve_executor"]
+
+
+def resolve_executor(executor: Executor | None) -> Executor:
+    """Return ``executor``, or the one ``PRUNELAB_EXECUTOR`` names, or a :class:`LocalExecutor`."""
+    if executor is not None:
+        if not isinstance(executor, Executor):
+            raise StateDefinitionError(
+                f"run(executor=...) takes an executor such as pl.LocalExecutor(), got {type(executor).__qualname__}."
+            )
+        return executor
+    name = os.environ.get("PRUNELAB_EXECUTOR", "local").strip().lower()
+    if name in ("", "local"):
+        return LocalExecutor()
+    raise StateDefinitionError(f"PRUNELAB_EXECUTOR={name!r} is not a known executor; use 'local'.")

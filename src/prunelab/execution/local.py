@@ -1,0 +1,70 @@
+"""``LocalExecutor``: in-process, depth-first, iterative."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from .base import Executor, RunReport
+
+if TYPE_CHECKING:
+    from ..core.engine import Engine, Materialized, Task
+
+__all__ = ["LocalExecutor"]
+
+
+class LocalExecutor(Executor):
+    """Run every task in this process, depth first.
+
+    A parent computed in this run is handed to its children in memory, in the
+    form a store round trip would give; it is released once its last child has
+    run, so a 10,000-deep chain holds one state at a time. The walk is
+    iterative (no recursion limit). A failed node's descendants are skipped;
+    every other branch completes.
+    """
+
+    def execute(self, tasks: Sequence[Task], engine: Engine) -> RunReport:
+        report = RunReport()
+        ids = {t.node_id for t in tasks}
+        children: dict[str | None, list[Task]] = {}
+        for task in tasks:
+            children.setdefault(task.parent_id if task.parent_id in ids else None, []).append(task)
+        memory: dict[str, list] = {}  # node id -> [Materialized, children still to run]
+        dead: set[str] = set()
+        stack = list(reversed(children.get(None, [])))
+        while stack:
+            task = stack.pop()
+            kids = children.get(task.node_id, [])
+            held = memory.get(task.parent_id) if task.parent_id is not None else None
+            if task.parent_id in dead:
+                dead.add(task.node_id)
+                report.skipped.append(task.node_id)
+            else:
+                materialized = self._run_one(task, engine, held[0] if held else None, report)
+                if materialized is None and task.compute:
+                    dead.add(task.node_id)
+                elif kids and materialized is not None:
+                    memory[task.node_id] = [materialized, len(kids)]
+            if held is not None:
+                held[1] -= 1
+                if held[1] == 0:
+                    del memory[task.parent_id]
+            stack.extend(reversed(kids))
+        return report
+
+    @staticmethod
+    def _run_one(task: Task, engine: Engine, parent: Materialized | None, report: RunReport) -> Materialized | None:
+        materialized = None
+        if task.compute:
+            materialized = engine.compute(task, parent)
+            if materialized is None:
+                report.failed[task.node_id] = engine.store.read_record(task.node_id).get("error") or ""
+                return None
+            report.done.append(task.node_id)
+        for function in task.functions:
+            ok, error = engine.run_function(task, function, materialized)
+            if ok:
+                report.results.append(f"{task.node_id} {function.key}")
+            else:
+                report.failed[f"{task.node_id} function {function.name}"] = error or ""
+        return materialized
