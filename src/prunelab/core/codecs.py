@@ -199,7 +199,9 @@ def _decode(spec: Any, source: BlobSource, current: Any, owner: str, allow_pickl
     if tag == "path":
         return pathlib.Path(spec[1])
     if tag == "stateful":
-        state = _decode(spec[2], source, None, f"{owner}.state_dict()", allow_pickle)
+        copies = current is not None and any(predicate(current) for predicate, _ in _STATE_LOADERS)
+        inner = getattr(source, "shared", source) if copies else source  # the loader copies: no private copy
+        state = _decode(spec[2], inner, None, f"{owner}.state_dict()", allow_pickle)
         if current is None or type(current).__qualname__ != spec[1]:
             raise StateDefinitionError(
                 f"{owner} was stored as the state dict of a {spec[1]}, but initialize_state built "

@@ -8,6 +8,7 @@ into stored files. A parent reaches its child as a :class:`Materialized` value
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 import time
@@ -68,17 +69,27 @@ class StoreSource:
 
 
 class MemorySource:
-    """Blob source over blobs still in memory; every tensor is a private copy."""
+    """Blob source over blobs still in memory; every tensor is a private copy.
 
-    def __init__(self, blobs: dict[str, Blob]):
+    ``shared`` is the same source without the copies, for loaders that copy
+    what they are given (``nn.Module.load_state_dict``).
+    """
+
+    def __init__(self, blobs: dict[str, Blob], private: bool = True):
         self.blobs = blobs
+        self.private = private
+
+    @property
+    def shared(self) -> MemorySource:
+        return MemorySource(self.blobs, private=False)
 
     def tensor(self, digest: str, dtype: str, shape: list[int]) -> Any:
         import torch
 
         owner = self.blobs[digest].owner
         if isinstance(owner, torch.Tensor) and str(owner.dtype).removeprefix("torch.") == dtype:
-            return owner.reshape(shape).clone()
+            view = owner.reshape(shape)
+            return view.clone() if self.private else view
         flat = torch.frombuffer(bytearray(self.blobs[digest].data), dtype=torch.uint8)
         return flat.view(_torch_dtype(dtype)).reshape(shape)
 
@@ -107,20 +118,38 @@ class Engine:
         self.deterministic = experiment.deterministic
         self.environment: str | None = None
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self._templates: dict[str, ExperimentState] = {}
 
     # --------------------------------------------------------- materialise
     def new_state(self, properties: dict[str, Any], root_id: str) -> ExperimentState:
-        """Return a fresh state: properties set, ``initialize_state`` run under the root's seed."""
+        """Return a fresh state: properties set, as ``initialize_state`` builds it under the root's seed.
+
+        ``initialize_state`` is seeded with the root's seed, so it builds the
+        same thing every time; it runs once per root and process, and later
+        states are copies of that template (much cheaper than re-initialising
+        a model). Derived attributes are shared with the template, not copied:
+        like anything ``initialize_state`` rebuilds from the properties, they
+        are to be treated as read-only.
+        """
         if self.state_class is None:
             raise StateDefinitionError(
                 "this experiment was restored without its state class, so values cannot be loaded; pass "
                 "state_class= to Experiment.restore (or import the module that defines it first)."
             )
-        state = self.state_class.__new__(self.state_class)
-        for name, value in properties.items():
-            setattr(state, name, value)
-        with seeded(derive_seed(root_id, "recipe"), threads=self.threads, deterministic=self.deterministic):
-            state.initialize_state()
+        template = self._templates.pop(root_id, None)
+        if template is None:
+            template = self.state_class.__new__(self.state_class)
+            for name, value in properties.items():
+                setattr(template, name, value)
+            with seeded(derive_seed(root_id, "recipe"), threads=self.threads, deterministic=self.deterministic):
+                template.initialize_state()
+        try:
+            state = _copy_template(template, self.state_class.DERIVED_ATTRIBUTES)
+        except (TypeError, copy.Error, RuntimeError):  # something initialize_state built cannot be copied
+            return template  # the fresh one; the next state initialises again
+        self._templates[root_id] = template  # most recently used last
+        while len(self._templates) > _TEMPLATES:
+            self._templates.pop(next(iter(self._templates)))
         return state
 
     def load_state(self, node_id: str, properties: dict[str, Any], root_id: str,
@@ -235,6 +264,18 @@ class Engine:
 
 
 _MISSING = object()
+_TEMPLATES = 4  # initialised states kept per process, one per root
+
+
+def _copy_template(template: ExperimentState, derived: list[str]) -> ExperimentState:
+    """Copy a freshly initialised state: derived attributes shared, everything else deep-copied."""
+    shared = {name: template.__dict__[name] for name in derived if name in template.__dict__}
+    memo = {id(value): value for value in shared.values()}
+    state = type(template).__new__(type(template))
+    rest = {k: v for k, v in template.__dict__.items() if k not in shared}
+    state.__dict__.update(copy.deepcopy(rest, memo))
+    state.__dict__.update(shared)
+    return state
 
 
 def _tensor_specs(spec: Any) -> list[list[Any]]:

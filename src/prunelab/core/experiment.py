@@ -23,7 +23,8 @@ from .index import Index
 from .nodes import Node, NodeSet
 from .recipe import Function, Recipe, fingerprint
 from .state import ExperimentState, check_properties, validate_state_class
-from .store import FORMAT_VERSION, Store
+from .files import read_file
+from .store import FORMAT_VERSION, Store, unseal
 
 if TYPE_CHECKING:
     from ..execution.base import Executor, RunReport
@@ -358,13 +359,24 @@ class Experiment:
                 plan.blocked.append(node.id)  # stored as failed and not declared here: nothing to rerun with
                 failed_parents.add(node.id)
                 continue
-            functions = [f for f in node.functions.values() if f.key not in keys.get(node.id, set())]
+            functions = [f for f in node.functions.values()
+                         if f.key not in keys.get(node.id, set()) and not self._index_result_on_disk(node.id, f)]
             if not compute and not functions:
                 plan.cached.append(node.id)
                 continue
             plan.tasks.append(Task(node.id, node.parent_id, node.properties, node.recipe_obj, node.record,
                                    compute, functions))
         return plan
+
+    def _index_result_on_disk(self, node_id: str, function: Function) -> bool:
+        """Index a result that is on disk but not in the index (a crash between the two)."""
+        path = self.store.result_path(node_id, function.name, function.version)
+        if not path.exists():
+            return False
+        record = unseal(read_file(path), path, [node_id])
+        with self.store.lock():
+            self.index.result_written(node_id, record)
+        return True
 
     def run(self, executor: Executor | None = None, targets: Iterable[Node] | None = None,
             retry_failed: bool = True, *, raise_on_failure: bool = True, quiet: bool = False) -> RunReport:

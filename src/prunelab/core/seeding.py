@@ -63,24 +63,27 @@ def seeded(seed: int, *, threads: int | None = 1, deterministic: bool = False) -
     torch = _module("torch")
     saved_random = random.getstate()
     saved_numpy = np.random.get_state() if np is not None else None
-    saved_torch = saved_cuda = saved_threads = saved_det = None
+    saved_torch = saved_cuda = saved_threads = None
+    switch_deterministic = False
     if torch is not None:
-        saved_torch = torch.random.get_rng_state()
+        saved_torch = torch.default_generator.get_state()
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             saved_cuda = torch.cuda.get_rng_state_all()
         saved_threads = torch.get_num_threads()
-        saved_det = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+        switch_deterministic = deterministic and not torch.are_deterministic_algorithms_enabled()
     try:
         if enabled:
             random.seed(seed)
             if np is not None:
                 np.random.seed(seed)
             if torch is not None:
-                torch.manual_seed(seed)  # seeds every CUDA device too
+                torch.default_generator.manual_seed(seed)
+                if torch.cuda.is_available():
+                    torch.cuda.manual_seed_all(seed)  # queued until CUDA starts
         if torch is not None:
-            if threads is not None:
+            if threads is not None and threads != saved_threads:
                 torch.set_num_threads(threads)
-            if deterministic:
+            if switch_deterministic:
                 if not torch.cuda.is_initialized():
                     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
                 torch.use_deterministic_algorithms(True)
@@ -90,8 +93,10 @@ def seeded(seed: int, *, threads: int | None = 1, deterministic: bool = False) -
         if np is not None:
             np.random.set_state(saved_numpy)
         if torch is not None:
-            torch.random.set_rng_state(saved_torch)
+            torch.default_generator.set_state(saved_torch)
             if saved_cuda is not None:
                 torch.cuda.set_rng_state_all(saved_cuda)
-            torch.set_num_threads(saved_threads)
-            torch.use_deterministic_algorithms(saved_det[0], warn_only=saved_det[1])
+            if torch.get_num_threads() != saved_threads:
+                torch.set_num_threads(saved_threads)
+            if switch_deterministic:
+                torch.use_deterministic_algorithms(False)

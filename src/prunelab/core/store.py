@@ -98,7 +98,9 @@ class Store:
         self.counters: Counter[str] = Counter()
         self._verified_blobs: set[str] = set()
         self._lock_fd: int | None = None
+        self._lock_pid = 0
         self._lock_depth = 0
+        self._known_dirs: set[Path] = set()
         self.blob_users: Callable[[str], list[str]] = lambda d: []
 
     # ---------------------------------------------------------------- layout
@@ -147,18 +149,23 @@ class Store:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the experiment lock (re-entrant within this Store)."""
-        if self._lock_depth == 0:
+        if self._lock_fd is None or self._lock_pid != os.getpid():  # one descriptor per process
             self._lock_fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            self._lock_pid, self._lock_depth = os.getpid(), 0
+        if self._lock_depth == 0:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         self._lock_depth += 1
         try:
             yield
         finally:
             self._lock_depth -= 1
-            if self._lock_depth == 0 and self._lock_fd is not None:
+            if self._lock_depth == 0:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-                os.close(self._lock_fd)
-                self._lock_fd = None
+
+    def _ensure_dir(self, path: Path) -> None:
+        if path not in self._known_dirs:
+            path.mkdir(exist_ok=True)
+            self._known_dirs.add(path)
 
     def generation(self) -> int:
         """Return the store's write generation (0 when never written)."""
@@ -176,7 +183,12 @@ class Store:
         return value
 
     def count_states(self) -> int:
-        """Count the state directories (the index's second validity check)."""
+        """Count the state directories (the index's second validity check).
+
+        A state published but not indexed (a crash between the two) changes the
+        count; writes that do not (tags, replacing a failed record, removals)
+        bump the generation instead.
+        """
         total = 0
         with os.scandir(self.root / "states") as prefixes:
             for prefix in prefixes:
@@ -207,7 +219,7 @@ class Store:
             if path.exists() and self._blob_intact(path, name):
                 self._verified_blobs.add(name)
                 continue
-            path.parent.mkdir(exist_ok=True)
+            self._ensure_dir(path.parent)
             write_atomic(path, blob.data, durable=self.durable)
             self._verified_blobs.add(name)
             self.counters["blob_bytes_written"] += len(blob.data)
@@ -283,19 +295,18 @@ class Store:
                 values_bytes = canonical_json(values)
                 write_file(tmp / "values.json", values_bytes, durable=self.durable)
                 record = {**record, "values_checksum": checksum(values_bytes)}
-            (tmp / "results").mkdir()
             sealed = seal(record)
             write_file(tmp / "meta.json", sealed, durable=self.durable)
             if self.durable:
                 fsync_dir(tmp)
             crash_point("record-written")
             target = self.state_dir(node_id)
-            target.parent.mkdir(exist_ok=True)
+            self._ensure_dir(target.parent)
             crash_point("before-rename")
             with self.lock():
-                self.bump_generation()
                 new_dir = not target.exists()
-                if not new_dir:
+                if not new_dir:  # replacing a failed record: the count stays, so mark the write
+                    self.bump_generation()
                     if self._peek_status(target) == "done":
                         on_published(read_file(target / "meta.json"), False)
                         return False
@@ -356,12 +367,16 @@ class Store:
 
     def write_result(self, node_id: str, record: dict[str, Any], blobs: dict[str, Blob],
                      on_written: Callable[[dict[str, Any]], None]) -> None:
-        """Store one immutable function result (a second writer's copy is dropped)."""
+        """Store one immutable function result (a second writer's copy is dropped).
+
+        No generation bump: a result written but not indexed (a crash between
+        the two) is found on disk by the next plan and indexed then.
+        """
         self.write_blobs(blobs)
         path = self.result_path(node_id, record["name"], record["version"])
         sealed = seal(record)
+        self._ensure_dir(path.parent)
         with self.lock():
-            self.bump_generation()
             if not path.exists():
                 write_atomic(path, sealed, durable=self.durable)
             on_written(record)
