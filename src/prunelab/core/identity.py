@@ -29,6 +29,7 @@ import math
 import pathlib
 import struct
 import sys
+import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -105,13 +106,15 @@ def encode(value: Any) -> bytes:
 
 
 def _describe(path: str, value: Any) -> str:
-    kind = type(value).__name__
-    where = f"'{path}' " if path else ""
+    is_function = isinstance(value, (types.FunctionType, types.BuiltinFunctionType, types.MethodType))
+    kind = "function" if is_function else type(value).__qualname__
+    where = f"'{path}'" if path else "value"
     if callable(value) and not isinstance(value, type):
         hint = "pass its name (str) and look it up inside run(), or describe it with a dataclass"
     else:
-        hint = "use a str, number, bool, None, bytes, list, tuple, dict with str keys, set, Path, Enum, dataclass, array or tensor"
-    return f"value {where}is a {kind} ({value!r:.60}), which has no identity encoding; {hint}."
+        hint = ("use a str, number, bool, None, bytes, list, tuple, dict with str keys, set, Path, Enum, "
+                "dataclass, array or tensor")
+    return f"{where} is a {kind} ({value!r:.60}), which has no identity encoding; {hint}."
 
 
 def _encode(value: Any, path: str) -> bytes:
