@@ -50,7 +50,7 @@ class Train(pl.Recipe):
             state.optimizer.zero_grad()
             loss.backward()
             state.optimizer.step()
-        state.history = [*state.history, float(loss)]
+        state.history = [*state.history, loss.item()]
         return state
 
 

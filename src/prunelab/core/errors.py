@@ -79,9 +79,10 @@ class RunError(PrunelabError, RuntimeError):
         self.failed = dict(failed)
         self.skipped = list(skipped)
         lines = [f"{len(self.failed)} node(s) failed, {len(self.skipped)} skipped:"]
-        for node_id, tb in self.failed.items():
+        for key, tb in self.failed.items():
+            node_id, _, what = key.partition(" ")
             last = tb.strip().splitlines()[-1] if tb.strip() else "?"
-            lines.append(f"  {node_id[:12]}: {last}")
+            lines.append(f"  {node_id[:12]}{' ' + what if what else ''}: {last}")
         lines.append(
             "Fix the cause and run the script again: failed nodes are retried and "
             "everything already done is kept."

@@ -422,11 +422,11 @@ class Experiment:
             self._refresh([t.node_id for t in plan.tasks])
         report.cached = plan.cached
         report.wall_s = time.time() - started
-        for node_id in [*report.skipped, *plan.blocked]:
-            if node_id in self.graph._nodes and self.graph._nodes[node_id].stored_status != "done":
-                self.graph._nodes[node_id].run_status = "skipped"
-        report.skipped = sorted({*report.skipped, *(b for b in plan.blocked if self.graph._nodes[b].stored_status
-                                                    is None)})
+        report.skipped = sorted({*report.skipped, *plan.blocked})
+        for node_id in report.skipped:
+            node = self.graph._nodes.get(node_id)
+            if node is not None and node.stored_status is None:
+                node.run_status = "skipped"
         if not quiet:
             print(report.summary(), file=sys.stderr)
         if report.failed:

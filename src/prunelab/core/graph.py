@@ -75,7 +75,9 @@ class Graph:
         node = self._nodes.get(id_or_prefix)
         if node is not None:
             return node
-        matches = [n for i, n in self._nodes.items() if i.startswith(id_or_prefix)] if id_or_prefix else []
+        if not isinstance(id_or_prefix, str) or not id_or_prefix:
+            raise UnknownNameError(f"a state id or id prefix must be a non-empty str, got {id_or_prefix!r}.")
+        matches = [n for i, n in self._nodes.items() if i.startswith(id_or_prefix)]
         if len(matches) == 1:
             return matches[0]
         if not matches:
