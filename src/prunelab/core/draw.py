@@ -100,14 +100,23 @@ def _draw_matplotlib(graph: Graph, nodes: NodeSet | None, target: Path, fmt: str
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 
     walked = _walk(graph, nodes)
+    shown = {n.id for _, n in walked}
+    kids: dict[str, list[str]] = {}
+    for _, node in walked:
+        if node.parent_id in shown:
+            kids.setdefault(node.parent_id, []).append(node.id)
     position: dict[str, tuple[float, float]] = {}
     leaves = 0
-    for level, node in walked:  # a node's x is its first leaf's column: a simple tidy-tree layout
-        position[node.id] = (float(leaves), -float(level))
-        if not graph.children_of(node.id):
+    for level, node in walked:  # leaves in depth-first order get consecutive columns
+        if node.id not in kids:
+            position[node.id] = (float(leaves), -float(level))
             leaves += 1
-    width = max(4.0, min(2.0 * max(leaves, 1), 200.0))
-    height = max(3.0, min(1.2 * (max((lv for lv, _ in walked), default=0) + 1), 200.0))
+    for level, node in reversed(walked):  # a parent sits above the middle of its children
+        if node.id in kids:
+            xs = [position[k][0] for k in kids[node.id]]
+            position[node.id] = ((min(xs) + max(xs)) / 2, -float(level))
+    width = max(4.0, min(2.8 * max(leaves, 1), 200.0))
+    height = max(3.0, min(1.3 * (max((lv for lv, _ in walked), default=0) + 1), 200.0))
     fig = Figure(figsize=(width, height))
     ax = fig.add_subplot()
     ax.axis("off")
@@ -120,6 +129,6 @@ def _draw_matplotlib(graph: Graph, nodes: NodeSet | None, target: Path, fmt: str
         text = f"{node.id[:8]}\n{what}" + (f"\n[{tags}]" if tags else "") + f"\n{status}"
         ax.text(x, y, text, ha="center", va="center", fontsize=7, zorder=2,
                 bbox={"boxstyle": "round", "facecolor": "#f5f5f5", "edgecolor": "#888888"})
-    ax.set_xlim(-1, max(leaves, 1))
-    ax.set_ylim(min((p[1] for p in position.values()), default=0) - 1, 1)
+    ax.set_xlim(-0.6, max(leaves, 1) - 0.4)
+    ax.set_ylim(min((p[1] for p in position.values()), default=0) - 0.6, 0.6)
     fig.savefig(target, format=fmt, bbox_inches="tight")

@@ -1,0 +1,53 @@
+"""The public surface: what each package exports, and that ``import prunelab`` stays light."""
+
+import subprocess
+import sys
+
+import prunelab
+import prunelab.core
+import prunelab.execution
+import prunelab.prune
+
+SURFACE = {
+    "prunelab": [
+        "CorruptStateError", "Experiment", "ExperimentFormatError", "ExperimentState", "LocalExecutor", "Node",
+        "NodeSet", "PrunelabError", "PrunelabWarning", "Recipe", "RunError", "StateDefinitionError",
+        "UnhashableValueError", "UnknownNameError", "__version__", "function",
+    ],
+    "prunelab.core": [
+        "CorruptStateError", "Experiment", "ExperimentFormatError", "ExperimentState", "Function", "Node", "NodeSet",
+        "Plan", "PrunelabError", "PrunelabWarning", "Recipe", "RunError", "StateDefinitionError",
+        "UnhashableValueError", "UnknownNameError", "encode", "function",
+    ],
+    "prunelab.execution": ["Executor", "LocalExecutor", "RunReport", "resolve_executor"],
+    "prunelab.prune": ["load_pruned_state_dict", "pruned_parameters"],
+}
+
+
+def test_each_all_is_the_documented_surface():
+    for name, expected in SURFACE.items():
+        module = sys.modules[name]
+        assert sorted(module.__all__) == sorted(expected), name
+        for attr in module.__all__:
+            assert getattr(module, attr) is not None
+            if not attr.startswith("__"):
+                assert getattr(module, attr).__doc__, f"{name}.{attr} has no docstring"
+
+
+def test_import_prunelab_imports_no_torch_pandas_or_dask():
+    code = "import sys, prunelab; print(sorted(m for m in ('torch', 'pandas', 'dask', 'numpy', 'matplotlib') " \
+           "if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_error_is_also_a_builtin():
+    assert issubclass(prunelab.UnhashableValueError, TypeError)
+    assert issubclass(prunelab.UnknownNameError, LookupError)
+    assert issubclass(prunelab.CorruptStateError, OSError)
+    assert issubclass(prunelab.RunError, RuntimeError)
+    assert issubclass(prunelab.StateDefinitionError, ValueError)
+    assert issubclass(prunelab.ExperimentFormatError, ValueError)
+    for name in ("UnhashableValueError", "UnknownNameError", "CorruptStateError", "RunError",
+                 "StateDefinitionError", "ExperimentFormatError"):
+        assert issubclass(getattr(prunelab, name), prunelab.PrunelabError)
