@@ -1,0 +1,12 @@
+"""Run every benchmark (``make bench``); figures go to bench/results/*.json."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "core"))
+
+import bench_engine  # noqa: E402
+
+if __name__ == "__main__":
+    bench_engine.main()
