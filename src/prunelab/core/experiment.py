@@ -24,6 +24,7 @@ from .nodes import Node, NodeSet
 from .recipe import Function, Recipe, fingerprint
 from .state import ExperimentState, check_properties, validate_state_class
 from .files import read_file
+from .gc import GCReport, collect
 from .store import FORMAT_VERSION, Store, unseal
 
 if TYPE_CHECKING:
@@ -459,6 +460,10 @@ class Experiment:
             self._declared.pop(node_id, None)
         self.graph.forget(ids)
         return ids
+
+    def gc(self, *, repair: bool = False, min_age_s: float = 3600.0, dry_run: bool = False) -> GCReport:
+        """Delete crash leftovers, removed states and unreferenced blobs; see :func:`prunelab.core.gc.collect`."""
+        return collect(self, repair=repair, min_age_s=min_age_s, dry_run=dry_run)
 
     def __repr__(self) -> str:
         return f"Experiment({str(self.directory)!r}, {self.info.get('state_class')}, {len(self.graph.nodes)} nodes)"

@@ -1,0 +1,73 @@
+"""gc: leftovers, unreferenced blobs, age protection, and --repair."""
+
+import os
+import time
+
+import pytest
+
+import prunelab as pl
+from helpers import MLPState, Noise, Prune, Train
+from prunelab.cli import main
+
+
+def finished(exp_dir):
+    exp = pl.Experiment(exp_dir, MLPState)
+    trained = Train(steps=1, lr=0.1)(exp.spawn_new_tree(width=8, replicate=0))
+    Prune(amount=0.5)(trained)
+    noisy = Noise(scale=0.5)(trained)
+    exp.run(quiet=True)
+    return exp, noisy
+
+
+def age(path, seconds=7200):
+    past = time.time() - seconds
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        os.utime(p, (past, past), follow_symlinks=False)
+
+
+def test_gc_deletes_old_leftovers_and_unreferenced_blobs_only(exp_dir):
+    exp, noisy = finished(exp_dir)
+    exp.remove(noisy)
+    leftover = exp_dir / "tmp" / "abandoned.123"
+    leftover.mkdir()
+    (leftover / "meta.json").write_text("{}")
+    young = exp.gc()
+    assert young.leftovers == [] and young.unreferenced_blobs == []  # everything is too young
+    for path in (exp_dir / "tmp").iterdir():
+        age(path)
+    for blob in (exp_dir / "blobs").glob("*/*"):
+        age(blob)
+    dry = exp.gc(dry_run=True)
+    assert len(dry.leftovers) == 2 and dry.unreferenced_blobs and leftover.exists()
+    report = exp.gc()
+    assert sorted(report.leftovers) == sorted(dry.leftovers) and report.bytes_freed > 0
+    assert list((exp_dir / "tmp").iterdir()) == []
+    for node in pl.Experiment.restore(exp_dir, MLPState).graph.nodes:
+        node.restore()  # every kept state still loads
+
+
+def test_gc_repair_removes_states_using_a_corrupt_blob_and_a_rerun_recomputes_them(exp_dir, capsys):
+    exp, _ = finished(exp_dir)
+    node = [n for n in exp.graph.nodes if n.depth == 2][0]
+    own = sorted(set(node.record["blobs"]) - set(node.parent.record["blobs"]))[0]
+    path = exp.store.blob_path(own)
+    data = bytearray(path.read_bytes())
+    data[0] ^= 1
+    path.write_bytes(bytes(data))
+    assert main(["gc", str(exp_dir), "--repair"]) == 0
+    out = capsys.readouterr().out
+    assert "1 corrupt blob(s)" in out and f"removed {node.id[:12]}" in out
+    again = pl.Experiment(exp_dir, MLPState)
+    trained = Train(steps=1, lr=0.1)(again.spawn_new_tree(width=8, replicate=0))
+    Prune(amount=0.5)(trained)
+    Noise(scale=0.5)(trained)
+    assert len(again.run(quiet=True).done) == 1
+    for n in again.graph.nodes:
+        n.restore()
+
+
+def test_gc_on_a_missing_directory_is_a_clear_error(tmp_path, capsys):
+    assert main(["gc", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(pl.ExperimentFormatError):
+        pl.Experiment.restore(tmp_path / "nope").gc()
