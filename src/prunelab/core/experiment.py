@@ -461,6 +461,25 @@ class Experiment:
         self.graph.forget(ids)
         return ids
 
+    def merge(self, directory: str | Path) -> list[str]:
+        """Merge another experiment directory of the same state class into this one (a union).
+
+        Returns the ids of the states added. Re-merging is harmless.
+        """
+        other = Store(directory)
+        info = other.read_info()
+        if info.get("state_class") != self.info.get("state_class"):
+            raise StateDefinitionError(
+                f"{directory} holds states of class {info.get('state_class')!r}, this experiment "
+                f"{self.info.get('state_class')!r}; only experiments of one state class can be merged."
+            )
+        with self.store.lock():
+            self.store.bump_generation()
+            added = self.store.merge_from(other)
+            self.index.rebuild()
+        self.graph.reload()
+        return added
+
     def gc(self, *, repair: bool = False, min_age_s: float = 3600.0, dry_run: bool = False) -> GCReport:
         """Delete crash leftovers, removed states and unreferenced blobs; see :func:`prunelab.core.gc.collect`."""
         return collect(self, repair=repair, min_age_s=min_age_s, dry_run=dry_run)

@@ -412,6 +412,55 @@ class Store:
                 out.append((path.name, unseal(read_file(path), path, [])))
         return out
 
+    def merge_from(self, other: Store) -> list[str]:
+        """Copy in every blob, state, result, log entry and environment of ``other`` that this store lacks.
+
+        Content addressing makes this a union: blobs and ids mean the same in
+        both. A done state replaces a failed one; everything copied is verified
+        first, so a damaged source file is reported, never spread. Call under the lock.
+        Returns the ids of the states added.
+        """
+        for blob in sorted((other.root / "blobs").glob("*/*")):
+            name = check_hex(blob.name, "blob name", blob)
+            target = self.blob_path(name)
+            if not (target.exists() and self._blob_intact(target, name)):
+                data = other.read_blob(name)
+                self._ensure_dir(target.parent)
+                write_atomic(target, data, durable=self.durable)
+        for kind in ("envs", "tags", "runs"):
+            for path in sorted((other.root / kind).glob("*.json")):
+                target = self.root / kind / path.name
+                if not path.is_symlink() and not target.exists():
+                    data = read_file(path)
+                    if kind != "envs":
+                        unseal(data, path, [])
+                    elif checksum(data) != path.stem:
+                        raise CorruptStateError(f"{path} fails its checksum; the source is damaged.", str(path))
+                    write_atomic(target, data, durable=self.durable)
+        added = []
+        for folder in other.iter_state_dirs():
+            node_id = check_hex(folder.name, "state id", folder)
+            theirs = other.read_record(node_id)
+            if theirs.get("status") == "done":
+                other.read_values(node_id, theirs)
+            target = self.state_dir(node_id)
+            ours = self._peek_status(target) if target.exists() else None
+            if ours is None or (ours == "failed" and theirs.get("status") == "done"):
+                tmp = self.root / "tmp" / f"merge.{node_id}.{secrets.token_hex(4)}"
+                shutil.copytree(folder, tmp, symlinks=True)
+                self._ensure_dir(target.parent)
+                if target.exists():
+                    self._discard(target)
+                os.rename(tmp, target)
+                added.append(node_id)
+            elif ours == "done":
+                for result in other.read_results(node_id):
+                    path = self.result_path(node_id, result["name"], result["version"])
+                    if not path.exists():
+                        self._ensure_dir(path.parent)
+                        write_atomic(path, seal(result), durable=self.durable)
+        return added
+
     def write_env(self, env: dict[str, Any]) -> str:
         """Store a captured environment once; return its digest."""
         data = canonical_json(env)
