@@ -341,10 +341,14 @@ def test_functions_and_recipes_refuse_non_nodes_and_foreign_nodes(tmp_path):
         evaluate(MLPState())
     with pytest.raises(pl.StateDefinitionError, match="Train must be applied to a node.*got str"):
         Train(steps=1, lr=0.1)("abc")
-    with pytest.raises(pl.StateDefinitionError, match="of another experiment"):
-        evaluate.__call__(foreign) if False else exp._apply_function(evaluate, foreign)
+    with pytest.raises(pl.StateDefinitionError, match="function 'evaluate' was applied to node .* of another"):
+        exp._apply_function(evaluate, foreign)
     with pytest.raises(pl.StateDefinitionError, match="Train was applied to node .* of another experiment"):
         exp._apply_recipe(Train(steps=1, lr=0.1), foreign)
+    with pytest.raises(pl.StateDefinitionError, match="of another experiment"):
+        exp.run(targets=[foreign], quiet=True)
+    with pytest.raises(pl.StateDefinitionError, match="a tag change was applied to node .* of another experiment"):
+        exp.add_tag(foreign, "x")
 
 
 class Sloppy(pl.Recipe):

@@ -33,6 +33,17 @@ def fingerprint(obj: Any) -> str | None:
     return hashlib.sha256(textwrap.dedent(source).encode()).hexdigest()[:16]
 
 
+def _require_node(value: Any, what: str, hint: str = "") -> Node:
+    from .nodes import Node
+
+    if not isinstance(value, Node):
+        raise StateDefinitionError(
+            f"{what} must be applied to a node (what spawn_new_tree, a recipe or a function returns), "
+            f"got {type(value).__qualname__}{hint}."
+        )
+    return value
+
+
 class Recipe:
     """Base class of recipes: the edges of the experiment graph.
 
@@ -77,14 +88,7 @@ class Recipe:
 
     def __call__(self, node: Node) -> Node:
         """Declare this recipe applied to ``node``; return the child node."""
-        from .nodes import Node
-
-        if not isinstance(node, Node):
-            raise StateDefinitionError(
-                f"{class_name(type(self))} must be applied to a node (what spawn_new_tree, a recipe or a "
-                f"function returns), got {type(node).__qualname__}."
-            )
-        return node.experiment._apply_recipe(self, node)
+        return _require_node(node, class_name(type(self))).experiment._apply_recipe(self, node)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.properties.items())
@@ -118,14 +122,8 @@ class Function:
 
     def __call__(self, node: Node) -> Node:
         """Declare this function applied to ``node``; return the same node."""
-        from .nodes import Node
-
-        if not isinstance(node, Node):
-            raise StateDefinitionError(
-                f"function {self.name!r} must be applied to a node (what spawn_new_tree or a recipe returns), "
-                f"got {type(node).__qualname__}; to compute on a state directly, call {self.name}.fn(state)."
-            )
-        return node.experiment._apply_function(self, node)
+        hint = f"; to compute on a state directly, call {self.name}.fn(state)"
+        return _require_node(node, f"function {self.name!r}", hint).experiment._apply_function(self, node)
 
     def __repr__(self) -> str:
         return f"<prunelab function {self.key}>"
