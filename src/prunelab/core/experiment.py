@@ -365,8 +365,9 @@ class Experiment:
             if not compute and not functions:
                 plan.cached.append(node.id)
                 continue
-            plan.tasks.append(Task(node.id, node.parent_id, node.properties, node.recipe_obj, node.record,
-                                   compute, functions))
+            record = node._pending or node.record  # a retried failure starts from what this script declares
+            plan.tasks.append(Task(node.id, node.parent_id, node.properties, node.recipe_obj, record, compute,
+                                   functions))
         return plan
 
     def _index_result_on_disk(self, node_id: str, function: Function) -> bool:
