@@ -121,3 +121,18 @@ def test_expected_nodes_for_tag_changes(exp_dir):
     with pytest.raises(pl.StateDefinitionError, match="expected nodes, got str"):
         exp.add_tag(["abc"], "x")
     assert Train(steps=1, lr=0.1).lr == 0.1
+
+
+def test_an_altered_tensor_shape_is_refused_before_allocating(exp_dir):
+    from prunelab.core.engine import StoreSource
+
+    exp = pl.Experiment(exp_dir, MLPState)
+    node = exp.spawn_new_tree(width=8, replicate=0)
+    exp.run(quiet=True)
+    spec = json.loads((exp.store.state_dir(node.id) / "values.json").read_bytes())["model"][2][1][0][1]
+    assert spec[0] == "tensor"
+    with pytest.raises(pl.CorruptStateError, match=f"{spec[1]} holds 320 bytes where its value file expects "
+                                                   "4000000000000"):
+        StoreSource(exp.store).tensor(spec[1], "float32", [10**12])
+    with pytest.raises(pl.CorruptStateError, match="gives the tensor shape \\[-1\\]"):
+        StoreSource(exp.store).tensor(spec[1], "float32", [-1])

@@ -265,6 +265,18 @@ class Store:
         self._verified_blobs.add(name)
         return data
 
+    def blob_size(self, name: str) -> int:
+        """Return a blob's size in bytes (-1 when it is missing), without following symlinks."""
+        check_hex(name, "blob reference", self.root / "blobs")
+        try:
+            return self.blob_path(name).lstat().st_size
+        except FileNotFoundError:
+            return -1
+
+    def blob_error(self, name: str, what: str) -> CorruptStateError:
+        """Return the error for a damaged blob, naming its file and every state that uses it."""
+        return self._blob_error(name, self.blob_path(name), what)
+
     def _blob_error(self, name: str, path: Path, what: str) -> CorruptStateError:
         users = self.blob_users(name)
         shown = ", ".join(u[:12] for u in users) or "none known"
