@@ -405,6 +405,7 @@ class Experiment:
         from ..execution import resolve_executor
 
         executor = resolve_executor(executor)
+        targets = None if targets is None else self._as_nodes(targets)
         started = time.time()
         self.engine.environment = self.store.write_env(capture())
         plan = self.plan(targets, retry_failed)
@@ -413,7 +414,7 @@ class Experiment:
         manifest = {"format": FORMAT_VERSION, "declared": declared_ids, "started": started,
                     "executor": executor.describe(), "environment": self.engine.environment,
                     "threads": self.threads, "deterministic": self.deterministic, "pid": os.getpid(),
-                    "targets": None if targets is None else [t.node_id for t in plan.tasks],
+                    "targets": None if targets is None else [t.id for t in targets],
                     "planned": len(plan.tasks), "cached": len(plan.cached)}
         self.store.append_log("runs", manifest, lambda _: self.index.touch())
         for task in plan.tasks:
