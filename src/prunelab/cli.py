@@ -11,11 +11,15 @@ import argparse
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .core.experiment import Experiment
 
 __all__ = ["main"]
 
 
-def _open(directory: str):  # noqa: ANN202 - an Experiment
+def _open(directory: str) -> Experiment:
     from .core.experiment import Experiment
 
     return Experiment.restore(directory)

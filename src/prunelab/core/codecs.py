@@ -297,7 +297,7 @@ def _install_torch() -> None:
         return ["tensor", name, str(data.dtype).removeprefix("torch."), list(data.shape), str(value.device),
                 bool(value.requires_grad)]
 
-    def decode_tensor(spec: Any, source: BlobSource) -> torch.Tensor:
+    def decode_tensor(spec: Any, source: BlobSource) -> Any:
         tensor = source.tensor(spec[1], spec[2], spec[3])
         device = torch.device(spec[4])
         if device.type != "cpu" and _device_available(device):

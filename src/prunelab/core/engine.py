@@ -16,7 +16,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .codecs import Blob, Encoded, decode_value, encode_value
+from .codecs import Blob, BlobSource, Encoded, decode_value, encode_value
 from .errors import CorruptStateError, StateDefinitionError
 from .identity import class_name, encode_property
 from .seeding import derive_seed, seeded
@@ -74,7 +74,7 @@ class StoreSource:
         return tensor
 
     def raw(self, digest: str) -> bytes:
-        return self.store.read_blob(digest)
+        return bytes(self.store.read_blob(digest))
 
 
 class MemorySource:
@@ -122,12 +122,23 @@ class Engine:
         self.store: Store = experiment.store
         self.index = experiment.index
         self.state_class: type[ExperimentState] | None = experiment.state_class
+        self.state_class_name: str = experiment.info.get("state_class", "?")
         self.allow_pickle = experiment.allow_pickle
         self.threads = experiment.threads
         self.deterministic = experiment.deterministic
         self.environment: str | None = None
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self._templates: dict[str, ExperimentState] = {}
+
+    def require_class(self) -> type[ExperimentState]:
+        """Return the state class, or say how to provide it."""
+        if self.state_class is None:
+            raise StateDefinitionError(
+                f"this experiment was restored without its state class {self.state_class_name!r}, so states "
+                "cannot be declared or loaded; pass state_class= to Experiment.restore (or import the module "
+                "that defines it first)."
+            )
+        return self.state_class
 
     # --------------------------------------------------------- materialise
     def new_state(self, properties: dict[str, Any], root_id: str) -> ExperimentState:
@@ -140,20 +151,16 @@ class Engine:
         like anything ``initialize_state`` rebuilds from the properties, they
         are to be treated as read-only.
         """
-        if self.state_class is None:
-            raise StateDefinitionError(
-                "this experiment was restored without its state class, so values cannot be loaded; pass "
-                "state_class= to Experiment.restore (or import the module that defines it first)."
-            )
+        cls = self.require_class()
         template = self._templates.pop(root_id, None)
         if template is None:
-            template = self.state_class.__new__(self.state_class)
+            template = cls.__new__(cls)
             for name, value in properties.items():
                 setattr(template, name, value)
             with seeded(derive_seed(root_id, "recipe"), threads=self.threads, deterministic=self.deterministic):
                 template.initialize_state()
         try:
-            state = _copy_template(template, self.state_class.DERIVED_ATTRIBUTES)
+            state = _copy_template(template, cls.DERIVED_ATTRIBUTES)
         except (TypeError, copy.Error, RuntimeError):  # something initialize_state built cannot be copied
             return template  # the fresh one; the next state initialises again
         self._templates[root_id] = template  # most recently used last
@@ -164,17 +171,19 @@ class Engine:
     def load_state(self, node_id: str, properties: dict[str, Any], root_id: str,
                    parent: Materialized | None = None) -> ExperimentState:
         """Return a private copy of a computed state (from memory when given, else the store)."""
+        cls = self.require_class()
         state = self.new_state(properties, root_id)
+        source: BlobSource
         if parent is None:
             record = self.store.read_record(node_id)
             values, source = self.store.read_values(node_id, record), StoreSource(self.store)
         else:
             values, source = parent.values, MemorySource(parent.blobs)
         for name, spec in values.items():
-            if name not in self.state_class.NONHASHED_ATTRIBUTES:
+            if name not in cls.NONHASHED_ATTRIBUTES:
                 raise CorruptStateError(
                     f"state {node_id[:12]}: stored attribute {name!r} is not declared in "
-                    f"{self.state_class.__qualname__}.NONHASHED_ATTRIBUTES; is this the right state class?"
+                    f"{cls.__qualname__}.NONHASHED_ATTRIBUTES; is this the right state class?"
                 )
             current = getattr(state, name, None)
             setattr(state, name, decode_value(spec, source, current=current, owner=f"attribute {name!r}",
@@ -222,23 +231,24 @@ class Engine:
         return materialized
 
     def _make(self, task: Task, parent: Materialized | None) -> ExperimentState:
+        cls = self.require_class()
         root_id = task.record["root_id"]
-        if task.recipe is None:
+        if task.recipe is None or task.parent_id is None:
             state = self.new_state(task.properties, root_id)
-            warn_undeclared(state, f"{self.state_class.__qualname__}.initialize_state")
+            warn_undeclared(state, f"{cls.__qualname__}.initialize_state")
             return state
         state = self.load_state(task.parent_id, task.properties, root_id, parent)
         recipe = task.recipe
         name = class_name(type(recipe))
         with seeded(derive_seed(task.node_id, "recipe"), threads=self.threads, deterministic=self.deterministic):
             out = recipe.run(state)
-        if not isinstance(out, self.state_class):
+        if not isinstance(out, cls):
             raise StateDefinitionError(
-                f"{name}.run returned {type(out).__qualname__}, not a {self.state_class.__qualname__}; "
+                f"{name}.run returned {type(out).__qualname__}, not a {cls.__qualname__}; "
                 "a recipe must return the state it was given (or another instance of the state class)."
             )
-        owner = self.state_class.__qualname__
-        for prop in self.state_class.PROPERTIES:
+        owner = cls.__qualname__
+        for prop in cls.PROPERTIES:
             before = encode_property(owner, prop, task.properties[prop])
             after = getattr(out, prop, _MISSING)
             if after is _MISSING or encode_property(owner, prop, after) != before:

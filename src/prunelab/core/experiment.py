@@ -150,6 +150,7 @@ class Experiment:
                 )
             from .. import __version__
 
+            assert state_class is not None  # only restore() opens without a class, and never creates
             self.store.create({"state_class": class_name(state_class), "prunelab": __version__})
         info = self.store.read_info()
         if state_class is not None and info.get("state_class") != class_name(state_class):
@@ -229,7 +230,7 @@ class Experiment:
 
     def spawn_new_tree(self, **properties: Any) -> Node:
         """Declare a root state with these properties and return its node."""
-        state_class = self._require_class()
+        state_class = self.engine.require_class()
         owner = class_name(state_class)
         values = check_properties(owner, list(state_class.PROPERTIES), properties)
         for name, value in values.items():
@@ -245,14 +246,6 @@ class Experiment:
                    "recipe": None, "properties": {k: to_display(v) for k, v in values.items()},
                    "property_specs": specs, "lineage": {}, "seed": None}
         return self._declare(node_id, None, pending, values)
-
-    def _require_class(self) -> type[ExperimentState]:
-        if self.state_class is None:
-            raise StateDefinitionError(
-                f"this experiment was restored without its state class {self.info.get('state_class')!r}; "
-                "pass state_class= to Experiment.restore to declare or load states."
-            )
-        return self.state_class
 
     def _own(self, node: Node, what: str) -> None:
         if node.experiment is not self:

@@ -151,7 +151,7 @@ class Graph:
         if not runs:
             return []
         try:
-            return runs[k]["declared"]
+            return list(runs[k]["declared"])
         except IndexError:
             raise UnknownNameError(f"run {k} does not exist; this experiment has {len(runs)} run(s).") from None
 

@@ -256,7 +256,7 @@ def _install_torch() -> None:
     @register(torch.Tensor)
     def _encode_tensor(value: torch.Tensor, path: str) -> bytes:
         data = value.detach().cpu().contiguous()
-        raw = data.reshape(-1).view(torch.uint8).numpy() if data.numel() else b""
+        raw: Any = data.reshape(-1).view(torch.uint8).numpy() if data.numel() else b""
         head = _encode_str(str(data.dtype), path) + _encode(tuple(data.shape), path)
         return frame(b"X", head + digest_bytes(raw))
 

@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +158,7 @@ class Index:
             else:
                 self.db.execute("DELETE FROM tags WHERE node_id = ? AND tag = ?", (node_id, tag))
 
-    def _write(self, action, count_delta: int = 0) -> None:  # noqa: ANN001 - a callable
+    def _write(self, action: Callable[[], None], count_delta: int = 0) -> None:
         """Apply ``action`` in one transaction, stamping the generation (under the store lock)."""
         self.db.execute("BEGIN")
         try:

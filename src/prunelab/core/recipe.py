@@ -19,18 +19,23 @@ if TYPE_CHECKING:
 __all__ = ["Recipe", "Function", "function", "fingerprint"]
 
 
-@functools.lru_cache(maxsize=None)
-def fingerprint(obj: Any) -> str | None:
+_FINGERPRINTS: dict[object, str | None] = {}
+
+
+def fingerprint(obj: object) -> str | None:
     """Return a digest of the source of a class or function (None if unavailable).
 
     Only the object's own source is covered, not the helpers it calls: bump the
     recipe's ``VERSION`` (or the function's ``version``) when those change.
     """
-    try:
-        source = inspect.getsource(obj)
-    except (OSError, TypeError):
-        return None
-    return hashlib.sha256(textwrap.dedent(source).encode()).hexdigest()[:16]
+    if obj not in _FINGERPRINTS:
+        try:
+            source = inspect.getsource(obj)  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            _FINGERPRINTS[obj] = None
+        else:
+            _FINGERPRINTS[obj] = hashlib.sha256(textwrap.dedent(source).encode()).hexdigest()[:16]
+    return _FINGERPRINTS[obj]
 
 
 def _require_node(value: Any, what: str, hint: str = "") -> Node:

@@ -17,6 +17,7 @@ import importlib.util
 import os
 import random
 import sys
+import types
 from collections.abc import Iterator
 
 __all__ = ["derive_seed", "seeded", "UNSEEDED_ENV"]
@@ -30,7 +31,8 @@ def derive_seed(node_id: str, role: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{node_id}:{role}".encode()).digest()[:4], "big")
 
 
-def _module(name: str):  # noqa: ANN202 - a module, or None when not installed
+def _module(name: str) -> types.ModuleType | None:
+    """Return the module, importing it if installed; None when it is not installed."""
     if name in sys.modules:
         return sys.modules[name]
     if importlib.util.find_spec(name) is None:

@@ -64,7 +64,7 @@ def seal(record: dict[str, Any]) -> bytes:
 def unseal(data: bytes, path: Path, state_ids: list[str]) -> dict[str, Any]:
     """Parse a sealed record and verify its digest, raising naming the file."""
     try:
-        record = json.loads(data)
+        record: dict[str, Any] = json.loads(data)
         body = {k: v for k, v in record.items() if k != "digest"}
         ok = isinstance(record, dict) and record.get("digest") == checksum(canonical_json(body))
     except (ValueError, AttributeError, UnicodeDecodeError):
@@ -134,7 +134,7 @@ class Store:
                 f"{self.root} is not a prunelab experiment (it has no experiment.json); pass the directory "
                 "given to pl.Experiment(...)."
             )
-        info = read_json(path)
+        info: dict[str, Any] = read_json(path)
         version = info.get("format") if isinstance(info, dict) else None
         if not isinstance(version, int):
             raise ExperimentFormatError(f"{path} has no format version; it is not a prunelab experiment file.")
@@ -232,8 +232,11 @@ class Store:
         except OSError:
             return False
 
-    def read_blob(self, name: str, into: Any = None) -> bytes | Any:
-        """Read a blob and verify it; with ``into`` (a writable buffer) fill it instead."""
+    def read_blob(self, name: str, into: Any = None) -> Any:
+        """Read a blob and verify it; with ``into`` (a writable buffer) fill it instead.
+
+        Returns the bytes read, or ``into``.
+        """
         check_hex(name, "blob reference", self.root / "blobs")
         path = self.blob_path(name)
         self.counters["blobs_read"] += 1
@@ -242,9 +245,10 @@ class Store:
         except FileNotFoundError:
             raise self._blob_error(name, path, "is missing") from None
         try:
+            view: bytes | memoryview
             if into is None:
                 with os.fdopen(fd, "rb", closefd=False) as handle:
-                    data = handle.read()
+                    data: Any = handle.read()
                 view = data
             else:
                 view = memoryview(into).cast("B")
@@ -370,7 +374,8 @@ class Store:
                 str(path),
                 [node_id],
             )
-        return json.loads(data)
+        values: dict[str, Any] = json.loads(data)
+        return values
 
     # ------------------------------------------------------------ results
     def result_path(self, node_id: str, name: str, version: int) -> Path:

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 from .base import Executor, RunReport
 
 if TYPE_CHECKING:
-    from ..core.engine import Engine, Materialized, Task
+    from ..core.engine import Engine, Task
+
+from ..core.engine import Materialized
 
 __all__ = ["LocalExecutor"]
 
@@ -29,14 +31,15 @@ class LocalExecutor(Executor):
         children: dict[str | None, list[Task]] = {}
         for task in tasks:
             children.setdefault(task.parent_id if task.parent_id in ids else None, []).append(task)
-        memory: dict[str, list] = {}  # node id -> [Materialized, children still to run]
+        memory: dict[str, tuple[Materialized, list[int]]] = {}  # node id -> (state, [children still to run])
         dead: set[str] = set()
         stack = list(reversed(children.get(None, [])))
         while stack:
             task = stack.pop()
             kids = children.get(task.node_id, [])
-            held = memory.get(task.parent_id) if task.parent_id is not None else None
-            if task.parent_id in dead:
+            parent_id = task.parent_id or ""
+            held = memory.get(parent_id)
+            if parent_id in dead:
                 dead.add(task.node_id)
                 report.skipped.append(task.node_id)
             else:
@@ -44,11 +47,11 @@ class LocalExecutor(Executor):
                 if materialized is None and task.compute:
                     dead.add(task.node_id)
                 elif kids and materialized is not None:
-                    memory[task.node_id] = [materialized, len(kids)]
+                    memory[task.node_id] = (materialized, [len(kids)])
             if held is not None:
-                held[1] -= 1
-                if held[1] == 0:
-                    del memory[task.parent_id]
+                held[1][0] -= 1
+                if held[1][0] == 0:
+                    del memory[parent_id]
             stack.extend(reversed(kids))
         return report
 

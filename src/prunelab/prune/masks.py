@@ -20,7 +20,7 @@ __all__ = ["load_pruned_state_dict", "pruned_parameters"]
 
 def pruned_parameters(module: nn.Module) -> list[str]:
     """Return the names of ``module``'s own parameters that are pruned (reparametrised)."""
-    names = []
+    names: list[str] = []
     for hook in module._forward_pre_hooks.values():
         if isinstance(hook, prune.PruningContainer):
             names.extend(method._tensor_name for method in hook._pruning_methods)
@@ -72,9 +72,9 @@ def load_pruned_state_dict(
         prefix = f"{module_path}." if module_path else ""
         for name in current - wanted.get(module_path, set()):
             if prefix + name in state_dict:
-                prune.remove(module, name)
+                prune.remove(module, name)  # type: ignore[no-untyped-call]
         for name in wanted.get(module_path, set()) - current:
-            prune.identity(module, name)
+            prune.identity(module, name)  # type: ignore[no-untyped-call]
     missing = set(wanted) - {path for path, _ in model.named_modules()}
     if missing:
         raise KeyError(f"the state dict has pruning masks for submodules {sorted(missing)} that the model lacks")
@@ -82,5 +82,5 @@ def load_pruned_state_dict(
     for module in model.modules():
         for hook in list(module._forward_pre_hooks.values()):
             if isinstance(hook, prune.BasePruningMethod):
-                setattr(module, hook._tensor_name, hook.apply_mask(module))
+                setattr(module, hook._tensor_name, hook.apply_mask(module))  # type: ignore[no-untyped-call]
     return model
