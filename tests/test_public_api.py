@@ -20,7 +20,12 @@ SURFACE = {
         "UnhashableValueError", "UnknownNameError", "encode", "function",
     ],
     "prunelab.execution": ["Executor", "LocalExecutor", "RunReport", "resolve_executor"],
-    "prunelab.prune": ["load_pruned_state_dict", "pruned_parameters"],
+    "prunelab.prune": [
+        "Context", "JaccardResult", "PruningError", "PruningWarning", "Schedule", "SparsityReport", "Technique",
+        "apply_masks", "available_techniques", "compact", "copy_model", "cubic", "flops", "get_masks", "iterative",
+        "jaccard", "load_masks", "load_pruned_state_dict", "make_permanent", "masked_training", "prune_model",
+        "pruned_parameters", "register_technique", "reinit", "rewind", "save_masks", "snapshot", "sparsity_report",
+    ],
 }
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..errors import PrunelabError, PrunelabWarning
+
 __all__ = [
     "PrunelabError",
     "UnhashableValueError",
@@ -19,10 +21,6 @@ __all__ = [
     "RunError",
     "PrunelabWarning",
 ]
-
-
-class PrunelabError(Exception):
-    """Base class of every error prunelab raises."""
 
 
 class UnhashableValueError(PrunelabError, TypeError):
@@ -88,7 +86,3 @@ class RunError(PrunelabError, RuntimeError):
             "everything already done is kept."
         )
         super().__init__("\n".join(lines))
-
-
-class PrunelabWarning(UserWarning):
-    """Base class of every warning prunelab emits."""

@@ -9,13 +9,19 @@ first, so prunelab and ``torch.nn.utils.prune`` state dicts interoperate.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.utils import prune
 
-__all__ = ["load_pruned_state_dict", "pruned_parameters"]
+from .errors import PruningError
+
+__all__ = ["load_pruned_state_dict", "pruned_parameters", "copy_model", "get_masks", "apply_masks",
+           "make_permanent", "save_masks", "load_masks"]
 
 
 def pruned_parameters(module: nn.Module) -> list[str]:
@@ -79,8 +85,117 @@ def load_pruned_state_dict(
     if missing:
         raise KeyError(f"the state dict has pruning masks for submodules {sorted(missing)} that the model lacks")
     model.load_state_dict(state_dict, strict=strict)
-    for module in model.modules():
-        for hook in list(module._forward_pre_hooks.values()):
-            if isinstance(hook, prune.BasePruningMethod):
-                setattr(module, hook._tensor_name, hook.apply_mask(module))  # type: ignore[no-untyped-call]
+    _recompute(model)
     return model
+
+
+def _prune_hooks(module: nn.Module) -> list[prune.BasePruningMethod]:
+    return [h for h in module._forward_pre_hooks.values() if isinstance(h, prune.BasePruningMethod)]
+
+
+def _recompute(model: nn.Module) -> None:
+    for module in model.modules():
+        for hook in _prune_hooks(module):
+            setattr(module, hook._tensor_name, hook.apply_mask(module))  # type: ignore[no-untyped-call]
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """Return an independent deep copy of ``model``, pruned or not.
+
+    ``copy.deepcopy`` fails on a pruned module ("Only Tensors created explicitly
+    by the user support the deepcopy protocol") because ``weight`` is a
+    computed tensor; this copies everything else and recomputes it.
+    """
+    memo: dict[int, Any] = {}
+    for module in model.modules():
+        for name in pruned_parameters(module):
+            computed = module.__dict__.get(name)
+            if computed is not None:
+                memo[id(computed)] = None
+    copied: nn.Module = copy.deepcopy(model, memo)
+    _recompute(copied)
+    return copied
+
+
+def get_masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Return a copy of every pruning mask, keyed by parameter path (``"0.weight"``)."""
+    out = {}
+    for path, module in model.named_modules():
+        for name in pruned_parameters(module):
+            out[f"{path}.{name}" if path else name] = getattr(module, name + "_mask").detach().clone()
+    return out
+
+
+def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Apply masks (from :func:`get_masks` or :func:`load_masks`) to ``model`` in place; return it.
+
+    Each mask multiplies the parameter's existing mask, so masks only shrink.
+    Everything is checked before anything is applied.
+
+    Raises
+    ------
+    PruningError
+        For a path not in the model, a shape mismatch or entries other than 0 and 1.
+    """
+    resolved = []
+    for path, mask in masks.items():
+        module_path, _, name = path.rpartition(".")
+        try:
+            module = model.get_submodule(module_path)
+        except AttributeError:
+            module = None
+        current = getattr(module, name, None) if module is not None else None
+        if not isinstance(current, torch.Tensor):
+            raise PruningError(f"mask {path!r} names no parameter of the model; its masks are for "
+                               f"{sorted(masks)[:5]}…; was it saved from another architecture?")
+        if tuple(mask.shape) != tuple(current.shape):
+            raise PruningError(f"mask {path!r} has shape {tuple(mask.shape)}, the parameter {tuple(current.shape)}.")
+        if not bool(((mask == 0) | (mask == 1)).all()):
+            raise PruningError(f"mask {path!r} has entries other than 0 and 1.")
+        assert module is not None
+        resolved.append((module, name, mask.to(dtype=current.dtype, device=current.device)))
+    for module, name, mask in resolved:
+        prune.custom_from_mask(module, name, mask)  # type: ignore[no-untyped-call]
+    return model
+
+
+def make_permanent(model: nn.Module) -> nn.Module:
+    """Fold every mask into its parameter and drop the reparametrisation (in place); return ``model``."""
+    for module in model.modules():
+        for name in pruned_parameters(module):
+            prune.remove(module, name)  # type: ignore[no-untyped-call]
+    return model
+
+
+def save_masks(masks: Mapping[str, torch.Tensor] | nn.Module, path: str | Path) -> None:
+    """Write masks (or a model's masks) to a safetensors file, one uint8 tensor per parameter."""
+    if isinstance(masks, nn.Module):
+        masks = get_masks(masks)
+    from safetensors.torch import save_file
+
+    data = {name: (mask != 0).to(torch.uint8).contiguous().cpu() for name, mask in masks.items()}
+    save_file(data, str(path), metadata={"format": "prunelab-masks", "version": "1"})
+
+
+def load_masks(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read masks written by :func:`save_masks`, as float32 tensors of 0 and 1.
+
+    Raises
+    ------
+    PruningError
+        If the file is not a prunelab mask file or holds values other than 0 and 1.
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            masks = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    except Exception as err:  # noqa: BLE001 - safetensors raises several kinds
+        raise PruningError(f"{path} is not a readable safetensors file ({err}).") from err
+    if metadata.get("format") != "prunelab-masks":
+        raise PruningError(f"{path} is not a prunelab mask file (no 'prunelab-masks' metadata).")
+    for name, mask in masks.items():
+        if not bool(((mask == 0) | (mask == 1)).all()):
+            raise PruningError(f"{path}: mask {name!r} has entries other than 0 and 1; the file is damaged.")
+    return {name: mask.to(torch.float32) for name, mask in masks.items()}
