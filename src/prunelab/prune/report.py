@@ -131,18 +131,25 @@ def _effective_counts(model: nn.Module, paths: list[str],
             bias_leaf = torch.zeros_like(bias_masks[path], dtype=torch.float64).requires_grad_(True)
             _replace(module, "bias", bias_leaf)  # zero: a unit without surviving inputs stays silent
             biases[path] = bias_leaf
-    output = probe(torch.ones(input_shape, dtype=torch.float64))
-    outputs = output if isinstance(output, torch.Tensor) else torch.cat([o.reshape(-1) for o in output])
-    wanted = [*leaves.values(), *biases.values()]
-    grads = dict(zip([*[("w", p) for p in leaves], *[("b", p) for p in biases]],
-                     torch.autograd.grad(outputs.sum(), wanted, allow_unused=True)))
+    def backward(leaves_wanted: list[torch.Tensor]) -> tuple[torch.Tensor | None, ...]:
+        output = probe(torch.ones(input_shape, dtype=torch.float64))
+        flat = output if isinstance(output, torch.Tensor) else torch.cat([o.reshape(-1) for o in output])
+        return torch.autograd.grad(flat.sum(), leaves_wanted, allow_unused=True)
+
+    weight_grads = dict(zip(leaves, backward(list(leaves.values()))))
+    bias_grads: dict[str, torch.Tensor | None] = {}
+    if biases:  # second pass with every bias at 1, so that every unit is active and a bias's gradient
+        with torch.no_grad():  # is positive exactly when its unit reaches the output
+            for leaf in biases.values():
+                leaf.fill_(1.0)
+        bias_grads = dict(zip(biases, backward(list(biases.values()))))
     out = {}
     for path, leaf in leaves.items():
-        g = grads[("w", path)]
+        g = weight_grads[path]
         kept = int(((leaf.detach() != 0) & (g > 0)).sum()) if g is not None else 0
         bias_kept = bias_size = 0
         if path in biases:
-            gb = grads[("b", path)]
+            gb = bias_grads[path]
             bias_size = biases[path].numel()
             bias_kept = int(((bias_masks[path] != 0) & (gb > 0)).sum()) if gb is not None else 0
         out[path] = (kept, leaf.numel(), bias_kept, bias_size)
