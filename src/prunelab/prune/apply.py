@@ -164,6 +164,9 @@ def _masks(method: Technique, selected: list[Target], context: Context, amount: 
             eligible.append(mask != 0)
             sizes.append(mask.numel())
             unit_weights.append((mask != 0).to(torch.int64))
+        if bool(torch.isnan(score).any()):
+            raise PruningError(f"the {name} scores of {target.path} contain NaN; check the inputs (and the loss) "
+                               "it was given.")
         if score.shape != eligible[-1].shape:
             raise PruningError(f"technique {name} gave scores of shape {tuple(score.shape)} for {target.path}, "
                                f"expected {tuple(eligible[-1].shape)}.")

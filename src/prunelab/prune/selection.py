@@ -39,11 +39,6 @@ def ordered_keys(scores: torch.Tensor, eligible: torch.Tensor) -> torch.Tensor:
     return keys.masked_fill_(~eligible, _INT_MAX[kind])
 
 
-def _check_finite(scores: torch.Tensor, what: str) -> None:
-    if torch.isnan(scores).any():
-        raise PruningError(f"the scores of {what} contain NaN; check the inputs (and the loss) it was given.")
-
-
 def lowest_k(keys: torch.Tensor, eligible: torch.Tensor, k: int, what: str) -> torch.Tensor:
     """Return a boolean tensor marking the ``k`` eligible entries with the smallest keys.
 
@@ -53,7 +48,6 @@ def lowest_k(keys: torch.Tensor, eligible: torch.Tensor, k: int, what: str) -> t
     out = torch.zeros_like(flat_ok)
     if k <= 0:
         return out.view_as(eligible)
-    _check_finite(flat_keys, what)
     available = int(flat_ok.sum())
     if k > available:
         raise PruningError(f"cannot remove {k} units of {what}: only {available} remain.")
