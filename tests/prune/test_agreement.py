@@ -86,3 +86,15 @@ def test_global_ties_go_to_the_earlier_tensor_first():
     model = torch.nn.Sequential(first, second)
     prune_model(model, "global_magnitude", n_prune=2)
     assert first.weight_mask.tolist() == [[1.0, 0.0]] and second.weight_mask.tolist() == [[0.0, 1.0]]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_integer_keys_preserve_the_order_of_floats(dtype):
+    from prunelab.prune.selection import ordered_keys
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(1000, generator=gen, dtype=dtype) * 10 ** torch.randint(-30, 30, (1000,),
+                                                                                         generator=gen),
+                   torch.tensor([0.0, float("inf"), -float("inf"), 1e-45, -1e-45], dtype=dtype)])
+    keys = ordered_keys(x.clone(), torch.ones(len(x), dtype=torch.bool))
+    assert torch.equal(x[torch.argsort(keys, stable=True)], torch.sort(x, stable=True).values)

@@ -114,7 +114,7 @@ def prune_model(model: nn.Module, technique: str, *, amount: float | None = None
         raise PruningError(f"{technique} is data-dependent: pass inputs= and targets= (a batch and its labels).")
     context = Context(model, inputs, targets, loss_fn, generator, method.settings)
     if technique == "nm":
-        _apply(selected, _nm_masks(selected, int(method.settings["n"]), int(method.settings["m"])), structured=False)
+        _apply(selected, _nm_removed(selected, int(method.settings["n"]), int(method.settings["m"])), False, 0)
         return model
     rounds = int(method.settings.get("iterations", 1) or 1)
     if rounds > 1:
@@ -122,78 +122,87 @@ def prune_model(model: nn.Module, technique: str, *, amount: float | None = None
         start = _overall_sparsity(selected)
         for r in range(1, rounds + 1):
             density = (1 - start) * ((1 - final) / max(1 - start, 1e-12)) ** (r / rounds)
-            masks = _masks(method, selected, context, None, None, 1 - density, min_density, technique)
-            _apply(selected, masks, method.structured)
+            removed = _removed(method, selected, context, None, None, 1 - density, min_density, technique)
+            _apply(selected, removed, method.structured, method.dim)
         return model
-    masks = _masks(method, selected, context, amount, n_prune, sparsity, min_density, technique)
-    _apply(selected, masks, method.structured)
+    removed = _removed(method, selected, context, amount, n_prune, sparsity, min_density, technique)
+    _apply(selected, removed, method.structured, method.dim)
     return model
 
 
 def _overall_sparsity(selected: list[Target]) -> float:
-    zeros = sum(int((t.mask == 0).sum()) for t in selected)
-    return zeros / sum(t.mask.numel() for t in selected)
+    zeros = sum(int((~t.alive).sum()) for t in selected)
+    return zeros / sum(t.alive.numel() for t in selected)
 
 
 def _final_sparsity(selected: list[Target], amount: float | None, n_prune: int | None,
                     sparsity: float | None) -> float:
     if sparsity is not None:
         return sparsity
-    total = sum(t.mask.numel() for t in selected)
-    alive = sum(int((t.mask != 0).sum()) for t in selected)
+    total = sum(t.alive.numel() for t in selected)
+    alive = sum(int(t.alive.sum()) for t in selected)
     removed = round(amount * alive) if amount is not None else int(n_prune or 0)
     return (total - alive + removed) / total
 
 
-def _masks(method: Technique, selected: list[Target], context: Context, amount: float | None, n_prune: int | None,
-           sparsity: float | None, min_density: float | None, name: str) -> list[torch.Tensor]:
-    """Compute every new mask (nothing is applied here)."""
+def _removed(method: Technique, selected: list[Target], context: Context, amount: float | None,
+             n_prune: int | None, sparsity: float | None, min_density: float | None, name: str
+             ) -> list[torch.Tensor | None]:
+    """Decide which units go (nothing is applied here): one boolean tensor per target.
+
+    The score tensors are turned into keys in place, one tensor at a time, so
+    the peak extra memory is one integer per weight plus one boolean.
+    """
     scores = method.scores(selected, context)
-    sign = -1.0 if method.remove == "highest" else 1.0
+    if len(scores) != len(selected):
+        raise PruningError(f"technique {name} gave {len(scores)} score tensors for {len(selected)} parameters.")
     dim = method.dim
-    eligible, sizes, unit_weights = [], [], []
-    for target, score in zip(selected, scores):
-        mask = target.mask
+    keys: list[torch.Tensor] = []
+    eligible: list[torch.Tensor] = []
+    unit_weights: list[torch.Tensor] = []
+    for index, target in enumerate(selected):
+        alive = target.alive
         if method.structured:
-            dims = [d for d in range(mask.dim()) if d != dim]
-            alive = mask.sum(dim=dims) != 0
-            eligible.append(alive)
-            sizes.append(alive.numel())
-            unit_weights.append((mask != 0).sum(dim=dims))
-        else:
-            eligible.append(mask != 0)
-            sizes.append(mask.numel())
-            unit_weights.append((mask != 0).to(torch.int64))
+            dims = [d for d in range(alive.dim()) if d != dim]
+            unit_weights.append(alive.sum(dim=dims))
+            alive = unit_weights[-1] != 0
+        score = scores[index]
+        if score.shape != alive.shape:
+            raise PruningError(f"technique {name} gave scores of shape {tuple(score.shape)} for {target.path}, "
+                               f"expected {tuple(alive.shape)}.")
         if bool(torch.isnan(score).any()):
             raise PruningError(f"the {name} scores of {target.path} contain NaN; check the inputs (and the loss) "
                                "it was given.")
-        if score.shape != eligible[-1].shape:
-            raise PruningError(f"technique {name} gave scores of shape {tuple(score.shape)} for {target.path}, "
-                               f"expected {tuple(eligible[-1].shape)}.")
-    keys = [ordered_keys(sign * s.detach().to(torch.float64 if s.dtype == torch.float64 else torch.float32), e)
-            for s, e in zip(scores, eligible)]
+        shares = score.untyped_storage().data_ptr() == target.parameter.untyped_storage().data_ptr()
+        if shares or score.dtype not in (torch.float32, torch.float64) or not score.is_contiguous():
+            score = score.detach().to(torch.float64 if score.dtype == torch.float64 else torch.float32).clone()
+        keys.append(ordered_keys(score.detach(), alive, negate=method.remove == "highest"))
+        scores[index] = keys[-1]  # the score's memory is now the key's
+        eligible.append(alive)
+    del scores
     if method.scope == "layer":
-        removed = []
-        for target, key, ok, weights in zip(selected, keys, eligible, unit_weights):
-            k = _layer_count(target, key, ok, weights, amount, n_prune, sparsity, method.structured)
+        removed: list[torch.Tensor | None] = []
+        for target, key, ok, index in zip(selected, keys, eligible, range(len(selected))):
+            weights = unit_weights[index] if method.structured else None
+            k = _layer_count(target, key, ok, weights, amount, n_prune, sparsity)
             removed.append(lowest_k(key, ok, k, target.path))
+        return removed
+    sizes = [e.numel() for e in eligible]
+    alive_total = sum(int(e.sum()) for e in eligible)
+    caps = None
+    if min_density is not None:
+        caps = [max(0, int(e.sum()) - math.ceil(min_density * size)) for e, size in zip(eligible, sizes)]
+    if sparsity is not None:
+        k = _global_count_for_sparsity(selected, keys, eligible, unit_weights, sparsity, method.structured)
     else:
-        alive_total = sum(int(e.sum()) for e in eligible)
-        caps = None
-        if min_density is not None:
-            caps = [max(0, int(e.sum()) - math.ceil(min_density * size)) for e, size in zip(eligible, sizes)]
-        if sparsity is not None:
-            k = _global_count_for_sparsity(selected, keys, eligible, unit_weights, sparsity, method.structured)
-        else:
-            k = round(amount * alive_total) if amount is not None else int(n_prune or 0)
-        if k > alive_total:
-            raise PruningError(f"cannot prune {k} units: only {alive_total} remain unpruned.")
-        removed = global_lowest(keys, eligible, k, caps)
-    return [_to_mask(target, gone, method.structured, dim) for target, gone in zip(selected, removed)]
+        k = round(amount * alive_total) if amount is not None else int(n_prune or 0)
+    if k > alive_total:
+        raise PruningError(f"cannot prune {k} units: only {alive_total} remain unpruned.")
+    return list(global_lowest(keys, eligible, k, caps))
 
 
-def _layer_count(target: Target, key: torch.Tensor, eligible: torch.Tensor, weights: torch.Tensor,
-                 amount: float | None, n_prune: int | None, sparsity: float | None, structured: bool) -> int:
+def _layer_count(target: Target, key: torch.Tensor, eligible: torch.Tensor, weights: torch.Tensor | None,
+                 amount: float | None, n_prune: int | None, sparsity: float | None) -> int:
     alive = int(eligible.sum())
     if amount is not None:
         return round(amount * alive)
@@ -202,9 +211,9 @@ def _layer_count(target: Target, key: torch.Tensor, eligible: torch.Tensor, weig
             raise PruningError(f"cannot prune {n_prune} units of {target.path}: only {alive} remain.")
         return n_prune
     assert sparsity is not None
-    mask = target.mask
-    total, zeros = mask.numel(), int((mask == 0).sum())
-    if not structured:
+    total = target.alive.numel()
+    zeros = total - int(target.alive.sum())
+    if weights is None:
         k = round(sparsity * total) - zeros
         if k < 0:
             raise PruningError(f"{target.path} is already sparser ({zeros / total:.4f}) than sparsity={sparsity}; "
@@ -216,8 +225,8 @@ def _layer_count(target: Target, key: torch.Tensor, eligible: torch.Tensor, weig
 
 def _global_count_for_sparsity(selected: list[Target], keys: list[torch.Tensor], eligible: list[torch.Tensor],
                                weights: list[torch.Tensor], sparsity: float, structured: bool) -> int:
-    total = sum(t.mask.numel() for t in selected)
-    zeros = sum(int((t.mask == 0).sum()) for t in selected)
+    total = sum(t.alive.numel() for t in selected)
+    zeros = total - sum(int(t.alive.sum()) for t in selected)
     target_zeros = sparsity * total
     if not structured:
         k = round(target_zeros) - zeros  # a unit is a weight
@@ -232,23 +241,12 @@ def _global_count_for_sparsity(selected: list[Target], keys: list[torch.Tensor],
     return units_for_sparsity(flat_weights[order], zeros, target_zeros, "the selected parameters")
 
 
-def _to_mask(target: Target, removed: torch.Tensor, structured: bool, dim: int) -> torch.Tensor:
-    mask = target.mask.clone()
-    if structured:
-        index: list[slice | torch.Tensor] = [slice(None)] * mask.dim()
-        index[dim] = removed
-        mask[tuple(index)] = 0
-    else:
-        mask[removed] = 0
-    return mask
-
-
-def _nm_masks(selected: list[Target], n: int, m: int) -> list[torch.Tensor | None]:
+def _nm_removed(selected: list[Target], n: int, m: int) -> list[torch.Tensor | None]:
     if not (isinstance(n, int) and isinstance(m, int) and 0 < n <= m):
         raise PruningError(f"nm needs integers 0 < n <= m, got n={n!r}, m={m!r}.")
     out: list[torch.Tensor | None] = []
     for target in selected:
-        weight, mask = target.weight, target.mask
+        weight, alive = target.weight, target.alive
         if weight.dim() < 2 or weight.shape[1] % m:
             warnings.warn(f"nm: skipping {target.path}: its input dimension "
                           f"{weight.shape[1] if weight.dim() > 1 else 'none'} is not a multiple of m={m}.",
@@ -256,18 +254,30 @@ def _nm_masks(selected: list[Target], n: int, m: int) -> list[torch.Tensor | Non
             out.append(None)
             continue
         order = [0, *range(2, weight.dim()), 1]  # input dimension last
-        scores = (weight.abs() * (mask != 0)).permute(order).reshape(-1, m)
+        scores = (weight.abs() * alive).permute(order).reshape(-1, m)
         rank = torch.argsort(scores, dim=1, descending=True, stable=True)
         keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, rank[:, :n], True)
         keep = keep.reshape(weight.permute(order).shape).permute([order.index(i) for i in range(weight.dim())])
-        out.append(mask * keep.to(mask.dtype))
+        out.append(alive & ~keep)
     return out
 
 
-def _apply(selected: list[Target], masks: Sequence[torch.Tensor | None], structured: bool) -> None:
-    for target, mask in zip(selected, masks):
-        if mask is None:
+def _apply(selected: list[Target], removed: list[torch.Tensor | None], structured: bool, dim: int) -> None:
+    """Apply the removals tensor by tensor, freeing each as it goes (masks only shrink)."""
+    for index, target in enumerate(selected):
+        gone = removed[index]
+        removed[index] = None
+        if gone is None:
             continue
+        weight = getattr(target.module, target.name)
+        mask = target.alive.to(weight.dtype)
+        if structured:
+            where: list[slice | torch.Tensor] = [slice(None)] * mask.dim()
+            where[dim] = gone
+            mask[tuple(where)] = 0
+        else:
+            mask[gone] = 0
+        del gone
         torch_prune.custom_from_mask(target.module, target.name, mask)  # type: ignore[no-untyped-call]
         bias = getattr(target.module, "bias", None)
         if structured and target.name == "weight" and isinstance(bias, torch.Tensor) and bias.dim() == 1:

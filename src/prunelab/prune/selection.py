@@ -24,19 +24,24 @@ __all__ = ["ordered_keys", "lowest_k", "global_lowest", "units_for_sparsity"]
 _INT_MAX = {torch.int32: 2**31 - 1, torch.int64: 2**63 - 1}
 
 
-def ordered_keys(scores: torch.Tensor, eligible: torch.Tensor) -> torch.Tensor:
-    """Map float keys to integers with the same order; ineligible entries get the maximum.
+def ordered_keys(scores: torch.Tensor, eligible: torch.Tensor, *, negate: bool = False) -> torch.Tensor:
+    """Turn float scores into integer keys with the same order, *in place*; return the integer view.
 
+    Smaller key = removed first (``negate`` reverses the order, for techniques
+    that remove the highest scores); ineligible entries get the maximum key.
     For IEEE-754 floats, the bit pattern read as a signed integer orders
-    non-negative values correctly and negative ones in reverse; flipping the
-    31 (or 63) low bits of negative patterns makes the whole map monotonic.
+    non-negative values correctly and negative ones in reverse; mapping a
+    negative pattern ``i`` to ``i XOR INT_MAX`` (= ``INT_MIN - 1 - i``) makes the whole map monotonic.
+    ``scores`` (float32 or float64, contiguous) is consumed.
     """
-    if scores.dtype == torch.float64:
-        bits, flip, kind = scores.contiguous().view(torch.int64), 0x7FFFFFFFFFFFFFFF, torch.int64
-    else:
-        bits, flip, kind = scores.float().contiguous().view(torch.int32), 0x7FFFFFFF, torch.int32
-    keys = torch.where(bits >= 0, bits, bits ^ flip)
-    return keys.masked_fill_(~eligible, _INT_MAX[kind])
+    if negate:
+        scores.neg_()
+    kind = torch.int64 if scores.dtype == torch.float64 else torch.int32
+    bits = scores.view(kind)
+    negative = bits < 0
+    if bool(negative.any()):
+        bits[negative] = bits[negative] ^ _INT_MAX[kind]  # = INT_MIN - 1 - i for negative i
+    return bits.masked_fill_(~eligible, _INT_MAX[kind])
 
 
 def lowest_k(keys: torch.Tensor, eligible: torch.Tensor, k: int, what: str) -> torch.Tensor:

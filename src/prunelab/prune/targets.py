@@ -36,6 +36,14 @@ class Target:
         return current_mask(self.module, self.name)
 
     @property
+    def alive(self) -> torch.Tensor:
+        """Boolean: which entries are not pruned (no float mask is made for an unpruned parameter)."""
+        mask = getattr(self.module, self.name + "_mask", None)
+        if isinstance(mask, torch.Tensor):
+            return mask != 0
+        return torch.ones(cast(torch.Tensor, getattr(self.module, self.name)).shape, dtype=torch.bool)
+
+    @property
     def parameter(self) -> torch.Tensor:
         """The trainable tensor: ``<name>_orig`` when pruned, else ``<name>``."""
         suffix = "_orig" if self.is_pruned else ""
