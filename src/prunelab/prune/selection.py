@@ -100,28 +100,27 @@ def global_lowest(keys: Sequence[torch.Tensor], eligible: Sequence[torch.Tensor]
     result: list[torch.Tensor | None] = [None] * n
     active = list(range(n))
     remaining = k
-    while True:
-        if remaining <= 0 or not active:
-            break
-        active_keys = [keys[i] for i in active]
+    while remaining > 0 and active:
         total = sum(int(eligible[i].sum()) for i in active)
-        bound = _kth_key(active_keys, remaining) if remaining < total else max(int(k_.max()) for k_ in active_keys)
-        below = {i: keys[i] < bound for i in active}
-        counts = {i: int(below[i].sum()) for i in active}
+        if remaining >= total:
+            for i in active:
+                result[i] = eligible[i].clone()
+            break
+        bound = _kth_key([keys[i] for i in active], remaining)
+        counts = {i: int((keys[i] < bound).sum()) for i in active}  # one boolean temporary at a time
         spare = remaining - sum(counts.values())
-        chosen: dict[int, torch.Tensor] = {}
+        ties = {}
         for i in active:
-            mask = below[i].clone()
-            if spare > 0:
-                tied = (keys[i].reshape(-1) == bound).nonzero().squeeze(1)[:spare]
-                mask.view(-1)[tied] = True
-                spare -= tied.numel()
-            chosen[i] = mask & eligible[i]
-        over = [i for i in active if int(chosen[i].sum()) > caps[i]]
+            ties[i] = min(spare, int((keys[i] == bound).sum()))
+            spare -= ties[i]
+        over = [i for i in active if counts[i] + ties[i] > caps[i]]
         if not over:
             for i in active:
-                result[i] = chosen[i]
-            remaining = 0
+                chosen = keys[i] < bound
+                if ties[i]:
+                    tied = (keys[i].reshape(-1) == bound).nonzero().squeeze(1)[:ties[i]]
+                    chosen.view(-1)[tied] = True
+                result[i] = chosen
             break
         for i in over:
             result[i] = lowest_k(keys[i], eligible[i], caps[i], f"tensor {i}")
