@@ -196,3 +196,10 @@ def test_nm_keeps_at_most_n_per_block_and_skips_what_m_does_not_divide(model):
         order = [0, *range(2, weight.dim()), 1]
         blocks = (weight.permute(order).reshape(-1, 4) != 0).sum(1)
         assert int(blocks.max()) <= 2 and float((weight == 0).float().mean()) == pytest.approx(0.5, abs=1e-6)
+
+
+@pytest.mark.parametrize("technique", TECHNIQUES)
+def test_each_technique_documents_its_formula_direction_and_paper(technique):
+    doc = type(get_technique(technique)).__doc__
+    assert "Notes" in doc and "References" in doc
+    assert " go" in doc or "removed" in doc or "kept" in doc, "the selection direction is stated"

@@ -158,6 +158,10 @@ class RandomUnstructured(Technique):
     Score: a uniform draw per unpruned weight, from ``generator`` (default:
     torch's global generator); the *highest* draws go, exactly as
     :func:`torch.nn.utils.prune.random_unstructured` does, so both agree for one generator state.
+
+    References
+    ----------
+    Liu et al., "The Unreasonable Effectiveness of Random Pruning", ICLR 2022 (random pruning as a baseline).
     """
 
     remove = "highest"
@@ -219,6 +223,10 @@ class L2Structured(_LnStructured):
     Notes
     -----
     Score :math:`\\|W_c\\|_2`; the lowest go. Agrees with ``ln_structured(n=2, dim=0)``.
+
+    References
+    ----------
+    Li et al., "Pruning Filters for Efficient ConvNets", ICLR 2017 (the L2 variant of its filter norm).
     """
 
     p = 2.0
@@ -231,6 +239,10 @@ class LinfStructured(_LnStructured):
     Notes
     -----
     Score :math:`\\|W_c\\|_\\infty`; the lowest go. Agrees with ``ln_structured(n=float('inf'), dim=0)``.
+
+    References
+    ----------
+    Li et al., "Pruning Filters for Efficient ConvNets", ICLR 2017 (the max-norm variant of its filter norm).
     """
 
     p = math.inf
@@ -244,6 +256,11 @@ class RandomStructured(Technique):
     -----
     Score: a uniform draw per unpruned channel from ``generator``; the lowest go,
     as :func:`torch.nn.utils.prune.random_structured` does.
+
+    References
+    ----------
+    Mittal et al., "Recovering from Random Pruning: On the Plasticity of Deep Convolutional Neural Networks",
+    WACV 2018.
     """
 
     structured = True
@@ -267,6 +284,11 @@ class GlobalStructured(Technique):
     Score :math:`\\frac{1}{|W_c|}\\sum_{i \\in c} |w_i|`, the mean absolute weight
     of the channel (the mean, not the sum, so channels of layers with different
     fan-in compare fairly); the lowest go over the whole set.
+
+    References
+    ----------
+    Li et al., "Pruning Filters for Efficient ConvNets", ICLR 2017 (filter magnitude), ranked globally as in
+    Molchanov et al., "Importance Estimation for Neural Network Pruning", CVPR 2019.
     """
 
     structured = True
