@@ -36,11 +36,19 @@ def timed_script(code: str, *args: str) -> float:
 
 
 def paired(baseline, candidate, pairs: int) -> dict[str, Any]:
-    """Alternate baseline and candidate ``pairs`` times; return times and the median ratio."""
+    """Alternate baseline and candidate ``pairs`` times; return times and the median ratio.
+
+    The order within a pair alternates too (A B, B A, …), so neither side always
+    runs in the other's wake (page-cache writeback, allocator state).
+    """
     base, cand = [], []
     for i in range(pairs):
-        base.append(baseline(i))
-        cand.append(candidate(i))
+        if i % 2:
+            cand.append(candidate(i))
+            base.append(baseline(i))
+        else:
+            base.append(baseline(i))
+            cand.append(candidate(i))
     ratios = [c / b for b, c in zip(base, cand)]
     return {"baseline_s": base, "prunelab_s": cand, "median_baseline_s": statistics.median(base),
             "median_prunelab_s": statistics.median(cand), "median_ratio": statistics.median(ratios)}

@@ -203,7 +203,7 @@ def bench_declare(reps: int = 3) -> dict:
     return out
 
 
-def bench_state_dict_io(pairs: int = 5) -> dict:
+def bench_state_dict_io(pairs: int = 9) -> dict:
     """Save + load a ResNet-18-sized state dict (46.8 MB) with integrity checks, against torch.save + torch.load."""
     import torch
 
