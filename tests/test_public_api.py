@@ -10,7 +10,8 @@ import prunelab.prune
 
 SURFACE = {
     "prunelab": [
-        "CorruptStateError", "Experiment", "ExperimentFormatError", "ExperimentState", "LocalExecutor", "Node",
+        "CorruptStateError", "DaskExecutor", "Experiment", "ExperimentFormatError", "ExperimentState",
+        "LocalExecutor", "Node",
         "NodeSet", "PrunelabError", "PrunelabWarning", "Recipe", "RunError", "StateDefinitionError",
         "UnhashableValueError", "UnknownNameError", "__version__", "function",
     ],
@@ -19,7 +20,7 @@ SURFACE = {
         "Plan", "PrunelabError", "PrunelabWarning", "Recipe", "RunError", "StateDefinitionError",
         "UnhashableValueError", "UnknownNameError", "encode", "function",
     ],
-    "prunelab.execution": ["Executor", "LocalExecutor", "RunReport", "resolve_executor"],
+    "prunelab.execution": ["DaskExecutor", "Executor", "LocalExecutor", "RunReport", "resolve_executor"],
     "prunelab.prune": [
         "Context", "JaccardResult", "PruningError", "PruningWarning", "Schedule", "SparsityReport", "Technique",
         "apply_masks", "available_techniques", "compact", "copy_model", "cubic", "flops", "get_masks", "iterative",

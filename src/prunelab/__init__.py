@@ -24,10 +24,11 @@ from .core import (  # noqa: E402 - __version__ first: the store records it
     UnknownNameError,
     function,
 )
-from .execution import LocalExecutor  # noqa: E402
+from .execution import DaskExecutor, LocalExecutor  # noqa: E402
 
 __all__ = [
     "CorruptStateError",
+    "DaskExecutor",
     "Experiment",
     "ExperimentFormatError",
     "ExperimentState",

@@ -50,7 +50,8 @@ def test_executor_choice_is_validated(exp_dir, monkeypatch):
     with pytest.raises(pl.StateDefinitionError, match="run\\(executor=...\\) takes an executor.*got str"):
         exp.run(executor="local")
     monkeypatch.setenv("PRUNELAB_EXECUTOR", "spark")
-    with pytest.raises(pl.StateDefinitionError, match="PRUNELAB_EXECUTOR='spark' is not a known executor"):
+    with pytest.raises(pl.StateDefinitionError, match="PRUNELAB_EXECUTOR='spark' is not a known executor; use "
+                                                      "'local', 'dask'"):
         exp.run(quiet=True)
     monkeypatch.setenv("PRUNELAB_EXECUTOR", "local")
     assert len(exp.run(quiet=True).done) == 1

@@ -9,24 +9,28 @@ into stored files. A parent reaches its child as a :class:`Materialized` value
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import socket
 import time
 import traceback
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .codecs import Blob, BlobSource, Encoded, decode_value, encode_value
 from .errors import CorruptStateError, StateDefinitionError
 from .identity import class_name, encode_property
+from .lease import acquire
 from .seeding import derive_seed, seeded
 from .state import ExperimentState, warn_undeclared
 
 if TYPE_CHECKING:
+    from .index import Index
     from .recipe import Function, Recipe
     from .store import Store
 
-__all__ = ["Task", "Materialized", "Engine", "StoreSource", "MemorySource"]
+__all__ = ["Task", "Materialized", "Engine", "EngineSpec", "ELSEWHERE", "StoreSource", "MemorySource"]
 
 
 @dataclass
@@ -115,20 +119,61 @@ def _torch_dtype(name: str) -> Any:
     return dtype
 
 
+@dataclass(frozen=True)
+class EngineSpec:
+    """Everything a worker process needs to compute nodes of an experiment (picklable)."""
+
+    directory: str
+    state_class: type[ExperimentState] | None
+    state_class_name: str
+    allow_pickle: bool
+    threads: int
+    deterministic: bool
+    durable: bool
+    environment: str | None
+
+
+#: What :meth:`Engine.compute` returns when another driver or worker stored the state first.
+ELSEWHERE = "elsewhere"
+
+_OPEN: dict[str, Engine] = {}
+
+
 class Engine:
     """Builds, computes and publishes states for one experiment."""
 
-    def __init__(self, experiment: Any):
-        self.store: Store = experiment.store
-        self.index = experiment.index
-        self.state_class: type[ExperimentState] | None = experiment.state_class
-        self.state_class_name: str = experiment.info.get("state_class", "?")
-        self.allow_pickle = experiment.allow_pickle
-        self.threads = experiment.threads
-        self.deterministic = experiment.deterministic
-        self.environment: str | None = None
+    def __init__(self, spec: EngineSpec, store: Store, index: Index):
+        self.spec = spec
+        self.store = store
+        self.index = index
+        self.state_class = spec.state_class
+        self.state_class_name = spec.state_class_name
+        self.allow_pickle = spec.allow_pickle
+        self.threads = spec.threads
+        self.deterministic = spec.deterministic
+        self.environment = spec.environment
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self._templates: dict[str, ExperimentState] = {}
+
+    @classmethod
+    def open(cls, spec: EngineSpec) -> Engine:
+        """Return this process's engine for ``spec`` (workers keep one per experiment)."""
+        from .index import Index
+        from .store import Store
+
+        engine = _OPEN.get(spec.directory)
+        if engine is None or engine.spec != spec:
+            store = Store(spec.directory, durable=spec.durable)
+            index = Index(store)
+            store.blob_users = index.blob_users
+            engine = cls(spec, store, index)
+            _OPEN[spec.directory] = engine
+        return engine
+
+    def with_environment(self, environment: str) -> None:
+        """Record the run's environment digest in every record written from now on."""
+        self.environment = environment
+        self.spec = dataclasses.replace(self.spec, environment=environment)
 
     def require_class(self) -> type[ExperimentState]:
         """Return the state class, or say how to provide it."""
@@ -206,12 +251,27 @@ class Engine:
         return Materialized(values, blobs), pickled
 
     # ------------------------------------------------------------- compute
-    def compute(self, task: Task, parent: Materialized | None) -> Materialized | None:
-        """Run a task's recipe (or a root's initialisation) and publish the state.
+    def compute(self, task: Task, parent: Materialized | None) -> Materialized | str | None:
+        """Run a task's recipe (or a root's initialisation) under its lease and publish the state.
 
-        Returns the new state's stored form for its children, or None when the
-        task failed (its failure record is published instead).
+        Returns the new state's stored form for its children, None when the task
+        failed (its failure record is published instead), or :data:`ELSEWHERE`
+        when another driver or worker stored the state first.
         """
+        lease = acquire(self.store.root / "leases", task.node_id, lambda: self._done(task.node_id),
+                        durable=self.spec.durable)
+        if lease is None:
+            return ELSEWHERE
+        try:
+            return self._compute(task, parent, lease.owned)
+        finally:
+            lease.release()
+
+    def _done(self, node_id: str) -> bool:
+        return self.store.stored_status(node_id) == "done"
+
+    def _compute(self, task: Task, parent: Materialized | None, owned: Callable[[], bool]
+                 ) -> Materialized | str | None:
         started = time.time()
         record = {**task.record, "started": started, "worker": self.worker, "environment": self.environment,
                   "threads": self.threads, "deterministic": self.deterministic}
@@ -221,14 +281,22 @@ class Engine:
         except Exception:  # noqa: BLE001 - a user's recipe may raise anything; it is recorded
             record.update(status="failed", error=traceback.format_exc(), wall_s=time.time() - started,
                           blobs=[], pickled=False)
-            self.store.publish_state(record, None, {}, self.index.record_published)
+            self.store.publish_state(record, None, {}, self.index.record_published, owned)
             return None
         devices = sorted({spec[4] for spec in _tensor_specs(materialized.values)})
         record.update(status="done", error=None, wall_s=time.time() - started, blobs=sorted(materialized.blobs),
                       bytes=sum(len(b.data) for b in materialized.blobs.values()), pickled=pickled,
                       devices=devices)
-        self.store.publish_state(record, materialized.values, materialized.blobs, self.index.record_published)
-        return materialized
+        published = self.store.publish_state(record, materialized.values, materialized.blobs,
+                                             self.index.record_published, owned)
+        return materialized if published else ELSEWHERE
+
+    def record_failure(self, task: Task, error: str) -> None:
+        """Publish a failure record for a task that could not run at all (e.g. it kept killing its worker)."""
+        record = {**task.record, "status": "failed", "error": error, "started": time.time(), "wall_s": 0.0,
+                  "worker": self.worker, "environment": self.environment, "threads": self.threads,
+                  "deterministic": self.deterministic, "blobs": [], "pickled": False}
+        self.store.publish_state(record, None, {}, self.index.record_published)
 
     def _make(self, task: Task, parent: Materialized | None) -> ExperimentState:
         cls = self.require_class()
@@ -261,7 +329,21 @@ class Engine:
         return out
 
     def run_function(self, task: Task, function: Function, parent: Materialized | None) -> tuple[bool, str | None]:
-        """Run one function on a private copy of the task's state and store its result."""
+        """Run one function (under its lease) on a private copy of the task's state and store its result.
+
+        Returns (ok, traceback); a result another process stored first counts as ok.
+        """
+        path = self.store.result_path(task.node_id, function.name, function.version)
+        lease = acquire(self.store.root / "leases", f"{task.node_id}.{function.key}", path.exists,
+                        durable=self.spec.durable)
+        if lease is None:
+            return True, None
+        try:
+            return self._run_function(task, function, parent)
+        finally:
+            lease.release()
+
+    def _run_function(self, task: Task, function: Function, parent: Materialized | None) -> tuple[bool, str | None]:
         started = time.time()
         seed = derive_seed(task.node_id, f"function:{function.name}")
         try:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .codecs import encode_value
 from .display import to_display
-from .engine import Engine, Task
+from .engine import Engine, EngineSpec, Task
 from .environment import capture
 from .errors import RunError, StateDefinitionError, UnhashableValueError
 from .graph import Graph
@@ -162,7 +162,9 @@ class Experiment:
         self.index = Index(self.store)
         self.store.blob_users = self.index.blob_users
         self.index.ensure_valid()
-        self.engine = Engine(self)
+        spec = EngineSpec(str(self.directory), state_class, info.get("state_class", "?"), self.allow_pickle,
+                          threads, self.deterministic, durable, None)
+        self.engine = Engine(spec, self.store, self.index)
         self.graph = Graph(self)
         self._tag_stack: list[str] = []
         self._declared: dict[str, Node] = {}
@@ -400,7 +402,7 @@ class Experiment:
         executor = resolve_executor(executor)
         targets = None if targets is None else self._as_nodes(targets)
         started = time.time()
-        self.engine.environment = self.store.write_env(capture())
+        self.engine.with_environment(self.store.write_env(capture()))
         plan = self.plan(targets, retry_failed)
         self._flush_declared_tags()
         declared_ids = list(self._declared) if targets is None else [t.node_id for t in plan.tasks] + plan.cached

@@ -293,13 +293,15 @@ class Store:
 
     # ------------------------------------------------------------- states
     def publish_state(self, record: dict[str, Any], values: dict[str, Any] | None, blobs: dict[str, Blob],
-                      on_published: Callable[[bytes, bool], None]) -> bool:
+                      on_published: Callable[[bytes, bool], None], owned: Callable[[], bool] = lambda: True) -> bool:
         """Make a state visible, complete, in one rename.
 
         ``on_published(record_bytes, new_dir)`` runs under the experiment lock
         right after the rename (the index update); ``new_dir`` is False when a
-        failed record was replaced. Returns False when another writer
-        published a done state first (ours is discarded).
+        failed record was replaced. ``owned()`` is asked just before the rename
+        (does this writer still hold the state's lease?). Returns False when
+        another writer published a done state first, or the lease was lost
+        (ours is discarded).
         """
         node_id = record["id"]
         self.write_blobs(blobs)
@@ -319,6 +321,8 @@ class Store:
             target = self.state_dir(node_id)
             self._ensure_dir(target.parent)
             crash_point("before-rename")
+            if not owned():
+                return False
             with self.lock():
                 new_dir = not target.exists()
                 if not new_dir:  # replacing a failed record: the count stays, so mark the write
@@ -336,6 +340,11 @@ class Store:
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+
+    def stored_status(self, node_id: str) -> str | None:
+        """Return a state's stored status read from its record (None when not stored or unreadable)."""
+        target = self.state_dir(node_id)
+        return self._peek_status(target) if target.exists() else None
 
     def _peek_status(self, target: Path) -> str | None:
         try:

@@ -6,9 +6,10 @@ import os
 
 from ..core.errors import StateDefinitionError
 from .base import Executor, RunReport
+from .dask import DaskExecutor
 from .local import LocalExecutor
 
-__all__ = ["Executor", "RunReport", "LocalExecutor", "resolve_executor"]
+__all__ = ["DaskExecutor", "Executor", "RunReport", "LocalExecutor", "resolve_executor"]
 
 
 def resolve_executor(executor: Executor | None) -> Executor:
@@ -19,7 +20,12 @@ def resolve_executor(executor: Executor | None) -> Executor:
                 f"run(executor=...) takes an executor such as pl.LocalExecutor(), got {type(executor).__qualname__}."
             )
         return executor
-    name = os.environ.get("PRUNELAB_EXECUTOR", "local").strip().lower()
-    if name in ("", "local"):
+    name = os.environ.get("PRUNELAB_EXECUTOR", "local").strip()
+    if name.lower() in ("", "local"):
         return LocalExecutor()
-    raise StateDefinitionError(f"PRUNELAB_EXECUTOR={name!r} is not a known executor; use 'local'.")
+    if name.lower() == "dask":
+        return DaskExecutor()
+    if name.lower().startswith("dask://"):
+        return DaskExecutor(address="tcp://" + name[len("dask://"):])
+    raise StateDefinitionError(f"PRUNELAB_EXECUTOR={name!r} is not a known executor; use 'local', 'dask' (a local "
+                               "cluster) or 'dask://HOST:PORT' (a running scheduler).")

@@ -30,6 +30,8 @@ class RunReport:
         States not computed because an ancestor failed.
     results : list of str
         ``"<id> <name>@v<version>"`` for each function result stored.
+    elsewhere : list of str
+        States this run was about to compute but another driver or worker stored first.
     wall_s : float
         Wall time of the whole run.
     error : RunError or None
@@ -41,12 +43,14 @@ class RunReport:
     failed: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     results: list[str] = field(default_factory=list)
+    elsewhere: list[str] = field(default_factory=list)
     wall_s: float = 0.0
     error: RunError | None = None
 
     def summary(self) -> str:
         """One line: counts and time."""
-        return (f"prunelab: {len(self.done)} computed, {len(self.cached)} cached, {len(self.failed)} failed, "
+        return (f"prunelab: {len(self.done)} computed, {len(self.cached) + len(self.elsewhere)} cached, "
+                f"{len(self.failed)} failed, "
                 f"{len(self.skipped)} skipped, {len(self.results)} result(s) in {self.wall_s:.2f} s")
 
 

@@ -44,7 +44,7 @@ class LocalExecutor(Executor):
                 report.skipped.append(task.node_id)
             else:
                 materialized = self._run_one(task, engine, held[0] if held else None, report)
-                if materialized is None and task.compute:
+                if materialized is None and task.node_id in report.failed:
                     dead.add(task.node_id)
                 elif kids and materialized is not None:
                     memory[task.node_id] = (materialized, [len(kids)])
@@ -59,11 +59,15 @@ class LocalExecutor(Executor):
     def _run_one(task: Task, engine: Engine, parent: Materialized | None, report: RunReport) -> Materialized | None:
         materialized = None
         if task.compute:
-            materialized = engine.compute(task, parent)
-            if materialized is None:
+            outcome = engine.compute(task, parent)
+            if outcome is None:
                 report.failed[task.node_id] = engine.store.read_record(task.node_id).get("error") or ""
                 return None
-            report.done.append(task.node_id)
+            if isinstance(outcome, Materialized):
+                materialized = outcome
+                report.done.append(task.node_id)
+            else:  # another driver stored it first: children read it from disk
+                report.elsewhere.append(task.node_id)
         for function in task.functions:
             ok, error = engine.run_function(task, function, materialized)
             if ok:

@@ -1,0 +1,206 @@
+"""Leases: each state is computed once, however many drivers and workers share a directory.
+
+A lease is a file ``EXP/leases/<key>.lease`` created exclusively, holding the
+holder's host, pid, a random token and a heartbeat counter that a background
+thread advances. A waiter judges staleness on its *own* clock: a counter that
+has not moved for the lease timeout means the holder is gone (no clock
+synchronisation between hosts is needed); a holder on the same host whose pid
+is dead is taken over at once. Before publishing, the holder checks that the
+lease is still its own; if two writers ever race anyway, the store's first
+rename wins and the other copy is discarded, so leases save work and never
+decide correctness.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .files import write_atomic
+
+__all__ = ["Lease", "acquire", "lease_timeout", "LEASE_TIMEOUT_ENV"]
+
+#: Seconds without a heartbeat after which a lease held on another host (or by a live
+#: pid that stopped beating) is taken over. Default 60.
+LEASE_TIMEOUT_ENV = "PRUNELAB_LEASE_TIMEOUT"
+_HOST = socket.gethostname()
+_FOLDERS: set[Path] = set()
+
+
+def lease_timeout() -> float:
+    """The lease timeout in seconds (``PRUNELAB_LEASE_TIMEOUT``, default 60)."""
+    try:
+        return max(1.0, float(os.environ.get(LEASE_TIMEOUT_ENV, "60")))
+    except ValueError:
+        return 60.0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class _Heartbeat:
+    """One daemon thread per process advancing the counter of every lease it holds."""
+
+    def __init__(self) -> None:
+        self.leases: set[Lease] = set()
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.pid = 0
+
+    def add(self, lease: Lease, interval: float) -> None:
+        with self.lock:
+            self.leases.add(lease)
+            if self.thread is None or self.pid != os.getpid() or not self.thread.is_alive():
+                self.pid = os.getpid()
+                self.thread = threading.Thread(target=self._run, args=(interval,), daemon=True,
+                                               name="prunelab-lease-heartbeat")
+                self.thread.start()
+
+    def remove(self, lease: Lease) -> None:
+        with self.lock:
+            self.leases.discard(lease)
+
+    def _run(self, interval: float) -> None:
+        while True:
+            time.sleep(interval)
+            with self.lock:
+                held = list(self.leases)
+            for lease in held:
+                lease.beat()
+
+
+_HEARTBEAT = _Heartbeat()
+
+
+class Lease:
+    """A held lease; :meth:`release` (or leaving a ``with`` block) gives it up."""
+
+    def __init__(self, path: Path, durable: bool):
+        self.path = path
+        self.token = secrets.token_hex(8)
+        self.durable = durable
+        self.counter = 0
+        self.released = False
+
+    def _content(self) -> bytes:
+        return json.dumps({"host": _HOST, "pid": os.getpid(), "token": self.token, "counter": self.counter}).encode()
+
+    def beat(self) -> None:
+        """Advance the heartbeat counter, if the lease is still ours."""
+        if self.released or not self.owned():
+            return
+        self.counter += 1
+        try:
+            write_atomic(self.path, self._content(), durable=False)
+        except OSError:
+            pass
+
+    def start(self, interval: float) -> None:
+        """Join the process's heartbeat thread."""
+        _HEARTBEAT.add(self, interval)
+
+    def owned(self) -> bool:
+        """Whether the lease file is still this holder's."""
+        info = _read(self.path)
+        return info is not None and info.get("token") == self.token
+
+    def release(self) -> None:
+        """Stop the heartbeat and remove the lease file if it is still ours."""
+        self.released = True
+        _HEARTBEAT.remove(self)
+        if self.owned():
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def acquire(folder: Path, key: str, is_done: Callable[[], bool], *, timeout: float | None = None,
+            poll: float = 0.05, durable: bool = False) -> Lease | None:
+    """Take the lease on ``key``; return None as soon as ``is_done()`` says the work exists.
+
+    Waits while another live holder keeps beating; takes over a holder on this
+    host whose pid is dead at once, and any other after ``timeout`` seconds
+    without a heartbeat (measured on this process's monotonic clock).
+    """
+    timeout = lease_timeout() if timeout is None else timeout
+    if folder not in _FOLDERS:
+        folder.mkdir(exist_ok=True)
+        _FOLDERS.add(folder)
+    path = folder / f"{key}.lease"
+    seen: tuple[Any, Any] | None = None
+    seen_at = time.monotonic()
+    delay = poll
+    while True:
+        if is_done():
+            return None
+        lease = Lease(path, durable)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileNotFoundError:  # the folder was removed since this process made it
+            folder.mkdir(exist_ok=True)
+            continue
+        except FileExistsError:
+            info = _read(path)
+            stale = False
+            if info is not None:
+                marker = (info.get("token"), info.get("counter"))
+                if info.get("host") == _HOST and isinstance(info.get("pid"), int) and not _pid_alive(info["pid"]):
+                    stale = True
+                elif marker != seen:
+                    seen, seen_at = marker, time.monotonic()
+                elif time.monotonic() - seen_at > timeout:
+                    stale = True
+            elif time.monotonic() - seen_at > timeout:  # unreadable for a whole timeout: a torn file
+                stale = True
+            if stale:
+                _break(path, info)
+                continue
+            time.sleep(delay)
+            delay = min(delay * 1.5, max(poll, timeout / 20))
+            continue
+        try:
+            os.write(fd, lease._content())
+        finally:
+            os.close(fd)
+        lease.start(interval=max(timeout / 4, 0.05))
+        return lease
+
+
+def _break(path: Path, observed: dict[str, Any] | None) -> None:
+    """Remove a stale lease, unless it changed since it was judged stale."""
+    current = _read(path)
+    if current == observed or observed is None:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,159 @@
+"""``DaskExecutor``: independent branches in parallel on ``dask.distributed``.
+
+Tasks are keyed by node id. Workers read parents from the experiment directory
+(a shared filesystem on a cluster) and write children to it; only ids, the
+recipe and slim results travel through the scheduler. Each task pins the
+experiment's thread count, so results are bitwise the same as with
+:class:`~prunelab.LocalExecutor`. A worker lost in the middle of a task is
+replaced and the task retried (Dask's own resilience; the lease of a dead
+worker is taken over at once); a task that keeps killing its workers fails its node.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..core.engine import ELSEWHERE, Engine, EngineSpec, Materialized, Task
+from ..core.errors import StateDefinitionError
+from .base import Executor, RunReport
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+__all__ = ["DaskExecutor"]
+
+
+def _run_task(spec: EngineSpec, task: Task, *parents: dict[str, Any]) -> dict[str, Any]:
+    """The worker side: compute one node (parent read from disk) and its functions."""
+    if any(p.get("status") in ("failed", "skipped") for p in parents):
+        return {"node_id": task.node_id, "status": "skipped"}
+    engine = Engine.open(spec)
+    out: dict[str, Any] = {"node_id": task.node_id, "status": "cached", "results": [], "failures": {}}
+    materialized = None
+    if task.compute:
+        outcome = engine.compute(task, None)
+        if outcome is None:
+            error = engine.store.read_record(task.node_id).get("error") or ""
+            return {"node_id": task.node_id, "status": "failed", "error": error}
+        out["status"] = "done" if isinstance(outcome, Materialized) else ELSEWHERE
+        materialized = outcome if isinstance(outcome, Materialized) else None
+    for function in task.functions:
+        ok, error = engine.run_function(task, function, materialized)
+        if ok:
+            out["results"].append(f"{task.node_id} {function.key}")
+        else:
+            out["failures"][f"{task.node_id} function {function.name}"] = error or ""
+    return out
+
+
+class DaskExecutor(Executor):
+    """Run tasks on a Dask cluster: a new local one, a running scheduler, or any cluster object.
+
+    Parameters
+    ----------
+    address : str, optional
+        A running scheduler, e.g. ``"tcp://10.0.0.5:8786"``.
+    n_workers : int, optional
+        Workers of the ``LocalCluster`` started when neither ``address`` nor
+        ``cluster`` is given (default: one per core). Its workers are processes,
+        one thread each, and not daemonic, so recipes may use
+        ``DataLoader(num_workers>0)``.
+    cluster : distributed cluster, optional
+        Any Dask cluster, e.g. ``dask_jobqueue.SLURMCluster(...)``; the experiment
+        directory must then be on a filesystem every worker sees.
+
+    Examples
+    --------
+    ``exp.run(executor=pl.DaskExecutor(n_workers=4))``, or without code changes
+    ``PRUNELAB_EXECUTOR=dask python script.py``.
+    """
+
+    def __init__(self, address: str | None = None, n_workers: int | None = None, cluster: Any = None):
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise StateDefinitionError(
+                "DaskExecutor needs dask.distributed: pip install 'prunelab[dask]'."
+            ) from None
+        given = [name for name, value in (("address", address), ("cluster", cluster)) if value is not None]
+        if len(given) > 1:
+            raise StateDefinitionError("DaskExecutor takes an address or a cluster, not both.")
+        if n_workers is not None and (given or not isinstance(n_workers, int) or n_workers < 1):
+            raise StateDefinitionError(
+                f"n_workers is for the LocalCluster DaskExecutor starts itself; it must be a positive int and "
+                f"comes without address/cluster (got n_workers={n_workers!r}{', ' + given[0] if given else ''})."
+            )
+        self.address = address
+        self.n_workers = n_workers
+        self.cluster = cluster
+
+    def describe(self) -> str:
+        where = self.address or (type(self.cluster).__name__ if self.cluster is not None else "LocalCluster")
+        return f"DaskExecutor({where})"
+
+    def _client(self) -> tuple[Client, Any]:
+        import dask
+        from distributed import Client, LocalCluster
+
+        if self.address is not None:
+            return Client(self.address), None
+        if self.cluster is not None:
+            return Client(self.cluster), None
+        with dask.config.set({"distributed.worker.daemon": False}):
+            cluster = LocalCluster(n_workers=self.n_workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+        return Client(cluster), cluster
+
+    def execute(self, tasks: Sequence[Task], engine: Engine) -> RunReport:
+        from distributed import as_completed
+
+        report = RunReport()
+        if not tasks:
+            return report
+        client, own_cluster = self._client()
+        try:
+            futures: dict[str, Any] = {}
+            ids = {t.node_id for t in tasks}
+            for task in tasks:  # parents before children: a child's future depends on its parent's
+                parents = [futures[task.parent_id]] if task.parent_id in ids else []
+                futures[task.node_id] = client.submit(_run_task, engine.spec, task, *parents, pure=False,
+                                                      key=f"prunelab-{task.node_id}-{id(report):x}")
+            by_future = {f.key: node_id for node_id, f in futures.items()}
+            by_id = {t.node_id: t for t in tasks}
+            lost: set[str] = set()
+            for future in as_completed(list(futures.values())):
+                node_id = by_future[future.key]
+                try:
+                    result = future.result()
+                except Exception:  # noqa: BLE001 - e.g. KilledWorker: the task kept killing its workers
+                    task = by_id[node_id]
+                    if task.parent_id in lost:  # the parent's failure propagated through Dask
+                        report.skipped.append(node_id)
+                    else:
+                        report.failed[node_id] = traceback.format_exc()
+                        if task.compute:
+                            engine.record_failure(task, report.failed[node_id])
+                    lost.add(node_id)
+                    continue
+                self._record(result, report)
+        finally:
+            client.close()
+            if own_cluster is not None:
+                own_cluster.close()
+        return report
+
+    @staticmethod
+    def _record(result: dict[str, Any], report: RunReport) -> None:
+        node_id, status = result["node_id"], result["status"]
+        if status == "done":
+            report.done.append(node_id)
+        elif status == ELSEWHERE:
+            report.elsewhere.append(node_id)
+        elif status == "failed":
+            report.failed[node_id] = result.get("error", "")
+        elif status == "skipped":
+            report.skipped.append(node_id)
+        report.results.extend(result.get("results", []))
+        report.failed.update(result.get("failures", {}))
