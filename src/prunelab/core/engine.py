@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .codecs import Blob, BlobSource, Encoded, decode_value, encode_value
 from .errors import CorruptStateError, StateDefinitionError
 from .identity import class_name, encode_property
-from .lease import acquire
+from .lease import BUSY, acquire
 from .seeding import derive_seed, seeded
 from .state import ExperimentState, warn_undeclared
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .recipe import Function, Recipe
     from .store import Store
 
-__all__ = ["Task", "Materialized", "Engine", "EngineSpec", "ELSEWHERE", "StoreSource", "MemorySource"]
+__all__ = ["Task", "Materialized", "Engine", "EngineSpec", "ELSEWHERE", "BUSY", "StoreSource", "MemorySource"]
 
 
 @dataclass
@@ -251,17 +251,20 @@ class Engine:
         return Materialized(values, blobs), pickled
 
     # ------------------------------------------------------------- compute
-    def compute(self, task: Task, parent: Materialized | None) -> Materialized | str | None:
+    def compute(self, task: Task, parent: Materialized | None, *, wait: bool = True) -> Materialized | str | None:
         """Run a task's recipe (or a root's initialisation) under its lease and publish the state.
 
         Returns the new state's stored form for its children, None when the task
-        failed (its failure record is published instead), or :data:`ELSEWHERE`
-        when another driver or worker stored the state first.
+        failed (its failure record is published instead), :data:`ELSEWHERE` when
+        another driver or worker stored the state first, or (with ``wait=False``)
+        :data:`BUSY` while another one is computing it.
         """
         lease = acquire(self.store.root / "leases", task.node_id, lambda: self._done(task.node_id),
-                        durable=self.spec.durable)
+                        durable=self.spec.durable, wait=wait)
         if lease is None:
             return ELSEWHERE
+        if isinstance(lease, str):
+            return BUSY
         try:
             return self._compute(task, parent, lease.owned)
         finally:
@@ -336,7 +339,7 @@ class Engine:
         path = self.store.result_path(task.node_id, function.name, function.version)
         lease = acquire(self.store.root / "leases", f"{task.node_id}.{function.key}", path.exists,
                         durable=self.spec.durable)
-        if lease is None:
+        if lease is None or isinstance(lease, str):
             return True, None
         try:
             return self._run_function(task, function, parent)

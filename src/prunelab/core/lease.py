@@ -25,13 +25,17 @@ from typing import Any
 
 from .files import write_atomic
 
-__all__ = ["Lease", "acquire", "lease_timeout", "LEASE_TIMEOUT_ENV"]
+__all__ = ["Lease", "acquire", "lease_timeout", "BUSY", "LEASE_TIMEOUT_ENV"]
 
 #: Seconds without a heartbeat after which a lease held on another host (or by a live
 #: pid that stopped beating) is taken over. Default 60.
 LEASE_TIMEOUT_ENV = "PRUNELAB_LEASE_TIMEOUT"
 _HOST = socket.gethostname()
 _FOLDERS: set[Path] = set()
+_SEEN: dict[Path, tuple[Any, float]] = {}  # lease file -> (last (token, counter) seen, when, on our clock)
+
+#: What :func:`acquire` returns with ``wait=False`` while another live holder has the lease.
+BUSY = "busy"
 
 
 def lease_timeout() -> float:
@@ -145,20 +149,21 @@ class Lease:
 
 
 def acquire(folder: Path, key: str, is_done: Callable[[], bool], *, timeout: float | None = None,
-            poll: float = 0.05, durable: bool = False) -> Lease | None:
+            poll: float = 0.05, durable: bool = False, wait: bool = True) -> Lease | str | None:
     """Take the lease on ``key``; return None as soon as ``is_done()`` says the work exists.
 
-    Waits while another live holder keeps beating; takes over a holder on this
-    host whose pid is dead at once, and any other after ``timeout`` seconds
-    without a heartbeat (measured on this process's monotonic clock).
+    Waits while another live holder keeps beating (or, with ``wait=False``,
+    returns :data:`BUSY` at once, so the caller can do other work first); takes
+    over a holder on this host whose pid is dead at once, and any other after
+    ``timeout`` seconds without a heartbeat (measured on this process's
+    monotonic clock, across calls).
     """
     timeout = lease_timeout() if timeout is None else timeout
     if folder not in _FOLDERS:
         folder.mkdir(exist_ok=True)
         _FOLDERS.add(folder)
     path = folder / f"{key}.lease"
-    seen: tuple[Any, Any] | None = None
-    seen_at = time.monotonic()
+    seen, seen_at = _SEEN.get(path, (None, time.monotonic()))
     delay = poll
     while True:
         if is_done():
@@ -182,9 +187,12 @@ def acquire(folder: Path, key: str, is_done: Callable[[], bool], *, timeout: flo
                     stale = True
             elif time.monotonic() - seen_at > timeout:  # unreadable for a whole timeout: a torn file
                 stale = True
+            _SEEN[path] = (seen, seen_at)
             if stale:
                 _break(path, info)
                 continue
+            if not wait:
+                return BUSY
             time.sleep(delay)
             delay = min(delay * 1.5, max(poll, timeout / 20))
             continue
@@ -192,6 +200,7 @@ def acquire(folder: Path, key: str, is_done: Callable[[], bool], *, timeout: flo
             os.write(fd, lease._content())
         finally:
             os.close(fd)
+        _SEEN.pop(path, None)
         lease.start(interval=max(timeout / 4, 0.05))
         return lease
 

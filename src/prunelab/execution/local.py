@@ -10,7 +10,7 @@ from .base import Executor, RunReport
 if TYPE_CHECKING:
     from ..core.engine import Engine, Task
 
-from ..core.engine import Materialized
+from ..core.engine import BUSY, Materialized
 
 __all__ = ["LocalExecutor"]
 
@@ -34,8 +34,9 @@ class LocalExecutor(Executor):
         memory: dict[str, tuple[Materialized, list[int]]] = {}  # node id -> (state, [children still to run])
         dead: set[str] = set()
         stack = list(reversed(children.get(None, [])))
-        while stack:
-            task = stack.pop()
+        deferred: list[Task] = []  # computed by another driver right now: come back to them last
+        while stack or deferred:
+            task, wait = (stack.pop(), False) if stack else (deferred.pop(0), True)
             kids = children.get(task.node_id, [])
             parent_id = task.parent_id or ""
             held = memory.get(parent_id)
@@ -43,10 +44,13 @@ class LocalExecutor(Executor):
                 dead.add(task.node_id)
                 report.skipped.append(task.node_id)
             else:
-                materialized = self._run_one(task, engine, held[0] if held else None, report)
+                materialized = self._run_one(task, engine, held[0] if held else None, report, wait)
+                if materialized is BUSY:
+                    deferred.append(task)
+                    continue
                 if materialized is None and task.node_id in report.failed:
                     dead.add(task.node_id)
-                elif kids and materialized is not None:
+                elif kids and isinstance(materialized, Materialized):
                     memory[task.node_id] = (materialized, [len(kids)])
             if held is not None:
                 held[1][0] -= 1
@@ -56,10 +60,13 @@ class LocalExecutor(Executor):
         return report
 
     @staticmethod
-    def _run_one(task: Task, engine: Engine, parent: Materialized | None, report: RunReport) -> Materialized | None:
+    def _run_one(task: Task, engine: Engine, parent: Materialized | None, report: RunReport,
+                 wait: bool) -> Materialized | str | None:
         materialized = None
         if task.compute:
-            outcome = engine.compute(task, parent)
+            outcome = engine.compute(task, parent, wait=wait)
+            if outcome == BUSY:
+                return BUSY
             if outcome is None:
                 report.failed[task.node_id] = engine.store.read_record(task.node_id).get("error") or ""
                 return None

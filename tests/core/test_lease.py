@@ -1,0 +1,90 @@
+"""Leases with real processes: concurrent drivers, killed drivers, stale holders, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import prunelab as pl
+from helpers import MLPState
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fanout.py"
+
+
+def start(directory, log, *args, env=None):
+    return subprocess.Popen([sys.executable, str(SCRIPT), str(directory), str(log), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+
+
+def wait_for(path: Path, process: subprocess.Popen) -> None:
+    """Wait for a file the child creates (an event, not a timed sleep), failing if the child dies."""
+    import time
+
+    while not path.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"the driver exited early: {process.stderr.read()}")
+        time.sleep(0.01)
+
+
+def test_two_drivers_started_together_compute_each_state_once(tmp_path):
+    log, go = tmp_path / "log", tmp_path / "go"
+    drivers = [start(tmp_path / "exp", log, "--go", str(go)) for _ in range(2)]
+    for driver in drivers:
+        assert driver.stdout.readline().strip() == "ready"
+    go.touch()
+    for driver in drivers:
+        out, err = driver.communicate(timeout=600)
+        assert driver.returncode == 0, err
+        assert "finished" in out
+    runs = Counter(line.split()[0] for line in log.read_text().splitlines())
+    assert len(runs) == 24 and set(runs.values()) == {1}  # every recipe ran exactly once
+    exp = pl.Experiment.restore(tmp_path / "exp", MLPState)
+    assert len(exp.graph.nodes) == 25 and all(n.status == "done" for n in exp.graph.nodes)
+    assert list((tmp_path / "exp" / "leases").iterdir()) == []
+
+
+def test_a_killed_drivers_lease_is_taken_over_at_once(tmp_path):
+    log, started = tmp_path / "log", tmp_path / "started"
+    driver = start(tmp_path / "exp", log, "--block-at", "5", "--started", str(started), "--fan", "8")
+    wait_for(started, driver)
+    driver.send_signal(signal.SIGKILL)
+    driver.communicate()
+    leases = list((tmp_path / "exp" / "leases").iterdir())
+    assert len(leases) == 1 and json.loads(leases[0].read_text())["pid"] == driver.pid
+    # a long timeout: only the dead-pid rule can let this run finish in the test's time
+    rerun = start(tmp_path / "exp", log, "--fan", "8", env={"PRUNELAB_LEASE_TIMEOUT": "3600"})
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    assert all(n.status == "done" for n in pl.Experiment.restore(tmp_path / "exp", MLPState).graph.nodes)
+
+
+def test_a_lease_that_stops_beating_is_taken_over_after_the_timeout(tmp_path):
+    exp = pl.Experiment(tmp_path / "exp", MLPState)
+    node = exp.spawn_new_tree(width=8, replicate=0)
+    folder = tmp_path / "exp" / "leases"
+    folder.mkdir()
+    forged = {"host": "another-host.example", "pid": 1, "token": "x", "counter": 7}
+    (folder / f"{node.id}.lease").write_text(json.dumps(forged))
+    log = tmp_path / "log"
+    rerun = start(tmp_path / "exp", log, "--fan", "2", env={"PRUNELAB_LEASE_TIMEOUT": "1"})
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    assert len(log.read_text().splitlines()) == 2
+
+
+def test_ctrl_c_releases_the_lease(tmp_path):
+    log, started = tmp_path / "log", tmp_path / "started"
+    driver = start(tmp_path / "exp", log, "--block-at", "2", "--started", str(started), "--fan", "4")
+    wait_for(started, driver)
+    driver.send_signal(signal.SIGINT)
+    out, err = driver.communicate(timeout=120)
+    assert driver.returncode != 0 and "KeyboardInterrupt" in err
+    assert list((tmp_path / "exp" / "leases").iterdir()) == []
+    states = list((tmp_path / "exp" / "states").glob("*/*"))
+    assert all((s / "meta.json").is_file() for s in states)

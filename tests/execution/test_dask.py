@@ -1,0 +1,193 @@
+"""DaskExecutor with real worker processes: same results as local, failures, lost workers, remote schedulers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import prunelab as pl
+from helpers import MLPState, Noise, Prune, Train, evaluate, stored_values
+
+distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import dask
+
+    with dask.config.set({"distributed.worker.daemon": False}):
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           dashboard_address=None)
+    yield cluster
+    cluster.close()
+
+
+def declare(exp):
+    root = exp.spawn_new_tree(width=8, replicate=0)
+    trained = Train(steps=3, lr=0.1)(root)
+    evaluate(trained)
+    leaves = []
+    for scale in (0.1, 0.2, 0.3):
+        with exp.tag(f"scale:{scale}"):
+            leaf = Prune(amount=0.5)(Noise(scale=scale)(trained))
+            evaluate(leaf)
+            leaves.append(leaf)
+    return leaves
+
+
+def test_dask_gives_the_same_ids_and_bytes_as_local(tmp_path):
+    local = pl.Experiment(tmp_path / "local", MLPState)
+    declare(local)
+    local.run(quiet=True)
+    remote = pl.Experiment(tmp_path / "dask", MLPState)
+    declare(remote)
+    report = remote.run(executor=pl.DaskExecutor(n_workers=2), quiet=True)
+    assert len(report.done) == 8 and len(report.results) == 4
+    assert stored_values(tmp_path / "local") == stored_values(tmp_path / "dask")
+    results = {n.id: n.results for n in pl.Experiment.restore(tmp_path / "local").graph.nodes}
+    assert results == {n.id: n.results for n in pl.Experiment.restore(tmp_path / "dask").graph.nodes}
+    workers = {n.record["worker"] for n in remote.graph.nodes}
+    assert all(w.split(":")[1] != str(os.getpid()) for w in workers)  # computed in worker processes
+
+
+class Explode(pl.Recipe):
+    PROPERTIES = []
+
+    def run(self, state):
+        raise ArithmeticError("exploded on purpose")
+
+
+def test_a_failure_on_a_worker_follows_the_local_semantics(tmp_path, cluster):
+    exp = pl.Experiment(tmp_path / "exp", MLPState)
+    root = exp.spawn_new_tree(width=8, replicate=0)
+    bad = Explode()(root)
+    below = Train(steps=1, lr=0.1)(bad)
+    good = Train(steps=1, lr=0.1)(root)
+    with pytest.raises(pl.RunError, match="1 node\\(s\\) failed, 1 skipped") as info:
+        exp.run(executor=pl.DaskExecutor(cluster=cluster), quiet=True)
+    assert "ArithmeticError: exploded on purpose" in info.value.failed[bad.id]
+    assert bad.status == "failed" and "Traceback" in bad.record["error"]
+    assert below.status == "skipped" and good.status == "done"
+
+
+class KillOnce(pl.Recipe):
+    """SIGKILL the worker the first time (a side-effect file remembers), then succeed."""
+
+    PROPERTIES = ["flag"]
+
+    def run(self, state):
+        if not os.path.exists(self.flag):
+            Path(self.flag).write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return state
+
+
+def test_a_worker_killed_mid_recipe_is_replaced_and_the_run_completes(tmp_path):
+    flag = tmp_path / "killed"
+    exp = pl.Experiment(tmp_path / "exp", MLPState)
+    root = exp.spawn_new_tree(width=8, replicate=0)
+    node = Train(steps=1, lr=0.1)(KillOnce(flag=str(flag))(root))
+    report = exp.run(executor=pl.DaskExecutor(n_workers=1), quiet=True)
+    assert flag.exists() and node.status == "done" and len(report.done) == 3
+    assert list((tmp_path / "exp" / "leases").iterdir()) == []  # the dead worker's lease was taken over
+    for folder in (tmp_path / "exp" / "states").glob("*/*"):
+        assert (folder / "meta.json").is_file()
+    node.restore()
+
+
+class LoaderRecipe(pl.Recipe):
+    """Iterate a DataLoader with two worker processes (needs non-daemonic Dask workers)."""
+
+    PROPERTIES = []
+
+    def run(self, state):
+        from torch.utils.data import DataLoader, TensorDataset
+
+        x, y = state.data
+        total = 0.0
+        for xb, _ in DataLoader(TensorDataset(x, y), batch_size=16, num_workers=2):
+            total += float(xb.sum())
+        state.history = [*state.history, total]
+        return state
+
+
+def test_a_recipe_can_use_dataloader_workers_on_a_dask_worker(tmp_path, cluster):
+    exp = pl.Experiment(tmp_path / "exp", MLPState)
+    node = LoaderRecipe()(exp.spawn_new_tree(width=8, replicate=0))
+    exp.run(executor=pl.DaskExecutor(cluster=cluster), quiet=True)
+    x, _ = node.restore().data
+    assert node.restore().history[-1] == pytest.approx(float(x.sum()), rel=1e-5)
+
+
+def test_a_running_scheduler_and_workers_are_used_through_their_address(tmp_path):
+    scheduler_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    bin_dir = Path(sys.executable).parent
+    processes = [subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
+                                   "--no-dashboard", "--scheduler-file", str(scheduler_file)], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        client = distributed.Client(scheduler_file=str(scheduler_file), timeout=60)  # waits for the file
+        address = client.scheduler.address
+        for _ in range(2):
+            processes.append(subprocess.Popen([str(bin_dir / "dask"), "worker", address, "--nthreads", "1",
+                                               "--nworkers", "1", "--no-dashboard", "--host", "127.0.0.1"],
+                                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        client.wait_for_workers(2, timeout=120)
+        client.close()
+        exp = pl.Experiment(tmp_path / "exp", MLPState)
+        declare(exp)
+        report = exp.run(executor=pl.DaskExecutor(address=address), quiet=True)
+        assert len(report.done) == 8
+        assert len({n.record["worker"] for n in exp.graph.nodes}) >= 1
+        assert all(n.record["worker"].split(":")[1] != str(os.getpid()) for n in exp.graph.nodes)
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=60)
+
+
+def test_prunelab_executor_selects_dask(tmp_path, monkeypatch, cluster):
+    monkeypatch.setenv("PRUNELAB_EXECUTOR", f"dask://{cluster.scheduler_address.removeprefix('tcp://')}")
+    exp = pl.Experiment(tmp_path / "exp", MLPState)
+    exp.spawn_new_tree(width=8, replicate=0)
+    exp.run(quiet=True)
+    assert exp.graph.runs[-1]["executor"].startswith("DaskExecutor(tcp://127.0.0.1")
+
+
+def test_dask_executor_arguments_are_checked(cluster):
+    with pytest.raises(pl.StateDefinitionError, match="takes an address or a cluster, not both"):
+        pl.DaskExecutor(address="tcp://127.0.0.1:1", cluster=cluster)
+    with pytest.raises(pl.StateDefinitionError, match="n_workers is for the LocalCluster"):
+        pl.DaskExecutor(address="tcp://127.0.0.1:1", n_workers=2)
+
+
+class KillAlways(pl.Recipe):
+    PROPERTIES = []
+
+    def run(self, state):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_task_that_keeps_killing_its_worker_fails_its_node(tmp_path):
+    import dask
+
+    exp = pl.Experiment(tmp_path / "exp", MLPState)
+    root = exp.spawn_new_tree(width=8, replicate=0)
+    bad = KillAlways()(root)
+    below = Train(steps=1, lr=0.1)(bad)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        with pytest.raises(pl.RunError, match="1 node\\(s\\) failed, 1 skipped") as info:
+            exp.run(executor=pl.DaskExecutor(n_workers=1), quiet=True)
+    assert "KilledWorker" in info.value.failed[bad.id]
+    assert bad.status == "failed" and "KilledWorker" in bad.record["error"]
+    assert below.status == "skipped" and root.status == "done"
