@@ -24,7 +24,7 @@ def cluster():
 
     with dask.config.set({"distributed.worker.daemon": False}):
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                           dashboard_address=None)
+                                           dashboard_address=":0")
     yield cluster
     cluster.close()
 

@@ -414,9 +414,13 @@ class Experiment:
         self.store.append_log("runs", manifest, lambda _: self.index.touch())
         for task in plan.tasks:
             self.graph._nodes[task.node_id].run_status = "running"
+        from ..execution.progress import Progress
+
+        progress = Progress(len(plan.tasks), quiet=quiet)
         try:
-            report = executor.execute(plan.tasks, self.engine)
+            report = executor.execute(plan.tasks, self.engine, progress)
         finally:
+            progress.close()
             self._refresh([t.node_id for t in plan.tasks])
         report.cached = plan.cached
         report.wall_s = time.time() - started

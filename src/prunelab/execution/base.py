@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..core.engine import Engine, Task
+    from .progress import Progress
     from ..core.errors import RunError
 
 __all__ = ["Executor", "RunReport"]
@@ -58,8 +59,8 @@ class Executor(ABC):
     """Runs the tasks of a plan; parents always before their children."""
 
     @abstractmethod
-    def execute(self, tasks: Sequence[Task], engine: Engine) -> RunReport:
-        """Compute ``tasks`` (in dependency order) with ``engine`` and report."""
+    def execute(self, tasks: Sequence[Task], engine: Engine, progress: Progress | None = None) -> RunReport:
+        """Compute ``tasks`` (in dependency order) with ``engine`` and report (and show ``progress``)."""
 
     def describe(self) -> str:
         """A short description recorded in the run manifest."""

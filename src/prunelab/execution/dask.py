@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.engine import ELSEWHERE, Engine, EngineSpec, Materialized, Task
 from ..core.errors import StateDefinitionError
 from .base import Executor, RunReport
+from .progress import Progress
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -103,13 +104,14 @@ class DaskExecutor(Executor):
             return Client(self.cluster), None
         with dask.config.set({"distributed.worker.daemon": False}):
             cluster = LocalCluster(n_workers=self.n_workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+                                   dashboard_address=":0")
         return Client(cluster), cluster
 
-    def execute(self, tasks: Sequence[Task], engine: Engine) -> RunReport:
+    def execute(self, tasks: Sequence[Task], engine: Engine, progress: Progress | None = None) -> RunReport:
         from distributed import as_completed
 
         report = RunReport()
+        progress = progress or Progress(len(tasks), quiet=True)
         if not tasks:
             return report
         client, own_cluster = self._client()
@@ -120,8 +122,11 @@ class DaskExecutor(Executor):
                 parents = [futures[task.parent_id]] if task.parent_id in ids else []
                 futures[task.node_id] = client.submit(_run_task, engine.spec, task, *parents, pure=False,
                                                       key=f"prunelab-{task.node_id}-{id(report):x}")
+            slots = len(client.scheduler_info().get("workers", {})) or 1
+            progress.set_running(min(len(futures), slots))
             by_future = {f.key: node_id for node_id, f in futures.items()}
             by_id = {t.node_id: t for t in tasks}
+            remaining = len(futures)
             lost: set[str] = set()
             for future in as_completed(list(futures.values())):
                 node_id = by_future[future.key]
@@ -136,8 +141,13 @@ class DaskExecutor(Executor):
                         if task.compute:
                             engine.record_failure(task, report.failed[node_id])
                     lost.add(node_id)
-                    continue
-                self._record(result, report)
+                    progress.finished("skipped" if node_id in report.skipped else "failed", node_id, False)
+                else:
+                    self._record(result, report)
+                    status = {"done": "done", ELSEWHERE: "cached"}.get(result["status"], result["status"])
+                    progress.finished("failed" if result.get("failures") else status, node_id, False)
+                remaining -= 1
+                progress.set_running(min(remaining, slots))
         finally:
             client.close()
             if own_cluster is not None:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .base import Executor, RunReport
+from .progress import Progress
 
 if TYPE_CHECKING:
     from ..core.engine import Engine, Task
@@ -25,8 +26,9 @@ class LocalExecutor(Executor):
     every other branch completes.
     """
 
-    def execute(self, tasks: Sequence[Task], engine: Engine) -> RunReport:
+    def execute(self, tasks: Sequence[Task], engine: Engine, progress: Progress | None = None) -> RunReport:
         report = RunReport()
+        progress = progress or Progress(len(tasks), quiet=True)
         ids = {t.node_id for t in tasks}
         children: dict[str | None, list[Task]] = {}
         for task in tasks:
@@ -43,11 +45,17 @@ class LocalExecutor(Executor):
             if parent_id in dead:
                 dead.add(task.node_id)
                 report.skipped.append(task.node_id)
+                progress.finished("skipped", was_running=False)
             else:
+                progress.running()
                 materialized = self._run_one(task, engine, held[0] if held else None, report, wait)
                 if materialized is BUSY:
+                    progress.running(-1)
                     deferred.append(task)
                     continue
+                status = ("failed" if any(k.startswith(task.node_id) for k in report.failed)
+                          else "done" if isinstance(materialized, Materialized) else "cached")
+                progress.finished(status, task.node_id)
                 if materialized is None and task.node_id in report.failed:
                     dead.add(task.node_id)
                 elif kids and isinstance(materialized, Materialized):
