@@ -6,10 +6,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "core"))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "prune"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "execution"))
 
+import bench_dask  # noqa: E402
 import bench_engine  # noqa: E402
 import bench_techniques  # noqa: E402
 
 if __name__ == "__main__":
     bench_engine.main()
     bench_techniques.main()
+    bench_dask.main()
