@@ -71,3 +71,16 @@ def test_gc_on_a_missing_directory_is_a_clear_error(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(pl.ExperimentFormatError):
         pl.Experiment.restore(tmp_path / "nope").gc()
+
+
+def test_gc_keeps_work_in_progress_of_a_leased_state(exp_dir):
+    exp, _ = finished(exp_dir)
+    node_id = "ab" * 16
+    work = exp_dir / "tmp" / f"{node_id}.1234.abcd"
+    work.mkdir()
+    age(work)
+    (exp_dir / "leases").mkdir(exist_ok=True)
+    (exp_dir / "leases" / f"{node_id}.lease").write_text("{}")
+    assert exp.gc(min_age_s=0).leftovers == [] and work.exists()
+    (exp_dir / "leases" / f"{node_id}.lease").unlink()
+    assert exp.gc(min_age_s=0).leftovers == [work.name]

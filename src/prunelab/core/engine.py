@@ -154,6 +154,7 @@ class Engine:
         self.environment = spec.environment
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self._templates: dict[str, ExperimentState] = {}
+        self._stored: dict[str, Materialized] = {}
 
     @classmethod
     def open(cls, spec: EngineSpec) -> Engine:
@@ -218,12 +219,9 @@ class Engine:
         """Return a private copy of a computed state (from memory when given, else the store)."""
         cls = self.require_class()
         state = self.new_state(properties, root_id)
-        source: BlobSource
         if parent is None:
-            record = self.store.read_record(node_id)
-            values, source = self.store.read_values(node_id, record), StoreSource(self.store)
-        else:
-            values, source = parent.values, MemorySource(parent.blobs)
+            parent = self.read_stored(node_id)
+        values, source = parent.values, MemorySource(parent.blobs)
         for name, spec in values.items():
             if name not in cls.NONHASHED_ATTRIBUTES:
                 raise CorruptStateError(
@@ -234,6 +232,27 @@ class Engine:
             setattr(state, name, decode_value(spec, source, current=current, owner=f"attribute {name!r}",
                                               allow_pickle=self.allow_pickle))
         return state
+
+    def read_stored(self, node_id: str) -> Materialized:
+        """Read a stored state's values and blobs (verified), through a bounded per-process cache.
+
+        Stored states never change, so parents shared by several children (on a
+        worker, or when resuming) are read from disk once. The cache holds at most
+        ``PRUNELAB_STATE_CACHE_MB`` (default 512) of blobs; a larger state is not kept.
+        """
+        cached = self._stored.pop(node_id, None)
+        if cached is None:
+            record = self.store.read_record(node_id)
+            values = self.store.read_values(node_id, record)
+            cached = Materialized(values, _read_blobs(values, self.store))
+        size = sum(len(b.data) for b in cached.blobs.values())
+        if size <= _cache_limit():
+            self._stored[node_id] = cached  # most recently used last
+            total = sum(sum(len(b.data) for b in m.blobs.values()) for m in self._stored.values())
+            while total > _cache_limit():
+                evicted = self._stored.pop(next(iter(self._stored)))
+                total -= sum(len(b.data) for b in evicted.blobs.values())
+        return cached
 
     def encode_state(self, state: ExperimentState) -> tuple[Materialized, bool]:
         """Encode a state's stored attributes; return them and whether anything was pickled."""
@@ -365,6 +384,37 @@ class Engine:
         self.store.write_result(task.node_id, record, encoded.blobs,
                                 lambda r: self.index.result_written(task.node_id, r))
         return True, None
+
+
+def _cache_limit() -> int:
+    try:
+        return int(float(os.environ.get("PRUNELAB_STATE_CACHE_MB", "512")) * 2**20)
+    except ValueError:
+        return 512 * 2**20
+
+
+def _read_blobs(values: dict[str, Any], store: Store) -> dict[str, Blob]:
+    """Read every blob a value spec references: tensors as tensors, the rest as bytes."""
+    blobs: dict[str, Blob] = {}
+    source = StoreSource(store)
+    stack: list[Any] = list(values.values())
+    while stack:
+        item = stack.pop()
+        if not (isinstance(item, list) and item):
+            continue
+        tag = item[0]
+        if tag == "tensor" and item[1] not in blobs:
+            import torch
+
+            tensor = source.tensor(item[1], item[2], item[3])
+            data = tensor.reshape(-1).view(torch.uint8).numpy().data if tensor.numel() else memoryview(b"")
+            blobs[item[1]] = Blob(item[1], data, tensor)
+        elif tag in ("ndarray", "bytes", "pickle") and item[1] not in blobs:
+            raw = source.raw(item[1])
+            blobs[item[1]] = Blob(item[1], memoryview(raw), raw)
+        else:
+            stack.extend(x for x in item if isinstance(x, list))
+    return blobs
 
 
 _MISSING = object()

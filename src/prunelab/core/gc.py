@@ -49,14 +49,19 @@ def collect(exp: Experiment, *, repair: bool = False, min_age_s: float = MIN_AGE
         Also verify every blob; delete corrupt ones and remove the states using
         them, so that re-running the script recomputes exactly those states.
     min_age_s : float, default=3600
-        Keep anything younger (a concurrent writer may still be using it).
+        Keep anything younger (a concurrent writer may still be using it); work
+        in progress of a state whose lease is held is kept whatever its age.
     dry_run : bool, default=False
         Report only.
     """
     store, report = exp.store, GCReport()
     cutoff = time.time() - min_age_s
     with store.lock():
+        leased = {p.name.split(".")[0] for p in (store.root / "leases").glob("*.lease")} \
+            if (store.root / "leases").is_dir() else set()
         for path in sorted((store.root / "tmp").iterdir()):
+            if path.name.split(".")[0] in leased:
+                continue  # a writer holding the state's lease may still be using it
             if path.lstat().st_mtime < cutoff:
                 report.leftovers.append(path.name)
                 if not dry_run:
