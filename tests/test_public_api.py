@@ -7,6 +7,7 @@ import prunelab
 import prunelab.core
 import prunelab.execution
 import prunelab.prune
+import prunelab.zoo
 
 SURFACE = {
     "prunelab": [
@@ -21,6 +22,8 @@ SURFACE = {
         "UnhashableValueError", "UnknownNameError", "encode", "function",
     ],
     "prunelab.execution": ["DaskExecutor", "Executor", "LocalExecutor", "RunReport", "resolve_executor"],
+    "prunelab.zoo": ["Dataset", "ZooError", "available_datasets", "available_models", "build_model", "imbalance",
+                     "load_dataset"],
     "prunelab.prune": [
         "Context", "JaccardResult", "PruningError", "PruningWarning", "Schedule", "SparsityReport", "Technique",
         "apply_masks", "available_techniques", "compact", "copy_model", "cubic", "flops", "get_masks", "iterative",

@@ -1,0 +1,14 @@
+"""Datasets and models for pruning studies.
+
+``load_dataset(name, ...)`` gives train / val / test tensors and class names;
+``build_model(name, input_shape, num_classes)`` gives a plain ``nn.Module``.
+Loaders never download silently: they say where they looked and how to get
+the files (``download=True`` fetches MNIST and Fashion-MNIST, checked).
+"""
+
+from .datasets import Dataset, available_datasets, imbalance, load_dataset
+from .errors import ZooError
+from .models import available_models, build_model
+
+__all__ = ["Dataset", "ZooError", "available_datasets", "available_models", "build_model", "imbalance",
+           "load_dataset"]
