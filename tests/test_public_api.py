@@ -7,6 +7,7 @@ import prunelab
 import prunelab.core
 import prunelab.execution
 import prunelab.prune
+import prunelab.recipes
 import prunelab.zoo
 
 SURFACE = {
@@ -24,6 +25,8 @@ SURFACE = {
     "prunelab.execution": ["DaskExecutor", "Executor", "LocalExecutor", "RunReport", "resolve_executor"],
     "prunelab.zoo": ["Dataset", "ZooError", "available_datasets", "available_models", "build_model", "imbalance",
                      "load_dataset"],
+    "prunelab.recipes": ["LRRewind", "ModelState", "Prune", "Reinit", "Rewind", "Train", "class_shares",
+                         "dataset_for", "evaluate", "evaluate_split", "sparsity", "train_model"],
     "prunelab.prune": [
         "Context", "JaccardResult", "PruningError", "PruningWarning", "Schedule", "SparsityReport", "Technique",
         "apply_masks", "available_techniques", "compact", "copy_model", "cubic", "flops", "get_masks", "iterative",

@@ -108,7 +108,7 @@ class Function:
     name and version.
     """
 
-    def __init__(self, fn: Callable[[ExperimentState], Any], name: str | None = None, version: int = 1):
+    def __init__(self, fn: Callable[..., Any], name: str | None = None, version: int = 1):
         if not callable(fn):
             raise StateDefinitionError(f"pl.function needs a callable, got {type(fn).__qualname__}.")
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
@@ -134,7 +134,7 @@ class Function:
         return f"<prunelab function {self.key}>"
 
 
-def function(fn: Callable[[ExperimentState], Any] | None = None, *, name: str | None = None,
+def function(fn: Callable[..., Any] | None = None, *, name: str | None = None,
              version: int = 1) -> Any:
     """Make a function that attaches a computation to nodes.
 

@@ -1,0 +1,80 @@
+"""Evaluation functions of pruning studies: per-class figures on val and test, sparsity, class shares."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+import prunelab as pl
+
+from ..prune import sparsity_report
+from .state import ModelState
+
+__all__ = ["evaluate", "sparsity", "class_shares", "evaluate_split"]
+
+
+def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+                   batch_size: int = 1024) -> dict[str, Any]:
+    """Accuracy, loss, per-class accuracy and counts, confusion matrix, per-class entropy, predictions.
+
+    Notes
+    -----
+    The predictive entropy of one sample is :math:`-\\sum_k p_k \\log p_k` of its
+    softmax; ``per_class_entropy[c]`` averages it over the samples of true class
+    ``c``. ``confusion[i][j]`` counts samples of class ``i`` predicted as ``j``.
+    """
+    model.eval()
+    logits = []
+    with torch.no_grad():
+        for start in range(0, len(y), batch_size):
+            logits.append(model(x[start:start + batch_size]))
+    out = torch.cat(logits)
+    loss = float(nn.functional.cross_entropy(out, y))
+    predicted = out.argmax(1)
+    probabilities = out.softmax(1)
+    entropy = -(probabilities * probabilities.clamp_min(1e-12).log()).sum(1)
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    confusion.index_put_((y, predicted), torch.ones_like(y), accumulate=True)
+    counts = confusion.sum(1)
+    correct = confusion.diag()
+    per_class = [float(c) / float(n) if n else float("nan") for c, n in zip(correct, counts)]
+    per_entropy = [float(entropy[y == c].mean()) if int(n) else float("nan") for c, n in enumerate(counts)]
+    return {"accuracy": float((predicted == y).float().mean()), "loss": loss, "per_class_accuracy": per_class,
+            "per_class_count": [int(n) for n in counts], "confusion": confusion.tolist(),
+            "per_class_entropy": per_entropy, "predictions": predicted.to(torch.int16)}
+
+
+@pl.function
+def evaluate(state: ModelState) -> dict[str, Any]:
+    """Evaluate on val and test: ``val_accuracy``, ``test_accuracy``, losses, and per-class figures.
+
+    Scalars are at the top level (so frames show them as ``evaluate.test_accuracy``);
+    per-class lists, confusion matrices and predicted labels (a tensor blob) are
+    under ``val`` and ``test``.
+    """
+    out: dict[str, Any] = {}
+    for split in ("val", "test"):
+        x, y = getattr(state.data, split)
+        figures = evaluate_split(state.model, x, y, state.data.num_classes)
+        out[f"{split}_accuracy"] = figures["accuracy"]
+        out[f"{split}_loss"] = figures["loss"]
+        out[split] = figures
+    return out
+
+
+@pl.function
+def sparsity(state: ModelState) -> dict[str, Any]:
+    """Explicit and effective sparsity of the model's Conv and Linear weights, and per tensor."""
+    report = sparsity_report(state.model, input_shape=(1, *state.data.input_shape))
+    return {"sparsity": report.sparsity, "effective_sparsity": report.effective_sparsity,
+            "per_tensor": {row["parameter"]: row["sparsity"] for row in report.rows}}
+
+
+@pl.function
+def class_shares(state: ModelState) -> dict[str, Any]:
+    """Each class's share of the training set (the representation analysis reads)."""
+    y = state.data.train[1]
+    counts = torch.bincount(y, minlength=state.data.num_classes)
+    return {"class_shares": [float(c) / len(y) for c in counts], "class_names": list(state.data.class_names)}

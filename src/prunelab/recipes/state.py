@@ -1,0 +1,69 @@
+"""``ModelState``: a model and its data, as pruning studies need them."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+from torch import nn
+
+import prunelab as pl
+
+from ..prune import snapshot
+from ..zoo import Dataset, build_model, imbalance, load_dataset
+
+__all__ = ["ModelState", "dataset_for"]
+
+
+@functools.lru_cache(maxsize=8)
+def _load(name: str, split_seed: int, val_fraction: float) -> Dataset:
+    return load_dataset(name, split_seed=split_seed, val_fraction=val_fraction)
+
+
+def dataset_for(dataset_name: str, split_seed: int = 0, val_fraction: float = 0.1,
+                imbalance_fractions: tuple[float, ...] | None = None) -> Dataset:
+    """Load a dataset once per process (and subsample its training classes if asked)."""
+    data = _load(dataset_name, split_seed, val_fraction)
+    if imbalance_fractions:
+        data = imbalance(data, list(imbalance_fractions), seed=split_seed)
+    return data
+
+
+class ModelState(pl.ExperimentState):
+    """A model of the zoo on a dataset of the zoo, for one replicate.
+
+    Properties (identity): ``dataset_name``, ``model_name``, ``replicate`` (the
+    seed is derived from the id, so replicates differ), ``split_seed``,
+    ``val_fraction`` and ``imbalance`` (``None`` or one training fraction per class).
+    Carried: ``model``, ``init_weights`` (a snapshot at initialisation, for
+    rewinding to init), ``rewind_snapshot`` (taken by ``Train`` at a chosen
+    epoch) and ``train_config`` (what training has happened). Derived: ``data``
+    (read once per process and shared, treat it as read-only).
+    """
+
+    dataset_name: str
+    model_name: str
+    replicate: int
+    split_seed: int
+    val_fraction: float
+    imbalance: tuple[float, ...] | None
+    model: nn.Module
+    init_weights: dict[str, torch.Tensor]
+    rewind_snapshot: dict[str, torch.Tensor] | None
+    train_config: list[dict[str, Any]]
+    data: Dataset
+
+    NAME = "ModelState"
+    PROPERTIES = ["dataset_name", "model_name", "replicate", "split_seed", "val_fraction", "imbalance"]
+    NONHASHED_ATTRIBUTES = ["model", "init_weights", "rewind_snapshot", "train_config"]
+    DERIVED_ATTRIBUTES = ["data"]
+
+    def initialize_state(self, **kwargs: Any) -> None:
+        """Load the data and build a freshly initialised model (seeded from the root's id)."""
+        fractions = tuple(self.imbalance) if self.imbalance else None
+        self.data = dataset_for(self.dataset_name, self.split_seed, self.val_fraction, fractions)
+        self.model = build_model(self.model_name, self.data.input_shape, self.data.num_classes)
+        self.init_weights = snapshot(self.model)
+        self.rewind_snapshot = None
+        self.train_config = []

@@ -1,0 +1,130 @@
+"""The standard recipes and functions on real data (digits) at small size."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import prunelab as pl
+from prunelab.recipes import (
+    LRRewind,
+    ModelState,
+    Prune,
+    Reinit,
+    Rewind,
+    Train,
+    class_shares,
+    evaluate,
+    evaluate_split,
+    sparsity,
+)
+
+ROOT = {"dataset_name": "digits", "model_name": "lenet5", "replicate": 0, "split_seed": 0, "val_fraction": 0.1,
+        "imbalance": None}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    exp = pl.Experiment(tmp_path_factory.mktemp("recipes") / "exp", ModelState)
+    root = exp.spawn_new_tree(**ROOT)
+    class_shares(root)
+    evaluate(root)
+    trained = Train(epochs=8, lr=0.05, batch_size=32, rewind_epoch=1)(root)
+    evaluate(trained)
+    pruned = Prune(technique="global_magnitude", amount=0.5, round=1)(trained)
+    finetuned = Train(epochs=2, lr=0.01, batch_size=32)(pruned)
+    evaluate(finetuned)
+    sparsity(finetuned)
+    rewound = Rewind(to="init")(pruned)
+    late = Rewind(to="snapshot")(pruned)
+    reinitialised = Reinit()(pruned)
+    lr_rewound = LRRewind(epochs=1, lr=0.05, batch_size=32)(pruned)
+    exp.run(quiet=True)
+    return {"exp": exp, "root": root, "trained": trained, "pruned": pruned, "finetuned": finetuned,
+            "rewound": rewound, "late": late, "reinit": reinitialised, "lr_rewound": lr_rewound}
+
+
+def test_training_learns_digits_and_records_its_configuration(study):
+    before, after = study["root"].results["evaluate"], study["trained"].results["evaluate"]
+    assert before["test_accuracy"] < 0.3 < 0.85 < after["test_accuracy"]
+    config = study["trained"].restore().train_config
+    assert len(config) == 1 and config[0]["epochs"] == 8 and len(config[0]["losses"]) == 8
+    assert config[0]["losses"][-1] < config[0]["losses"][0]
+
+
+def test_class_shares_are_recorded_on_the_root(study):
+    shares = study["root"].results["class_shares"]["class_shares"]
+    assert len(shares) == 10 and math.isclose(sum(shares), 1.0) and min(shares) > 0.09
+
+
+def test_prune_lineage_reaches_descendants(study):
+    for name in ("pruned", "finetuned", "rewound", "reinit", "lr_rewound"):
+        lineage = study[name].lineage
+        assert lineage["technique"] == "global_magnitude" and lineage["amount"] == 0.5 and lineage["round"] == 1
+    assert study["rewound"].lineage["treatment"] == "rewind" and study["rewound"].lineage["rewind_to"] == "init"
+    assert study["reinit"].lineage["treatment"] == "reinit"
+    assert study["lr_rewound"].lineage["treatment"] == "lr_rewind"
+    assert "treatment" not in study["finetuned"].lineage
+
+
+def test_finetuning_a_pruned_model_keeps_its_masks(study):
+    state = study["finetuned"].restore()
+    assert study["finetuned"].results["sparsity"]["sparsity"] == pytest.approx(0.5, abs=1e-3)
+    for module in state.model.modules():
+        if hasattr(module, "weight_mask"):
+            assert bool((module.weight[module.weight_mask == 0] == 0).all())
+    assert study["finetuned"].results["evaluate"]["test_accuracy"] > 0.8
+
+
+def test_rewinding_to_init_and_to_the_snapshot(study):
+    pruned = study["pruned"].restore()
+    for name, saved in (("rewound", pruned.init_weights), ("late", pruned.rewind_snapshot)):
+        state = study[name].restore()
+        for path, module in state.model.named_modules():
+            if hasattr(module, "weight_mask"):
+                assert torch.equal(module.weight, saved[f"{path}.weight"] * module.weight_mask)
+                assert torch.equal(module.weight_mask, dict(pruned.model.named_modules())[path].weight_mask)
+    assert not torch.equal(pruned.init_weights["0.0.weight"], pruned.rewind_snapshot["0.0.weight"])
+
+
+def test_reinit_draws_new_surviving_weights(study):
+    pruned, fresh = study["pruned"].restore(), study["reinit"].restore()
+    assert not torch.equal(fresh.model[0][0].weight_orig, pruned.model[0][0].weight_orig)
+    assert torch.equal(fresh.model[0][0].weight_mask, pruned.model[0][0].weight_mask)
+
+
+class FixedLogits(nn.Module):
+    """A 'model' whose outputs are given: logits chosen per sample."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, x):
+        return self.logits[x[:, 0].long()]
+
+
+def test_evaluate_split_on_a_hand_made_case():
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    x = torch.arange(4, dtype=torch.float32).reshape(4, 1)
+    y = torch.tensor([0, 1, 1, 2])
+    figures = evaluate_split(FixedLogits(logits), x, y, 3)
+    assert figures["accuracy"] == 0.5
+    assert figures["per_class_accuracy"] == [1.0, 0.5, 0.0]
+    assert figures["per_class_count"] == [1, 2, 1]
+    assert figures["confusion"] == [[1, 0, 0], [1, 1, 0], [1, 0, 0]]
+    confident = -(torch.softmax(logits[0], 0) * torch.log_softmax(logits[0], 0)).sum().item()
+    assert figures["per_class_entropy"][0] == pytest.approx(confident)
+    assert figures["per_class_entropy"][2] == pytest.approx(math.log(3))
+    assert figures["predictions"].tolist() == [0, 1, 0, 0]
+    assert figures["loss"] == pytest.approx(float(nn.functional.cross_entropy(logits, y)))
+
+
+def test_bad_recipe_properties_are_refused():
+    with pytest.raises(pl.StateDefinitionError, match="Train property 'optimizer' must be one of \\('sgd', 'adam'\\)"):
+        Train(optimizer="rmsprop")
+    with pytest.raises(pl.StateDefinitionError, match="Train property 'rewind_epoch' must be None or 0..epochs"):
+        Train(epochs=2, rewind_epoch=3)
+    with pytest.raises(pl.StateDefinitionError, match="Rewind property 'to' must be 'init' or 'snapshot'"):
+        Rewind(to="start")
