@@ -19,7 +19,7 @@ $(VENV)/.test: pyproject.toml constraints.txt | $(BIN)/python
 	touch $@ $(VENV)/.demo
 
 demo: $(VENV)/.demo
-	$(BIN)/python examples/lr_sweep.py runs/lr-sweep
+	$(BIN)/prunelab demo
 
 test: $(VENV)/.test
 	$(BIN)/python -m pytest

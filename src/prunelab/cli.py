@@ -64,6 +64,38 @@ def _gc(args: argparse.Namespace) -> None:
         print(f"  removed {node_id[:12]} (uses a corrupt blob): re-run the script to recompute it")
 
 
+def _demo(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from .studies import prune_responsibly as study
+
+    config = study.StudyConfig.quick() if args.quick else study.StudyConfig()
+    config = replace(config, datasets=(args.dataset,))
+    if args.seeds is not None:
+        config = replace(config, seeds=tuple(range(args.seeds)))
+    if args.rounds is not None:
+        config = replace(config, rounds=args.rounds)
+    if args.dataset != "digits" and config.imbalance is not None and args.dataset not in ("mnist", "fashion-mnist",
+                                                                                          "cifar10"):
+        config = replace(config, imbalance=None)
+    executor = None
+    if args.workers:
+        from .execution import DaskExecutor
+
+        executor = DaskExecutor(n_workers=args.workers)
+    exp, rows = study.run(args.out, config, executor=executor)
+    names = exp.graph.nodes[0].results.get("class_shares", {}).get("class_names") if len(exp.graph.nodes) else None
+    print(f"experiment: {exp.directory} ({len(exp.graph.nodes)} states); look inside with "
+          f"`prunelab tree {exp.directory} outcome`")
+    print(f"{'arm':10s} {'technique':20s} {'treatment':9s} {'round':>5s} {'sparsity':>8s} "
+          f"{'test accuracy':>15s}  worst-hit class (drop)")
+    for row in rows:
+        label = names[row["worst_class"]] if names else str(row["worst_class"])
+        worst = "-" if row["technique"] == "dense" else f"{label} ({row['worst_drop']:+.3f})"
+        print(f"{row['arm']:10s} {row['technique']:20s} {row['treatment']:9s} {row['round']:5d} "
+              f"{row['sparsity']:8.3f} {row['accuracy']:8.3f} ± {row['std']:.3f}  {worst}")
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str]] = {
     "tree": (_tree, "print the graph as an indented tree", "prunelab tree runs/lr-sweep 'lr:*'"),
     "ls": (_ls, "list states: id, status, depth, recipe, tags", "prunelab ls runs/lr-sweep pruned"),
@@ -71,6 +103,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str]] = {
     "draw": (_draw, "draw the graph to SVG, PNG or PDF", "prunelab draw runs/lr-sweep graph.svg"),
     "gc": (_gc, "delete crash leftovers and unreferenced blobs; --repair also fixes corruption",
            "prunelab gc runs/lr-sweep --repair"),
+    "demo": (_demo, "run the Prune Responsibly study and print its summary (a second run is immediate)",
+             "prunelab demo --quick"),
 }
 
 
@@ -81,6 +115,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, summary, example) in COMMANDS.items():
         cmd = sub.add_parser(name, help=summary, description=summary, epilog=f"example: {example}")
+        if name == "demo":
+            cmd.add_argument("--dataset", default="digits", help="digits (default), fashion-mnist, mnist, cifar10")
+            cmd.add_argument("--out", default="runs/demo", help="experiment directory (default: runs/demo)")
+            cmd.add_argument("--seeds", type=int, help="number of seeds (default 3; 1 with --quick)")
+            cmd.add_argument("--rounds", type=int, help="pruning rounds, 20%% of what remains each (default 5)")
+            cmd.add_argument("--workers", type=int, help="run on a local Dask cluster of this many workers")
+            cmd.add_argument("--quick", action="store_true", help="a small study, under a minute")
+            continue
         cmd.add_argument("directory", help="an experiment directory")
         if name == "draw":
             cmd.add_argument("output", help="file to write; its suffix (.svg, .png, .pdf) picks the format")

@@ -14,6 +14,8 @@ from torch import nn
 import prunelab as pl
 
 from ..prune import get_masks, masked_training, prune_model, reinit, rewind, snapshot
+from ..prune.targets import DEFAULT_TYPES as _PRUNABLE
+from ..prune.techniques import get_technique
 from .state import ModelState
 
 __all__ = ["Train", "Prune", "Rewind", "Reinit", "LRRewind", "train_model"]
@@ -142,6 +144,8 @@ class LRRewind(Train):
 class Prune(pl.Recipe):
     """Prune with a technique of :mod:`prunelab.prune` (``amount`` of what remains, per call).
 
+    Every Conv and Linear weight is pruned, except that structured techniques
+    leave the output layer alone (its output channels are the classes).
     Data-dependent techniques score on one training batch of ``batch_size``.
     Random techniques draw from torch's generator, which the engine seeds per state.
     """
@@ -155,7 +159,11 @@ class Prune(pl.Recipe):
         extra: dict[str, Any] = {}
         if p["technique"] in ("snip", "grasp", "taylor", "synflow"):
             extra = {"inputs": x[: p["batch_size"]], "targets": y[: p["batch_size"]]}
-        prune_model(state.model, p["technique"], amount=float(p["amount"]), **extra)
+        parameters = None
+        if get_technique(p["technique"]).structured:
+            layers = [name for name, m in state.model.named_modules() if isinstance(m, _PRUNABLE)]
+            parameters = [f"{name}.weight" for name in layers[:-1]]
+        prune_model(state.model, p["technique"], amount=float(p["amount"]), parameters=parameters, **extra)
         return state
 
 
