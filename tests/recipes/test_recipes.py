@@ -66,6 +66,7 @@ def test_prune_lineage_reaches_descendants(study):
     assert study["reinit"].lineage["treatment"] == "reinit"
     assert study["lr_rewound"].lineage["treatment"] == "lr_rewind"
     assert "treatment" not in study["finetuned"].lineage
+    assert study["pruned"].lineage["outcome"] is False and study["finetuned"].lineage["outcome"] is False
 
 
 def test_finetuning_a_pruned_model_keeps_its_masks(study):

@@ -21,6 +21,11 @@ def test_build_declares_every_arm_technique_treatment_and_round(tmp_path):
     assert all(n.status == "declared" for n in exp.graph.nodes)
     rewound = [n for n in outcomes if "treatment:rewind" in n.tags]
     assert rewound and all(n.lineage["treatment"] == "rewind" and n.lineage["round"] == 1 for n in rewound)
+    assert all(n.lineage["outcome"] is True for n in outcomes)
+    others = [n for n in exp.graph.nodes if n not in outcomes and n.parent_id is not None]
+    assert others and all(n.lineage.get("outcome") is False for n in others)
+    finetuned = [n for n in outcomes if "treatment:finetune" in n.tags]
+    assert finetuned and all(n.lineage["treatment"] == "finetune" for n in finetuned)
 
 
 def test_run_summarises_and_a_second_run_is_immediate(tmp_path):

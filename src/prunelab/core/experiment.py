@@ -271,7 +271,11 @@ class Experiment:
         shown = {k: to_display(v) for k, v in recipe.properties.items()}
         lineage = dict(parent_record.get("lineage") or {})
         for key, source in cls.LINEAGE.items():
-            lineage[key] = shown[source] if isinstance(source, str) and source in shown else to_display(source)
+            if isinstance(source, str) and source in shown:
+                if shown[source] is not None:  # a property left at None keeps the inherited value
+                    lineage[key] = shown[source]
+            else:
+                lineage[key] = to_display(source)
         pending = {"id": node_id, "parent_id": parent.id, "root_id": parent_record.get("root_id"),
                    "depth": int(parent_record.get("depth", 0)) + 1, "state_class": parent_record.get("state_class"),
                    "recipe": {"name": name, "version": cls.VERSION, "properties": shown,

@@ -62,7 +62,8 @@ class Recipe:
 
     ``LINEAGE = {"field": "property or value"}`` copies into the record of the
     state it makes, and of every descendant, the value of the named recipe
-    property, or the literal value when it names none.
+    property (unless it is None: then the inherited value stays), or the
+    literal value when it names none.
 
     Applying a recipe to a node, ``Train(nb_epochs=3, lr=0.1)(node)``, declares
     the child and returns its :class:`~prunelab.Node`; nothing runs until

@@ -106,11 +106,15 @@ class Train(pl.Recipe):
 
     ``rewind_epoch`` (optional) takes the snapshot later rewound to by
     ``Rewind(to="snapshot")`` after that many epochs (Frankle et al.'s
-    late rewinding).
+    late rewinding). ``treatment`` (e.g. ``"finetune"``) and ``outcome``
+    only label the lineage: a study marks the states it analyses with
+    ``outcome=True``; every other recipe resets ``outcome`` to False.
     """
 
     PROPERTIES = {"epochs": 1, "lr": 0.1, "batch_size": 64, "optimizer": "sgd", "momentum": 0.9,
-                  "weight_decay": 5e-4, "schedule": "constant", "rewind_epoch": None}
+                  "weight_decay": 5e-4, "schedule": "constant", "rewind_epoch": None, "treatment": None,
+                  "outcome": False}
+    LINEAGE = {"treatment": "treatment", "outcome": "outcome"}
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -125,7 +129,8 @@ class Train(pl.Recipe):
             isinstance(p["rewind_epoch"], int) and 0 <= p["rewind_epoch"] <= p["epochs"]), "None or 0..epochs")
 
     def run(self, state: ModelState) -> ModelState:  # type: ignore[override]
-        losses = train_model(state, **self.properties)
+        settings = {k: v for k, v in self.properties.items() if k not in ("treatment", "outcome")}
+        losses = train_model(state, **settings)
         state.train_config = [*state.train_config, {**self.properties, "losses": losses}]
         return state
 
@@ -138,7 +143,7 @@ class LRRewind(Train):
     Renda et al., "Comparing Rewinding and Fine-tuning in Neural Network Pruning", ICLR 2020, arXiv:2003.02389.
     """
 
-    LINEAGE = {"treatment": "lr_rewind"}
+    LINEAGE = {"treatment": "lr_rewind", "outcome": "outcome"}
 
 
 class Prune(pl.Recipe):
@@ -151,7 +156,7 @@ class Prune(pl.Recipe):
     """
 
     PROPERTIES = {"technique": "l1_unstructured", "amount": 0.2, "round": 1, "batch_size": 256}
-    LINEAGE = {"technique": "technique", "amount": "amount", "round": "round"}
+    LINEAGE = {"technique": "technique", "amount": "amount", "round": "round", "outcome": False}
 
     def run(self, state: ModelState) -> ModelState:  # type: ignore[override]
         p = self.properties
@@ -171,7 +176,7 @@ class Rewind(pl.Recipe):
     """Set the surviving weights back to initialisation (``to="init"``) or the training snapshot."""
 
     PROPERTIES = {"to": "init"}
-    LINEAGE = {"treatment": "rewind", "rewind_to": "to"}
+    LINEAGE = {"treatment": "rewind", "rewind_to": "to", "outcome": False}
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -189,7 +194,7 @@ class Rewind(pl.Recipe):
 class Reinit(pl.Recipe):
     """Re-initialise the surviving weights (the random-reinitialisation control of the lottery ticket)."""
 
-    LINEAGE = {"treatment": "reinit"}
+    LINEAGE = {"treatment": "reinit", "outcome": False}
 
     def run(self, state: ModelState) -> ModelState:  # type: ignore[override]
         reinit(state.model)

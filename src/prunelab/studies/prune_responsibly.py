@@ -7,7 +7,8 @@ per class. Treatments: ``finetune`` (a short training run from the pruned
 weights) and ``rewind`` (surviving weights back to initialisation, then the
 full training run: the lottery-ticket procedure). One more arm trains on a
 class-imbalanced copy of the training set. Every outcome state is tagged
-``outcome``; its lineage holds technique, amount, round and treatment.
+``outcome`` and has ``outcome=True`` in its lineage (with technique, amount,
+round and treatment); the states between (pruned, rewound) have ``outcome=False``.
 
 ``build(exp, config)`` only declares the graph; ``run(directory, config)``
 builds, runs and summarises it.
@@ -82,7 +83,7 @@ def build(exp: pl.Experiment, config: StudyConfig | None = None) -> list[pl.Node
                                                   split_seed=0, val_fraction=0.1, imbalance=fractions)
                         class_shares(root)
                         with exp.tag("dense"), exp.tag("outcome"):
-                            dense = _evaluate(Train(**config.train)(root))
+                            dense = _evaluate(Train(**config.train, outcome=True)(root))
                         outcomes.append(dense)
                         techniques = config.techniques if arm == "balanced" else config.techniques[:1]
                         for technique in techniques:
@@ -96,9 +97,11 @@ def _chain(exp: pl.Experiment, dense: pl.Node, technique: str, treatment: str, c
     for round_ in range(1, config.rounds + 1):
         with exp.tag(f"technique:{technique}"), exp.tag(f"treatment:{treatment}"):
             pruned = Prune(technique=technique, amount=config.rate, round=round_)(node)
-            start = pruned if treatment == "finetune" else Rewind(to="init")(pruned)
             with exp.tag("outcome"):
-                node = _evaluate(Train(**(config.finetune if treatment == "finetune" else config.train))(start))
+                if treatment == "finetune":
+                    node = _evaluate(Train(**config.finetune, treatment="finetune", outcome=True)(pruned))
+                else:
+                    node = _evaluate(Train(**config.train, outcome=True)(Rewind(to="init")(pruned)))
             out.append(node)
     return out
 
@@ -119,7 +122,7 @@ def summary(exp: pl.Experiment, outcomes: list[pl.Node]) -> list[dict[str, Any]]
             dense[key] = node.results["evaluate"]
             groups.setdefault((arm, "dense", "-", 0), []).append(node)
             continue
-        treatment = "finetune" if "treatment" not in lineage else lineage["treatment"]
+        treatment = lineage["treatment"]
         groups.setdefault((arm, lineage["technique"], treatment, int(lineage["round"])), []).append(node)
     rows = []
     for (arm, technique, treatment, round_), nodes in sorted(groups.items()):
