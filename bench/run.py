@@ -7,8 +7,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "core"))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "prune"))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "execution"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "studies"))
 
 import bench_dask  # noqa: E402
+import bench_demo  # noqa: E402
 import bench_engine  # noqa: E402
 import bench_techniques  # noqa: E402
 
@@ -16,3 +18,4 @@ if __name__ == "__main__":
     bench_engine.main()
     bench_techniques.main()
     bench_dask.main()
+    bench_demo.main()
