@@ -47,8 +47,9 @@ class StudyConfig:
     treatments: tuple[str, ...] = ("finetune", "rewind")
     rounds: int = 5
     rate: float = 0.2
-    train: dict[str, Any] = field(default_factory=lambda: {"epochs": 10, "lr": 0.01, "batch_size": 32,
-                                                           "optimizer": "adam", "weight_decay": 0.0})
+    train: dict[str, Any] = field(default_factory=lambda: {"epochs": 15, "lr": 0.01, "batch_size": 32,
+                                                           "optimizer": "adam", "weight_decay": 0.0,
+                                                           "schedule": "cosine"})
     finetune: dict[str, Any] = field(default_factory=lambda: {"epochs": 2, "lr": 0.001, "batch_size": 32,
                                                               "optimizer": "adam", "weight_decay": 0.0})
     imbalance: tuple[float, ...] | None = (0.2, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
