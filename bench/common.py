@@ -56,8 +56,6 @@ def paired(baseline, candidate, pairs: int) -> dict[str, Any]:
 
 def environment() -> dict[str, Any]:
     """The core.environment capture, plus the thread settings used."""
-    import torch
-
     from prunelab.core.environment import capture
 
     return {**capture(), "torch_threads": 1, "allocator": "pinned (MALLOC_*_THRESHOLD_=1 GiB)"}

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -87,15 +85,6 @@ def evaluate(state):
         loss = float(nn.functional.cross_entropy(state.model(x), y))
     weight = state.model[0].weight
     return {"loss": loss, "sparsity": float((weight == 0).float().mean()), "draw": float(torch.rand(()))}
-
-
-def load_experiment_module(path: Path, name: str = "exp_script"):
-    """Import a script file as a module (for subprocess-free checks of example scripts)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def stored_values(exp_dir: Path) -> dict[str, tuple]:

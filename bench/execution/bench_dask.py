@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import statistics
 import sys
 from pathlib import Path
 

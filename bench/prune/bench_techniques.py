@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import paired, save, timed_script  # noqa: E402
+from common import paired, save  # noqa: E402
 
 RESNET50 = """
 import resource, sys, time, torch

@@ -6,11 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import torch
 
 import prunelab as pl
 from helpers import MLPState, Noise, Prune, Train, evaluate, stored_values

@@ -32,6 +32,16 @@ def call_kwargs(technique: str) -> dict:
     return {}
 
 
+def sgd_steps(model, optimizer, n=3):
+    """Take ``n`` cross-entropy steps on the fixed batch."""
+    x, y = batch()
+    for _ in range(n):
+        loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
 @pytest.fixture
 def model():
     return small_cnn()

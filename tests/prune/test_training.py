@@ -2,19 +2,13 @@
 
 import pytest
 import torch
-from torch import nn
 
-from conftest import batch
+from conftest import batch, sgd_steps
 from prunelab.prune import copy_model, get_masks, masked_training, prune_model
 
 
 def steps(model, optimizer, n=5):
-    x, y = batch()
-    for _ in range(n):
-        loss = nn.functional.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    sgd_steps(model, optimizer, n)
 
 
 @pytest.mark.parametrize("make_optimizer", [

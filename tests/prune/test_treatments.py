@@ -7,18 +7,12 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from conftest import batch, small_cnn
+from conftest import batch, sgd_steps
 from prunelab.prune import PruningError, copy_model, get_masks, prune_model, reinit, rewind, snapshot
 
 
 def train(model, steps=3):
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
-    x, y = batch()
-    for _ in range(steps):
-        loss = nn.functional.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    sgd_steps(model, torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9), steps)
 
 
 def test_re_pruning_after_an_optimizer_step_ranks_the_current_weights(model):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .codecs import Blob, BlobSource, Encoded, decode_value, encode_value
+from .codecs import Blob, Encoded, decode_value, encode_value
 from .errors import CorruptStateError, StateDefinitionError
 from .identity import class_name, encode_property
 from .lease import BUSY, acquire

@@ -72,12 +72,10 @@ class DaskExecutor(Executor):
     """
 
     def __init__(self, address: str | None = None, n_workers: int | None = None, cluster: Any = None):
-        try:
-            import distributed  # noqa: F401
-        except ImportError:
-            raise StateDefinitionError(
-                "DaskExecutor needs dask.distributed: pip install 'prunelab[dask]'."
-            ) from None
+        import importlib.util
+
+        if importlib.util.find_spec("distributed") is None:
+            raise StateDefinitionError("DaskExecutor needs dask.distributed: pip install 'prunelab[dask]'.")
         given = [name for name, value in (("address", address), ("cluster", cluster)) if value is not None]
         if len(given) > 1:
             raise StateDefinitionError("DaskExecutor takes an address or a cluster, not both.")
