@@ -87,6 +87,20 @@ def evaluate(state):
     return {"loss": loss, "sparsity": float((weight == 0).float().mean()), "draw": float(torch.rand(()))}
 
 
+def declare_tree(exp, scales=(0.1, 0.2, 0.3)):
+    """Root, a trained state (evaluated) and per scale a noised-then-pruned leaf (evaluated), tagged scale:<s>."""
+    root = exp.spawn_new_tree(width=8, replicate=0)
+    trained = Train(steps=3, lr=0.1)(root)
+    evaluate(trained)
+    leaves = []
+    for scale in scales:
+        with exp.tag(f"scale:{scale}"):
+            leaf = Prune(amount=0.5)(Noise(scale=scale)(trained))
+            evaluate(leaf)
+            leaves.append(leaf)
+    return root, trained, leaves
+
+
 def stored_values(exp_dir: Path) -> dict[str, tuple]:
     """Map every stored state id to (values checksum, sorted blob digests, status)."""
     exp = pl.Experiment.restore(exp_dir)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import prunelab as pl
-from helpers import CALLS, MLPState, Noise, Prune, Train, evaluate
+from helpers import CALLS, MLPState, Noise, Prune, Train, declare_tree, evaluate
 
 
 @pytest.fixture(autouse=True)
@@ -18,27 +18,13 @@ def _clear_calls():
     CALLS.clear()
 
 
-def build_tree(exp, order=(0.1, 0.2, 0.3)):
-    root = exp.spawn_new_tree(width=8, replicate=0)
-    trained = Train(steps=3, lr=0.1)(root)
-    evaluate(trained)
-    leaves = []
-    for scale in order:
-        with exp.tag(f"scale:{scale}"):
-            node = Noise(scale=scale)(trained)
-            node = Prune(amount=0.5)(node)
-            evaluate(node)
-            leaves.append(node)
-    return root, trained, leaves
-
-
 # ------------------------------------------------------------------ resume
 def test_rerunning_a_finished_experiment_runs_nothing_and_reads_no_value_file(exp_dir):
-    build_tree(pl.Experiment(exp_dir, MLPState))[0].experiment.run(quiet=True)
+    declare_tree(pl.Experiment(exp_dir, MLPState))[0].experiment.run(quiet=True)
     assert len(CALLS) == 7
     CALLS.clear()
     exp = pl.Experiment(exp_dir, MLPState)
-    build_tree(exp)
+    declare_tree(exp)
     report = exp.run(quiet=True)
     assert CALLS == []
     assert report.done == [] and report.results == [] and len(report.cached) == 8
@@ -48,7 +34,7 @@ def test_rerunning_a_finished_experiment_runs_nothing_and_reads_no_value_file(ex
 
 def test_plan_shows_what_would_run_without_running(exp_dir):
     exp = pl.Experiment(exp_dir, MLPState)
-    _, trained, leaves = build_tree(exp)
+    _, trained, leaves = declare_tree(exp)
     plan = exp.plan()
     assert len(plan.to_compute) == 8 and len(plan.functions) == 4
     assert "8 state(s) to compute" in str(plan)
@@ -57,7 +43,7 @@ def test_plan_shows_what_would_run_without_running(exp_dir):
 
 def test_targets_compute_only_what_they_need(exp_dir):
     exp = pl.Experiment(exp_dir, MLPState)
-    _, trained, leaves = build_tree(exp)
+    _, trained, leaves = declare_tree(exp)
     exp.run(targets=[leaves[0]], quiet=True)
     assert CALLS == ["Train(3,0.1)", "Noise(0.1)", "Prune(0.5)"]
     assert leaves[0].status == "done" and leaves[1].status == "declared"
@@ -134,8 +120,8 @@ def test_pruned_modules_are_copied_and_restored_with_their_masks(exp_dir):
 def test_results_do_not_depend_on_execution_order(tmp_path):
     first = pl.Experiment(tmp_path / "a", MLPState)
     second = pl.Experiment(tmp_path / "b", MLPState)
-    _, _, leaves_a = build_tree(first, order=(0.1, 0.2, 0.3))
-    _, _, leaves_b = build_tree(second, order=(0.3, 0.2, 0.1))
+    _, _, leaves_a = declare_tree(first, (0.1, 0.2, 0.3))
+    _, _, leaves_b = declare_tree(second, (0.3, 0.2, 0.1))
     first.run(quiet=True)
     second.run(quiet=True)
     assert CALLS[1] == "Noise(0.1)" and CALLS[1 + 7] == "Noise(0.3)"  # really different orders
@@ -174,7 +160,7 @@ def test_the_callers_generators_are_unchanged_by_run(exp_dir):
     np.random.seed(7)
     torch.manual_seed(7)
     exp = pl.Experiment(exp_dir, MLPState)
-    build_tree(exp)
+    declare_tree(exp)
     exp.run(quiet=True)
     assert (random.random(), np.random.rand(), torch.rand(()).item()) == expected
     assert torch.get_num_threads() == 2
@@ -418,7 +404,7 @@ def test_a_different_state_class_is_refused(exp_dir):
 # ----------------------------------------------------------------- queries
 def test_queries_tags_lineage_and_frames(exp_dir):
     exp = pl.Experiment(exp_dir, MLPState)
-    root, trained, leaves = build_tree(exp)
+    root, trained, leaves = declare_tree(exp)
     exp.run(quiet=True)
     restored = pl.Experiment.restore(exp_dir)
     nodes = restored.graph.nodes
@@ -451,7 +437,7 @@ def NodeSetOf(exp, node_id):  # noqa: N802 - reads like a constructor
 
 def test_tags_after_the_fact(exp_dir):
     exp = pl.Experiment(exp_dir, MLPState)
-    root, _, leaves = build_tree(exp)
+    root, _, leaves = declare_tree(exp)
     exp.run(quiet=True)
     exp.add_tag(leaves, "picked")
     exp.remove_tag(leaves[0], "picked")
@@ -473,7 +459,7 @@ def test_unknown_and_ambiguous_id_prefixes_say_so(exp_dir):
 
 def test_remove_a_subtree(exp_dir):
     exp = pl.Experiment(exp_dir, MLPState)
-    _, trained, leaves = build_tree(exp)
+    _, trained, leaves = declare_tree(exp)
     exp.run(quiet=True)
     removed = exp.remove(leaves[0].parent)
     assert len(removed) == 2
@@ -481,7 +467,7 @@ def test_remove_a_subtree(exp_dir):
     assert len(restored.graph.nodes) == 6 and leaves[1].id in restored.graph.nodes.ids
     CALLS.clear()
     exp = pl.Experiment(exp_dir, MLPState)
-    build_tree(exp)
+    declare_tree(exp)
     exp.run(quiet=True)
     assert CALLS == ["Noise(0.1)", "Prune(0.5)"]
 

@@ -6,23 +6,12 @@ import pytest
 import torch
 
 import prunelab as pl
-from helpers import MLPState, Noise, Prune, Train, evaluate
-
-
-def declare(exp, scales):
-    trained = Train(steps=1, lr=0.1)(exp.spawn_new_tree(width=8, replicate=0))
-    nodes = []
-    for scale in scales:
-        with exp.tag(f"scale:{scale}"):
-            node = Prune(amount=0.5)(Noise(scale=scale)(trained))
-            evaluate(node)
-            nodes.append(node)
-    return nodes
+from helpers import MLPState, declare_tree
 
 
 def test_a_moved_directory_restores_everything(tmp_path):
     exp = pl.Experiment(tmp_path / "a", MLPState)
-    declare(exp, [0.1])
+    declare_tree(exp, [0.1])
     exp.run(quiet=True)
     shutil.move(tmp_path / "a", tmp_path / "moved")
     restored = pl.Experiment.restore(tmp_path / "moved", MLPState)
@@ -34,10 +23,10 @@ def test_a_moved_directory_restores_everything(tmp_path):
 
 def test_merging_two_directories_is_a_union(tmp_path):
     first = pl.Experiment(tmp_path / "a", MLPState)
-    declare(first, [0.1, 0.2])
+    declare_tree(first, [0.1, 0.2])
     first.run(quiet=True)
     second = pl.Experiment(tmp_path / "b", MLPState)
-    declare(second, [0.2, 0.3])
+    declare_tree(second, [0.2, 0.3])
     second.run(quiet=True)
     added = first.merge(tmp_path / "b")
     assert len(added) == 2  # only the 0.3 branch is new

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import prunelab as pl
-from helpers import MLPState, Noise, Prune, Train, evaluate, stored_values
+from helpers import MLPState, Train, declare_tree, stored_values
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
 
@@ -27,25 +27,12 @@ def cluster():
     cluster.close()
 
 
-def declare(exp):
-    root = exp.spawn_new_tree(width=8, replicate=0)
-    trained = Train(steps=3, lr=0.1)(root)
-    evaluate(trained)
-    leaves = []
-    for scale in (0.1, 0.2, 0.3):
-        with exp.tag(f"scale:{scale}"):
-            leaf = Prune(amount=0.5)(Noise(scale=scale)(trained))
-            evaluate(leaf)
-            leaves.append(leaf)
-    return leaves
-
-
 def test_dask_gives_the_same_ids_and_bytes_as_local(tmp_path):
     local = pl.Experiment(tmp_path / "local", MLPState)
-    declare(local)
+    declare_tree(local)
     local.run(quiet=True)
     remote = pl.Experiment(tmp_path / "dask", MLPState)
-    declare(remote)
+    declare_tree(remote)
     report = remote.run(executor=pl.DaskExecutor(n_workers=2), quiet=True)
     assert len(report.done) == 8 and len(report.results) == 4
     assert stored_values(tmp_path / "local") == stored_values(tmp_path / "dask")
@@ -142,7 +129,7 @@ def test_a_running_scheduler_and_workers_are_used_through_their_address(tmp_path
         client.wait_for_workers(2, timeout=120)
         client.close()
         exp = pl.Experiment(tmp_path / "exp", MLPState)
-        declare(exp)
+        declare_tree(exp)
         report = exp.run(executor=pl.DaskExecutor(address=address), quiet=True)
         assert len(report.done) == 8
         assert len({n.record["worker"] for n in exp.graph.nodes}) >= 1
