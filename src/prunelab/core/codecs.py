@@ -33,7 +33,6 @@ import io
 import math
 import pathlib
 import pickle
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -41,6 +40,7 @@ from typing import Any, Protocol
 import xxhash
 
 from .errors import CorruptStateError, StateDefinitionError
+from .lazy import LazyInstallers
 
 __all__ = ["Blob", "Encoded", "encode_value", "decode_value", "digest", "BlobSource"]
 
@@ -97,14 +97,7 @@ class _Context:
 _Encoder = Callable[[Any, str, _Context], Any]
 _CODECS: list[tuple[Callable[[Any], bool], _Encoder]] = []
 _DECODERS: dict[str, Callable[..., Any]] = {}
-_LAZY: dict[str, Callable[[], None]] = {}
-
-
-def _install_lazy() -> None:
-    for module, install in list(_LAZY.items()):
-        if module in sys.modules:
-            del _LAZY[module]
-            install()
+_LAZY = LazyInstallers()
 
 
 def encode_value(value: Any, *, owner: str, allow_pickle: bool = False, allow_stateful: bool = True) -> Encoded:
@@ -127,7 +120,7 @@ def encode_value(value: Any, *, owner: str, allow_pickle: bool = False, allow_st
         If a value has no codec and pickling is not allowed; the message names
         the attribute and the type, and says what to do.
     """
-    _install_lazy()
+    _LAZY.install_imported()
     ctx = _Context(owner, allow_pickle, allow_stateful)
     spec = _encode(value, "", ctx)
     return Encoded(spec, ctx.blobs, ctx.pickled)
@@ -173,7 +166,7 @@ def decode_value(spec: Any, source: BlobSource, *, current: Any = None, owner: s
     ``None``); objects stored through their state dicts are loaded into it in
     place and returned.
     """
-    _install_lazy()
+    _LAZY.install_imported()
     return _decode(spec, source, current, owner, allow_pickle)
 
 
@@ -248,15 +241,7 @@ def _load_state_dict(obj: Any, state: Any) -> Any:
 _STATE_LOADERS: list[tuple[Callable[[Any], bool], Callable[[Any, Any], Any]]] = []
 
 
-def _lazy(module: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
-    def decorator(func: Callable[[], None]) -> Callable[[], None]:
-        _LAZY[module] = func
-        return func
-
-    return decorator
-
-
-@_lazy("numpy")
+@_LAZY.register("numpy")
 def _install_numpy() -> None:
     import numpy as np
 
@@ -280,7 +265,7 @@ def _install_numpy() -> None:
     _DECODERS["npscalar"] = lambda spec, source: np.dtype(spec[1]).type(spec[2])
 
 
-@_lazy("torch")
+@_LAZY.register("torch")
 def _install_torch() -> None:
     import torch
 

@@ -28,12 +28,12 @@ import hashlib
 import math
 import pathlib
 import struct
-import sys
 import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import UnhashableValueError
+from .lazy import LazyInstallers
 
 __all__ = ["SCHEME", "encode", "register", "register_lazy", "class_name", "root_id", "child_id"]
 
@@ -42,7 +42,7 @@ SCHEME = 1
 
 _Encoder = Callable[[Any, str], bytes]
 _ENCODERS: dict[type, _Encoder] = {}
-_LAZY: dict[str, Callable[[], None]] = {}
+_LAZY = LazyInstallers()
 _CANONICAL_NAN = struct.pack(">d", math.nan)
 
 
@@ -71,12 +71,7 @@ def register(cls: type) -> Callable[[_Encoder], _Encoder]:
 
 def register_lazy(module: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
     """Register a function that installs encoders once ``module`` is imported."""
-
-    def decorator(func: Callable[[], None]) -> Callable[[], None]:
-        _LAZY[module] = func
-        return func
-
-    return decorator
+    return _LAZY.register(module)
 
 
 def frame(tag: bytes, payload: bytes) -> bytes:
@@ -128,10 +123,7 @@ def _encode(value: Any, path: str) -> bytes:
 
 
 def _find_encoder(value: Any) -> _Encoder | None:
-    for module, install in list(_LAZY.items()):
-        if module in sys.modules:
-            del _LAZY[module]
-            install()
+    _LAZY.install_imported()
     if isinstance(value, enum.Enum):  # before the MRO: an IntEnum is also an int
         return _ENCODERS[enum.Enum]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

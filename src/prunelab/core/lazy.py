@@ -1,0 +1,31 @@
+"""Support for a library installed only once that library is imported (as Dask's ``register_lazy``)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+__all__ = ["LazyInstallers"]
+
+
+class LazyInstallers:
+    """Functions keyed by a module name, each run once, the first time it is needed after that module is imported."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, Callable[[], None]] = {}
+
+    def register(self, module: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
+        """Decorator: run the function once ``module`` is in ``sys.modules`` (see :meth:`install_imported`)."""
+
+        def decorator(func: Callable[[], None]) -> Callable[[], None]:
+            self.pending[module] = func
+            return func
+
+        return decorator
+
+    def install_imported(self) -> None:
+        """Run (once) the installers of every registered module imported by now."""
+        for module, install in list(self.pending.items()):
+            if module in sys.modules:
+                del self.pending[module]
+                install()
