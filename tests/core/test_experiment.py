@@ -116,6 +116,17 @@ def test_pruned_modules_are_copied_and_restored_with_their_masks(exp_dir):
     assert torch.equal(mask, layer.weight_mask)  # training kept the mask
 
 
+def test_a_restored_optimizer_steps_the_restored_model(exp_dir):
+    exp = pl.Experiment(exp_dir, MLPState)
+    trained = Train(steps=2, lr=0.1)(exp.spawn_new_tree(width=8, replicate=0))
+    exp.run(quiet=True)
+    first, second = trained.restore(), trained.deflate().restore()
+    params = first.optimizer.param_groups[0]["params"]
+    assert [id(p) for p in params] == [id(p) for p in first.model.parameters()]
+    assert not set(map(id, params)) & set(map(id, second.model.parameters()))  # copies are private
+    assert first.optimizer.state[params[0]]["momentum_buffer"] is not None
+
+
 # ------------------------------------------------------------------- seeds
 def test_results_do_not_depend_on_execution_order(tmp_path):
     first = pl.Experiment(tmp_path / "a", MLPState)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .codecs import Blob, Encoded, decode_value, encode_value
+from .codecs import Blob, Encoded, copy_values, decode_value, encode_value, loads_into_current
 from .errors import CorruptStateError, StateDefinitionError
 from .identity import class_name, encode_property
 from .lease import BUSY, acquire
@@ -187,7 +187,8 @@ class Engine:
         return self.state_class
 
     # --------------------------------------------------------- materialise
-    def new_state(self, properties: dict[str, Any], root_id: str) -> ExperimentState:
+    def new_state(self, properties: dict[str, Any], root_id: str,
+                  replaced: frozenset[str] = frozenset()) -> ExperimentState:
         """Return a fresh state: properties set, as ``initialize_state`` builds it under the root's seed.
 
         ``initialize_state`` is seeded with the root's seed, so it builds the
@@ -195,7 +196,8 @@ class Engine:
         states are copies of that template (much cheaper than re-initialising
         a model). Derived attributes are shared with the template, not copied:
         like anything ``initialize_state`` rebuilds from the properties, they
-        are to be treated as read-only.
+        are to be treated as read-only. Attributes named in ``replaced`` are
+        left out of the copy: the caller sets them (from stored values).
         """
         cls = self.require_class()
         template = self._templates.pop(root_id, None)
@@ -206,7 +208,7 @@ class Engine:
             with seeded(derive_seed(root_id, "recipe"), threads=self.threads, deterministic=self.deterministic):
                 template.initialize_state()
         try:
-            state = _copy_template(template, cls.DERIVED_ATTRIBUTES)
+            state = _copy_template(template, cls.DERIVED_ATTRIBUTES, replaced)
         except (TypeError, copy.Error, RuntimeError):  # something initialize_state built cannot be copied
             return template  # the fresh one; the next state initialises again
         self._templates[root_id] = template  # most recently used last
@@ -218,10 +220,11 @@ class Engine:
                    parent: Materialized | None = None) -> ExperimentState:
         """Return a private copy of a computed state (from memory when given, else the store)."""
         cls = self.require_class()
-        state = self.new_state(properties, root_id)
         if parent is None:
             parent = self.read_stored(node_id)
         values, source = parent.values, MemorySource(parent.blobs)
+        replaced = frozenset(name for name, spec in values.items() if not loads_into_current(spec))
+        state = self.new_state(properties, root_id, replaced)
         for name, spec in values.items():
             if name not in cls.NONHASHED_ATTRIBUTES:
                 raise CorruptStateError(
@@ -421,13 +424,13 @@ _MISSING = object()
 _TEMPLATES = 4  # initialised states kept per process, one per root
 
 
-def _copy_template(template: ExperimentState, derived: list[str]) -> ExperimentState:
-    """Copy a freshly initialised state: derived attributes shared, everything else deep-copied."""
+def _copy_template(template: ExperimentState, derived: list[str], replaced: frozenset[str]) -> ExperimentState:
+    """Copy a freshly initialised state: derived attributes shared, ``replaced`` left out, the rest deep-copied."""
     shared = {name: template.__dict__[name] for name in derived if name in template.__dict__}
     memo = {id(value): value for value in shared.values()}
     state = type(template).__new__(type(template))
-    rest = {k: v for k, v in template.__dict__.items() if k not in shared}
-    state.__dict__.update(copy.deepcopy(rest, memo))
+    rest = {k: v for k, v in template.__dict__.items() if k not in shared and k not in replaced}
+    state.__dict__.update(copy_values(rest, memo))
     state.__dict__.update(shared)
     return state
 

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS results(node_id TEXT, key TEXT, record BLOB, PRIMARY 
 CREATE TABLE IF NOT EXISTS tags(node_id TEXT, tag TEXT, PRIMARY KEY(node_id, tag));
 CREATE TABLE IF NOT EXISTS blob_users(digest TEXT, node_id TEXT);
 CREATE INDEX IF NOT EXISTS blob_users_digest ON blob_users(digest);
+CREATE INDEX IF NOT EXISTS blob_users_node ON blob_users(node_id);
 CREATE INDEX IF NOT EXISTS nodes_parent ON nodes(parent_id);
 """
 

@@ -1,0 +1,97 @@
+"""copy_model: what copy.deepcopy gives (and more: pruned modules), by its fast path or deepcopy's."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from prunelab.prune import copy_model, prune_model
+from prunelab.zoo import build_model
+
+
+def _same_as_deepcopy(model: nn.Module, copied: nn.Module) -> None:
+    reference = copy.deepcopy(model)
+    assert type(copied) is type(reference)
+    assert [n for n, _ in copied.named_modules()] == [n for n, _ in reference.named_modules()]
+    for (name, a), (_, b), (_, original) in zip(copied.state_dict(keep_vars=True).items(),
+                                                reference.state_dict(keep_vars=True).items(),
+                                                model.state_dict(keep_vars=True).items()):
+        assert type(a) is type(b) and a.requires_grad == b.requires_grad, name
+        assert torch.equal(a, b) and a.data_ptr() != original.data_ptr(), name
+    for a, b in zip(copied.modules(), reference.modules()):
+        plain = {k: v for k, v in vars(b).items() if not k.startswith("_")}
+        assert {k: v for k, v in vars(a).items() if not k.startswith("_")} == plain
+        assert a.training == b.training
+
+
+@pytest.mark.parametrize("name,shape", [("lenet5", (1, 8, 8)), ("resnet20", (3, 32, 32)), ("vgg11", (3, 32, 32))])
+def test_a_copy_equals_deepcopy_and_is_independent(name, shape):
+    torch.manual_seed(0)
+    model = build_model(name, shape, 10).eval()
+    copied = copy_model(model)
+    _same_as_deepcopy(model, copied)
+    x = torch.randn(2, *shape)
+    assert torch.equal(copied(x), model(x))
+    with torch.no_grad():
+        next(copied.parameters()).add_(1.0)
+    assert not torch.equal(copied(x), model(x))  # nothing shared
+
+
+def test_tied_parameters_stay_tied_and_a_shared_memo_ties_other_objects():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+    model[1].weight = model[0].weight
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    memo: dict = {}
+    copied = copy_model(model, memo)
+    assert copied[1].weight is copied[0].weight and copied[0].weight is not model[0].weight
+    copied_optimizer = copy.deepcopy(optimizer, memo)
+    assert copied_optimizer.param_groups[0]["params"][0] is copied[0].weight
+
+
+def test_buffers_sharing_storage_keep_sharing_it():
+    module = nn.Module()
+    base = torch.arange(6.0)
+    module.register_buffer("whole", base)
+    module.register_buffer("first", base[:3])
+    copied = copy_model(module)
+    copied.whole.add_(1)
+    assert torch.equal(copied.first, torch.tensor([1.0, 2.0, 3.0])) and torch.equal(base, torch.arange(6.0))
+
+
+class _Counting(nn.Linear):
+    copies = 0
+
+    def __deepcopy__(self, memo):
+        type(self).copies += 1
+        new = nn.Linear.__new__(type(self))
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new
+
+
+def test_a_module_that_customises_copying_is_copied_its_own_way():
+    model = nn.Sequential(_Counting(3, 3), nn.ReLU())
+    copied = copy_model(model)
+    assert _Counting.copies == 1 and isinstance(copied[0], _Counting)
+    assert torch.equal(copied[0].weight, model[0].weight) and copied[0].weight is not model[0].weight
+
+
+def test_tensors_with_gradients_or_attributes_are_copied_by_deepcopy():
+    model = nn.Linear(3, 2)
+    model.register_buffer("scale", torch.ones(2, requires_grad=True))
+    (model(torch.ones(1, 3)) * model.scale).sum().backward()
+    model.scale.note = "kept"
+    copied, reference = copy_model(model), copy.deepcopy(model)
+    assert copied.weight.grad is None and reference.weight.grad is None  # Parameter.__deepcopy__ drops gradients
+    assert torch.equal(copied.scale.grad, model.scale.grad) and copied.scale.grad is not model.scale.grad
+    assert copied.scale.note == reference.scale.note == "kept"
+
+
+def test_a_pruned_copy_recomputes_its_weights():
+    torch.manual_seed(0)
+    model = build_model("lenet5", (1, 8, 8), 10)
+    prune_model(model, "l1_unstructured", amount=0.5)
+    copied = copy_model(model)
+    layer = copied[2]
+    assert torch.equal(layer.weight, layer.weight_orig * layer.weight_mask)
+    assert layer.weight_orig is not model[2].weight_orig
