@@ -118,6 +118,9 @@ def test_evaluate_split_on_a_hand_made_case():
     confident = -(torch.softmax(logits[0], 0) * torch.log_softmax(logits[0], 0)).sum().item()
     assert figures["per_class_entropy"][0] == pytest.approx(confident)
     assert figures["per_class_entropy"][2] == pytest.approx(math.log(3))
+    per_sample = nn.functional.cross_entropy(logits, y, reduction="none")
+    assert figures["per_class_loss"] == pytest.approx([float(per_sample[0]), float(per_sample[1:3].mean()),
+                                                       math.log(3)])
     assert figures["predictions"].tolist() == [0, 1, 0, 0]
     assert figures["loss"] == pytest.approx(float(nn.functional.cross_entropy(logits, y)))
 

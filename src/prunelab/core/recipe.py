@@ -7,7 +7,7 @@ import hashlib
 import inspect
 import textwrap
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 from .errors import StateDefinitionError
 from .identity import class_name, encode_property
@@ -135,8 +135,17 @@ class Function:
         return f"<prunelab function {self.key}>"
 
 
+@overload
+def function(fn: Callable[..., Any], *, name: str | None = None, version: int = 1) -> Function: ...
+
+
+@overload
+def function(fn: None = None, *, name: str | None = None, version: int = 1) -> Callable[[Callable[..., Any]], Function]:
+    ...
+
+
 def function(fn: Callable[..., Any] | None = None, *, name: str | None = None,
-             version: int = 1) -> Any:
+             version: int = 1) -> Function | Callable[[Callable[..., Any]], Function]:
     """Make a function that attaches a computation to nodes.
 
     Use as ``@pl.function`` or ``@pl.function(name="eval", version=2)``. The

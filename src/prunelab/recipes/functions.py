@@ -17,13 +17,14 @@ __all__ = ["evaluate", "sparsity", "class_shares", "evaluate_split"]
 
 def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
                    batch_size: int = 1024) -> dict[str, Any]:
-    """Accuracy, loss, per-class accuracy and counts, confusion matrix, per-class entropy, predictions.
+    """Accuracy, loss, per-class accuracy, loss and counts, confusion matrix, per-class entropy, predictions.
 
     Notes
     -----
     The predictive entropy of one sample is :math:`-\\sum_k p_k \\log p_k` of its
     softmax; ``per_class_entropy[c]`` averages it over the samples of true class
-    ``c``. ``confusion[i][j]`` counts samples of class ``i`` predicted as ``j``.
+    ``c``, and ``per_class_loss[c]`` their cross-entropy. ``confusion[i][j]``
+    counts samples of class ``i`` predicted as ``j``.
     """
     model.eval()
     logits = []
@@ -31,7 +32,8 @@ def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_class
         for start in range(0, len(y), batch_size):
             logits.append(model(x[start:start + batch_size]))
     out = torch.cat(logits)
-    loss = float(nn.functional.cross_entropy(out, y))
+    losses = nn.functional.cross_entropy(out, y, reduction="none")
+    loss = float(losses.mean())
     predicted = out.argmax(1)
     probabilities = out.softmax(1)
     entropy = -(probabilities * probabilities.clamp_min(1e-12).log()).sum(1)
@@ -41,12 +43,13 @@ def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_class
     correct = confusion.diag()
     per_class = [float(c) / float(n) if n else float("nan") for c, n in zip(correct, counts)]
     per_entropy = [float(entropy[y == c].mean()) if int(n) else float("nan") for c, n in enumerate(counts)]
+    per_loss = [float(losses[y == c].mean()) if int(n) else float("nan") for c, n in enumerate(counts)]
     return {"accuracy": float((predicted == y).float().mean()), "loss": loss, "per_class_accuracy": per_class,
             "per_class_count": [int(n) for n in counts], "confusion": confusion.tolist(),
-            "per_class_entropy": per_entropy, "predictions": predicted.to(torch.int16)}
+            "per_class_entropy": per_entropy, "per_class_loss": per_loss, "predictions": predicted.to(torch.int16)}
 
 
-@pl.function
+@pl.function(version=2)
 def evaluate(state: ModelState) -> dict[str, Any]:
     """Evaluate on val and test: ``val_accuracy``, ``test_accuracy``, losses, and per-class figures.
 

@@ -1,0 +1,167 @@
+"""The Prune Responsibly regression: which classes lose accuracy when a model is pruned, and why.
+
+Following Paganini (2020), per-class test accuracy after pruning is regressed
+on the class's accuracy and predictive entropy in the unpruned reference
+(validation split), its share of the training set, the sparsity reached, and
+the study's factors. Classes of one training run share its noise, so standard
+errors are clustered by run (``root_id``); a binomial GLM on the same formula
+checks that the conclusions do not hinge on the linear model.
+
+References
+----------
+Paganini, "Prune Responsibly", arXiv:2009.09936.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PrunelabWarning
+from .frames import AnalysisError
+
+if TYPE_CHECKING:
+    import pandas
+
+__all__ = ["prune_responsibly_model", "RegressionResult", "DEFAULT_FORMULA", "FACTORS"]
+
+#: The study's categorical factors (dropped from the default formula when they have one level).
+FACTORS = ("dataset_name", "model_name", "technique", "treatment")
+#: Continuous terms of the default formula.
+COVARIATES = ("reference_accuracy", "entropy", "representation", "sparsity")
+DEFAULT_FORMULA = "accuracy ~ " + " + ".join([*COVARIATES, *(f"C({f})" for f in FACTORS)])
+
+
+@dataclass
+class RegressionResult:
+    """What :func:`prune_responsibly_model` found.
+
+    Attributes
+    ----------
+    formula : str
+        The formula fitted (one-level factors removed).
+    table : pandas.DataFrame
+        One row per coefficient: ``term``, ``estimate``, ``std_error``,
+        ``ci_low``, ``ci_high`` (95%, t with clusters − 1 degrees of freedom),
+        ``p_value``.
+    factor_tests : pandas.DataFrame
+        A Wald F-test per term (all of a factor's levels jointly), with the
+        clustered covariance: ``term``, ``F``, ``df_num``, ``df_denom``, ``p_value``.
+    glm : pandas.DataFrame
+        The binomial GLM's slopes (logit link; the outcome is the count
+        of correct test samples of the class out of ``count``, clustered errors)
+        and ``agrees``: the same sign as OLS, or both insignificant at 5%.
+    n, clusters : int
+        Rows and training runs used.
+    warnings : list of str
+        What limits the interpretation (one-level factors, constant representation).
+    """
+
+    formula: str
+    table: pandas.DataFrame
+    factor_tests: pandas.DataFrame
+    glm: pandas.DataFrame
+    n: int
+    clusters: int
+    warnings: list[str] = field(default_factory=list)
+    ols: Any = None
+
+    def __str__(self) -> str:
+        lines = [f"Prune Responsibly regression: {self.formula}",
+                 f"{self.n} rows, {self.clusters} training runs (standard errors clustered by run)",
+                 self.table.to_string(index=False, float_format=lambda v: f"{v:.4g}"), "",
+                 self.factor_tests.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def prune_responsibly_model(class_frame: pandas.DataFrame, formula: str | None = None, *,
+                            pruned_only: bool = True) -> RegressionResult:
+    """Fit the Prune Responsibly regression on a class frame.
+
+    Parameters
+    ----------
+    class_frame : pandas.DataFrame
+        From :func:`prunelab.analysis.class_frame`.
+    formula : str, optional
+        A Patsy formula over the frame's columns; the default is
+        :data:`DEFAULT_FORMULA` without the factors that have one level.
+    pruned_only : bool, default=True
+        Fit on pruned states only (the unpruned rows are the references).
+
+    Raises
+    ------
+    AnalysisError
+        When fewer than two training runs, or no rows, remain.
+    """
+    import numpy as np
+    import pandas as pd
+    import statsmodels.api as sm
+    import statsmodels.formula.api as smf
+
+    data = class_frame
+    if pruned_only and "technique" in data:
+        data = data[data["technique"] != "none"]
+    notes: list[str] = []
+    if formula is None:
+        terms = list(COVARIATES)
+        for factor in FACTORS:
+            levels = data[factor].nunique() if factor in data else 0
+            if levels > 1:
+                terms.append(f"C({factor})")
+            else:
+                notes.append(f"factor {factor!r} has one level here, so its effect cannot be estimated; "
+                             "it was left out of the formula.")
+        for covariate in COVARIATES:
+            if covariate in data and data[covariate].nunique(dropna=True) <= 1:
+                hint = (" (every class has the same share of the training set); add a class-imbalanced arm "
+                        "with prunelab.zoo.imbalance" if covariate == "representation" else "")
+                notes.append(f"{covariate} does not vary{hint}, so its coefficient is not identified; it was "
+                             "left out of the formula.")
+                terms.remove(covariate)
+        formula = "accuracy ~ " + " + ".join(terms)
+    columns = [c for c in data.columns if c in formula or c == "root_id" or c == "count"]
+    data = data[columns].dropna()
+    clusters = data["root_id"].nunique() if len(data) else 0
+    if len(data) == 0 or clusters < 2:
+        raise AnalysisError(
+            f"the regression needs rows from at least two training runs (root_id); it has {len(data)} rows "
+            f"from {clusters}. Run more seeds, or check that outcome states were evaluated."
+        )
+    groups = pd.factorize(data["root_id"])[0]
+    model = smf.ols(formula, data)
+    rank = int(np.linalg.matrix_rank(model.exog))
+    if rank < model.exog.shape[1]:
+        notes.append(f"the design has {model.exog.shape[1]} columns but rank {rank}: some terms are confounded "
+                     "(e.g. sparsity with technique when each technique reached one sparsity), so their "
+                     "coefficients are not identified; vary the confounded terms independently (more rounds).")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # statsmodels' rank warnings: reported above in plain words
+        ols = model.fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
+    interval = ols.conf_int(0.05)
+    table = pd.DataFrame({"term": ols.params.index, "estimate": ols.params.to_numpy(),
+                          "std_error": ols.bse.to_numpy(), "ci_low": interval[0].to_numpy(),
+                          "ci_high": interval[1].to_numpy(), "p_value": ols.pvalues.to_numpy()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # statsmodels' notes on the Wald test's form
+        wald = ols.wald_test_terms(skip_single=False, scalar=True)
+    factor_tests = pd.DataFrame(
+        [{"term": term, "F": float(row["statistic"]), "df_num": float(row["df_constraint"]),
+          "df_denom": float(row["df_denom"]), "p_value": float(row["pvalue"])}
+         for term, row in wald.table.iterrows() if term != "Intercept"],
+        columns=["term", "F", "df_num", "df_denom", "p_value"])
+    count = data["count"].to_numpy(float)
+    correct = np.round(data["accuracy"].to_numpy(float) * count)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        glm_fit = sm.GLM(np.column_stack([correct, count - correct]), model.exog,
+                         family=sm.families.Binomial()).fit(cov_type="cluster", cov_kwds={"groups": groups})
+    slopes = np.asarray(ols.params.index != "Intercept")  # an intercept's sign differs between the scales
+    glm = pd.DataFrame({"term": ols.params.index[slopes], "estimate": np.asarray(glm_fit.params)[slopes],
+                        "p_value": np.asarray(glm_fit.pvalues)[slopes]})
+    both_null = (glm["p_value"].to_numpy() >= 0.05) & (table["p_value"].to_numpy()[slopes] >= 0.05)
+    glm["agrees"] = (np.sign(glm["estimate"].to_numpy()) == np.sign(table["estimate"].to_numpy()[slopes])) | both_null
+    for note in notes:
+        warnings.warn(note, PrunelabWarning, stacklevel=2)
+    return RegressionResult(formula, table, factor_tests, glm, int(len(data)), int(clusters), notes, ols)
