@@ -90,10 +90,15 @@ def _demo(args: argparse.Namespace) -> None:
     print(f"{'arm':10s} {'technique':20s} {'treatment':9s} {'round':>5s} {'sparsity':>8s} "
           f"{'test accuracy':>15s}  worst-hit class (drop)")
     for row in rows:
+        sparsity = "blinded" if row["sparsity"] is None else f"{row['sparsity']:.3f}"
+        if row["blinded"]:
+            print(f"{row['arm']:10s} {row['technique']:20s} {row['treatment']:9s} {row['round']:5d} "
+                  f"{sparsity:>8s} {'blinded':>15s}  blinded")
+            continue
         label = names[row["worst_class"]] if names else str(row["worst_class"])
         worst = "-" if row["technique"] == "dense" else f"{label} ({row['worst_drop']:+.3f})"
         print(f"{row['arm']:10s} {row['technique']:20s} {row['treatment']:9s} {row['round']:5d} "
-              f"{row['sparsity']:8.3f} {row['accuracy']:8.3f} ± {row['std']:.3f}  {worst}")
+              f"{sparsity:>8s} {row['accuracy']:8.3f} ± {row['std']:.3f}  {worst}")
 
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str]] = {

@@ -3,11 +3,13 @@
 ``state_frame`` and ``class_frame`` turn an experiment's outcome states into
 pandas tables; :mod:`.metrics` measures how unevenly pruning hits classes;
 :mod:`.stats` compares populations of training runs; and
-``prune_responsibly_model`` fits Paganini's regression with clustered errors.
+``prune_responsibly_model`` fits Paganini's regression with clustered errors;
+``preregister``, ``blind`` and ``unblind`` keep confirmatory analyses honest.
 """
 
 from .frames import AnalysisError, class_frame, outcome_nodes, state_frame
 from .metrics import class_change, disparity, gini, mask_similarity, pareto_front
+from .prereg import blind, preregister, registrations, unblind
 from .regression import DEFAULT_FORMULA, RegressionResult, prune_responsibly_model
 from .stats import (mcnemar, noether_sample_size, paired_test, prob_better, pruning_identified_exemplars, tost,
                     welch_per_class)
@@ -15,4 +17,4 @@ from .stats import (mcnemar, noether_sample_size, paired_test, prob_better, prun
 __all__ = ["state_frame", "class_frame", "outcome_nodes", "AnalysisError", "class_change", "disparity", "gini",
            "mask_similarity", "pareto_front", "prune_responsibly_model", "RegressionResult", "DEFAULT_FORMULA",
            "welch_per_class", "paired_test", "prob_better", "noether_sample_size", "tost", "mcnemar",
-           "pruning_identified_exemplars"]
+           "pruning_identified_exemplars", "preregister", "blind", "unblind", "registrations"]

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import PrunelabError
+from ..core.prereg import BLINDED
 
 if TYPE_CHECKING:
     import pandas
@@ -47,11 +48,16 @@ def outcome_nodes(nodes: Experiment | Iterable[Node]) -> list[Node]:
     return [n for n in _nodes(nodes) if n.stored_status == "done" and n.lineage.get("outcome") is True]
 
 
+def _number(value: Any) -> float:
+    """A figure as a float; NaN when missing or blinded (see :func:`prunelab.analysis.blind`)."""
+    return float(value) if isinstance(value, (int, float)) else math.nan
+
+
 def _sparsity(node: Node, results: dict[str, Any]) -> float:
     """Measured sparsity (the ``sparsity`` function), else 0 for a state no recipe pruned, else NaN."""
     figures = results.get("sparsity")
     if isinstance(figures, dict) and "sparsity" in figures:
-        return float(figures["sparsity"])
+        return _number(figures["sparsity"])
     return 0.0 if "technique" not in node.lineage else math.nan
 
 
@@ -102,22 +108,25 @@ def state_frame(nodes: Experiment | Iterable[Node]) -> pandas.DataFrame:
     rows = []
     for node in outcome_nodes(nodes):
         results = _results(node, cache)
-        figures = results.get("evaluate") or {}
+        figures = results.get("evaluate")
         reference = _reference(node, cache)
-        ref_figures = _results(reference, cache).get("evaluate", {}) if reference is not None else {}
+        ref_figures = _results(reference, cache).get("evaluate") if reference is not None else None
         rows.append({**_identity(node, results),
-                     "effective_sparsity": float((results.get("sparsity") or {}).get("effective_sparsity",
-                                                                                     math.nan)),
-                     **{k: float(figures.get(k, math.nan)) for k in
+                     "effective_sparsity": _number(_get(results.get("sparsity"), "effective_sparsity")),
+                     **{k: _number(_get(figures, k)) for k in
                         ("val_accuracy", "test_accuracy", "val_loss", "test_loss")},
                      "reference_id": reference.id if reference is not None else None,
-                     "reference_val_accuracy": float(ref_figures.get("val_accuracy", math.nan)),
-                     "reference_test_accuracy": float(ref_figures.get("test_accuracy", math.nan)),
+                     "reference_val_accuracy": _number(_get(ref_figures, "val_accuracy")),
+                     "reference_test_accuracy": _number(_get(ref_figures, "test_accuracy")),
                      "tags": ",".join(sorted(node.tags))})
     columns = ["state_id", "root_id", "dataset_name", "model_name", "replicate", "technique", "treatment", "round",
                "sparsity", "effective_sparsity", "val_accuracy", "test_accuracy", "val_loss", "test_loss",
                "reference_id", "reference_val_accuracy", "reference_test_accuracy", "population", "tags"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _get(figures: Any, key: str) -> Any:
+    return figures.get(key) if isinstance(figures, dict) else None
 
 
 def _identity(node: Node, results: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +139,15 @@ def _identity(node: Node, results: dict[str, Any]) -> dict[str, Any]:
             "technique": lineage.get("technique") if pruned else _UNPRUNED,
             "treatment": (lineage.get("treatment") or _UNPRUNED) if pruned else _UNPRUNED,
             "round": int(lineage.get("round", 0)) if pruned else 0, "sparsity": _sparsity(node, results)}
+
+
+def _check_not_blinded(node: Node, figures: Any) -> None:
+    parts = figures.values() if isinstance(figures, dict) else [figures]
+    if any(isinstance(v, str) and v == BLINDED for v in parts):
+        raise AnalysisError(
+            f"the evaluate result of state {node.id[:12]} is blinded, so the class frame cannot be built yet; "
+            "analyse what is not blinded, or record prunelab.analysis.unblind(exp) when the analysis is fixed."
+        )
 
 
 def _at(figures: dict[str, Any], key: str, c: int) -> float:
@@ -166,6 +184,7 @@ def class_frame(nodes: Experiment | Iterable[Node]) -> pandas.DataFrame:
     for node in outcome_nodes(nodes):
         results = _results(node, cache)
         figures = results.get("evaluate")
+        _check_not_blinded(node, figures)
         if not isinstance(figures, dict) or "test" not in figures:
             raise AnalysisError(
                 f"outcome state {node.id[:12]} has no evaluate result; declare "
@@ -177,6 +196,7 @@ def class_frame(nodes: Experiment | Iterable[Node]) -> pandas.DataFrame:
                 f"outcome state {node.id[:12]} has no unpruned reference: no ancestor in its training run "
                 "with zero sparsity has an evaluate result. Evaluate the dense model of each run."
             )
+        _check_not_blinded(reference, _results(reference, cache)["evaluate"])
         ref_val = _results(reference, cache)["evaluate"]["val"]
         ref_test = _results(reference, cache)["evaluate"]["test"]
         shares = _shares(node, cache)

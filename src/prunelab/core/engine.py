@@ -22,6 +22,7 @@ from .codecs import Blob, Encoded, copy_values, decode_value, encode_value, load
 from .errors import CorruptStateError, StateDefinitionError
 from .identity import class_name, encode_property
 from .lease import BUSY, acquire
+from .prereg import split_blinded
 from .seeding import derive_seed, seeded
 from .state import ExperimentState, warn_undeclared
 
@@ -44,6 +45,7 @@ class Task:
     record: dict[str, Any]
     compute: bool
     functions: list[Function] = field(default_factory=list)
+    blinded: list[str] = field(default_factory=list)  # metric patterns withheld for this node (see prereg)
 
 
 @dataclass
@@ -131,6 +133,7 @@ class EngineSpec:
     deterministic: bool
     durable: bool
     environment: str | None
+    prereg: tuple[str, ...] = ()  # digests of the registrations, embedded in every record written
 
 
 #: What :meth:`Engine.compute` returns when another driver or worker stored the state first.
@@ -171,10 +174,13 @@ class Engine:
             _OPEN[spec.directory] = engine
         return engine
 
-    def with_environment(self, environment: str) -> None:
-        """Record the run's environment digest in every record written from now on."""
+    def with_environment(self, environment: str, prereg: tuple[str, ...] = ()) -> None:
+        """Record the run's environment digest (and registration digests) in every record written from now on."""
         self.environment = environment
-        self.spec = dataclasses.replace(self.spec, environment=environment)
+        self.spec = dataclasses.replace(self.spec, environment=environment, prereg=prereg)
+
+    def _stamps(self) -> dict[str, Any]:
+        return {"environment": self.environment, **({"prereg": list(self.spec.prereg)} if self.spec.prereg else {})}
 
     def require_class(self) -> type[ExperimentState]:
         """Return the state class, or say how to provide it."""
@@ -298,7 +304,7 @@ class Engine:
     def _compute(self, task: Task, parent: Materialized | None, owned: Callable[[], bool]
                  ) -> Materialized | str | None:
         started = time.time()
-        record = {**task.record, "started": started, "worker": self.worker, "environment": self.environment,
+        record = {**task.record, "started": started, "worker": self.worker, **self._stamps(),
                   "threads": self.threads, "deterministic": self.deterministic}
         try:
             state = self._make(task, parent)
@@ -371,19 +377,25 @@ class Engine:
     def _run_function(self, task: Task, function: Function, parent: Materialized | None) -> tuple[bool, str | None]:
         started = time.time()
         seed = derive_seed(task.node_id, f"function:{function.name}")
+        owner = f"result of function {function.name!r}"
         try:
             state = self.load_state(task.node_id, task.properties, task.record["root_id"], parent)
             with seeded(seed, threads=self.threads, deterministic=self.deterministic):
                 value = function.fn(state)
-            encoded = encode_value(value, owner=f"result of function {function.name!r}", allow_stateful=False)
+            value, withheld = split_blinded(value, function.name, task.blinded)
+            encoded = encode_value(value, owner=owner, allow_stateful=False)
+            hidden = encode_value(withheld, owner=owner, allow_stateful=False) if withheld else None
         except Exception:  # noqa: BLE001 - recorded and reported
             return False, traceback.format_exc()
         from .recipe import fingerprint
 
         record = {"name": function.name, "version": function.version, "node_id": task.node_id, "seed": seed,
                   "fingerprint": fingerprint(function.fn), "value": encoded.spec, "blobs": sorted(encoded.blobs),
-                  "started": started, "wall_s": time.time() - started, "worker": self.worker,
-                  "environment": self.environment}
+                  "started": started, "wall_s": time.time() - started, "worker": self.worker, **self._stamps()}
+        if hidden is not None:
+            record["blinded"] = sorted(withheld)
+            self.store.write_withheld(task.node_id, {**record, "value": hidden.spec, "blobs": sorted(hidden.blobs)},
+                                      hidden.blobs)
         self.store.write_result(task.node_id, record, encoded.blobs,
                                 lambda r: self.index.result_written(task.node_id, r))
         return True, None

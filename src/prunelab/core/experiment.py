@@ -345,6 +345,7 @@ class Experiment:
             candidates = list({n.id: n for n in [*chosen, *NodeSet(chosen).ancestors()]}.values())
         status = self.index.status_of([n.id for n in candidates])
         keys = self.index.result_keys()
+        prereg = self.graph.prereg
         plan = Plan()
         failed_parents: set[str] = set()
         for node in sorted(candidates, key=lambda n: n.depth):
@@ -365,8 +366,9 @@ class Experiment:
                 plan.cached.append(node.id)
                 continue
             record = node._pending or node.record  # a retried failure starts from what this script declares
+            blinded = prereg.blind_patterns(self.graph.tags_of(node)) if functions and prereg.blinds else []
             plan.tasks.append(Task(node.id, node.parent_id, node.properties, node.recipe_obj, record, compute,
-                                   functions))
+                                   functions, blinded))
         return plan
 
     def _index_result_on_disk(self, node_id: str, function: Function) -> bool:
@@ -406,7 +408,8 @@ class Experiment:
         executor = resolve_executor(executor)
         targets = None if targets is None else self._as_nodes(targets)
         started = time.time()
-        self.engine.with_environment(self.store.write_env(capture()))
+        self.graph.invalidate()  # re-read registrations and blinds other processes may have written
+        self.engine.with_environment(self.store.write_env(capture()), tuple(self.graph.prereg.digests))
         plan = self.plan(targets, retry_failed)
         self._flush_declared_tags()
         declared_ids = list(self._declared) if targets is None else [t.node_id for t in plan.tasks] + plan.cached

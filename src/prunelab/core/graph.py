@@ -11,6 +11,7 @@ from .codecs import decode_value
 from .engine import StoreSource
 from .errors import UnknownNameError
 from .nodes import Node, NodeSet
+from .prereg import Prereg, mask
 
 if TYPE_CHECKING:
     from .experiment import Experiment
@@ -27,6 +28,7 @@ class Graph:
         self._children: dict[str | None, list[str]] | None = None
         self._tags: dict[str, set[str]] | None = None
         self._result_keys: dict[str, set[str]] | None = None
+        self._prereg: Prereg | None = None
         self.reload()
 
     # ---------------------------------------------------------- contents
@@ -48,6 +50,18 @@ class Graph:
         self._children = None
         self._tags = None
         self._result_keys = None
+        self._prereg = None
+
+    @property
+    def prereg(self) -> Prereg:
+        """The experiment's registrations and active blinds (cached until the next write)."""
+        if self._prereg is None:
+            self._prereg = Prereg.read(self.experiment.store)
+        return self._prereg
+
+    def tags_of(self, node: Node) -> frozenset[str]:
+        """A node's stored tags and those declared now."""
+        return frozenset(self.stored_tags().get(node.id, ())) | frozenset(node._tags or ())
 
     def declare(self, node_id: str, parent_id: str | None) -> Node:
         """Return the node with this id, creating a declared one if it is new."""
@@ -131,7 +145,16 @@ class Graph:
             elif name not in chosen or record["version"] > chosen[name]["version"]:
                 chosen[name] = record
         source = StoreSource(self.experiment.store)
-        return {name: decode_value(r["value"], source, owner=f"result {name!r}") for name, r in sorted(chosen.items())}
+        blinded = self.prereg.blind_patterns(self.tags_of(node)) if self.prereg.blinds else []
+        out = {}
+        for name, record in sorted(chosen.items()):
+            value = decode_value(record["value"], source, owner=f"result {name!r}")
+            if record.get("blinded") and not blinded:  # written under a blind since lifted: show it all
+                hidden = self.experiment.store.read_withheld(node.id, name, record["version"])
+                withheld = decode_value(hidden["value"], source, owner=f"result {name!r}")
+                value = withheld[""] if "" in withheld else {**value, **withheld}
+            out[name] = mask(value, name, blinded)
+        return out
 
     def result_keys(self) -> dict[str, set[str]]:
         """Stored result keys (``name@vN``) per node id (cached)."""

@@ -240,6 +240,10 @@ class Index:
         rows = self.db.execute("SELECT key, record FROM results WHERE node_id = ?", (node_id,)).fetchall()
         return {key: json.loads(data) for key, data in rows}
 
+    def result_records(self) -> list[dict[str, Any]]:
+        """Every stored result record."""
+        return [json.loads(data) for (data,) in self.db.execute("SELECT record FROM results")]
+
     def result_keys(self) -> dict[str, set[str]]:
         """Return, per node, the keys of its stored results."""
         out: dict[str, set[str]] = {}

@@ -407,6 +407,24 @@ class Store:
                 write_atomic(path, sealed, durable=self.durable)
             on_written(record)
 
+    def withheld_path(self, node_id: str, name: str, version: int) -> Path:
+        """Return the withheld (blinded) part of one function result."""
+        check_hex(node_id, "state id", self.root / "prereg")
+        return self.root / "prereg" / "withheld" / node_id / f"{name}@v{version}.json"
+
+    def write_withheld(self, node_id: str, record: dict[str, Any], blobs: dict[str, Blob]) -> None:
+        """Store the blinded part of a result, out of every read path until unblinding."""
+        self.write_blobs(blobs)
+        path = self.withheld_path(node_id, record["name"], record["version"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            write_atomic(path, seal(record), durable=self.durable)
+
+    def read_withheld(self, node_id: str, name: str, version: int) -> dict[str, Any]:
+        """Read and verify the withheld part of a result."""
+        path = self.withheld_path(node_id, name, version)
+        return unseal(read_file(path), path, [node_id])
+
     def read_results(self, node_id: str) -> list[dict[str, Any]]:
         """Read and verify every result record of a state."""
         folder = self.state_dir(node_id) / "results"

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import prunelab as pl
+from prunelab.core.prereg import BLINDED
 
 from ..recipes import ModelState, Prune, Rewind, Train, class_shares, evaluate, sparsity
 
@@ -111,7 +112,9 @@ def summary(exp: pl.Experiment, outcomes: list[pl.Node]) -> list[dict[str, Any]]
     """Rows of mean ± std test accuracy over seeds per (arm, technique, treatment, round), with the worst-hit class.
 
     The worst-hit class is the one whose test accuracy dropped most from the
-    dense model of the same seed, on average.
+    dense model of the same seed, on average. While test figures are blinded
+    (:func:`prunelab.analysis.blind`), a group's row has ``blinded=True`` and
+    ``None`` for every figure computed from them.
     """
     dense: dict[tuple[str, int, str], dict[str, Any]] = {}
     groups: dict[tuple[str, str, str, int], list[pl.Node]] = {}
@@ -127,6 +130,15 @@ def summary(exp: pl.Experiment, outcomes: list[pl.Node]) -> list[dict[str, Any]]
         groups.setdefault((arm, lineage["technique"], treatment, int(lineage["round"])), []).append(node)
     rows = []
     for (arm, technique, treatment, round_), nodes in sorted(groups.items()):
+        sparsities = [_get(n.results["sparsity"], "sparsity") for n in nodes]
+        sparsity_ = statistics.mean(sparsities) if not _blinded(sparsities) else None
+        figures = [n.results["evaluate"] for n in nodes] + [dense[(arm, n.properties["replicate"],
+                                                                   n.properties["dataset_name"])] for n in nodes]
+        if _blinded([*figures, *(_get(f, k) for f in figures for k in ("test_accuracy", "test"))]):
+            rows.append({"arm": arm, "technique": technique, "treatment": treatment, "round": round_,
+                         "sparsity": sparsity_, "accuracy": None, "std": None, "seeds": len(nodes),
+                         "worst_class": None, "worst_drop": None, "blinded": True})
+            continue
         accuracies = [n.results["evaluate"]["test_accuracy"] for n in nodes]
         drops: dict[int, list[float]] = {}
         for n in nodes:
@@ -136,12 +148,19 @@ def summary(exp: pl.Experiment, outcomes: list[pl.Node]) -> list[dict[str, Any]]
                 drops.setdefault(c, []).append(a - b)
         worst = max(drops, key=lambda c: statistics.mean(drops[c]))
         rows.append({"arm": arm, "technique": technique, "treatment": treatment, "round": round_,
-                     "sparsity": statistics.mean(n.results["sparsity"]["sparsity"] for n in nodes),
-                     "accuracy": statistics.mean(accuracies),
+                     "sparsity": sparsity_, "accuracy": statistics.mean(accuracies),
                      "std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
                      "seeds": len(nodes), "worst_class": worst,
-                     "worst_drop": statistics.mean(drops[worst])})
+                     "worst_drop": statistics.mean(drops[worst]), "blinded": False})
     return rows
+
+
+def _get(figures: Any, key: str) -> Any:
+    return figures.get(key) if isinstance(figures, dict) else figures
+
+
+def _blinded(values: list[Any]) -> bool:
+    return any(isinstance(v, str) and v == BLINDED for v in values)
 
 
 def run(directory: str | Path, config: StudyConfig | None = None, *, executor: Any = None,
