@@ -48,3 +48,13 @@ def test_help_ends_with_an_example(capsys):
     with pytest.raises(SystemExit):
         main(["ls", "--help"])
     assert capsys.readouterr().out.strip().endswith("example: prunelab ls runs/lr-sweep pruned")
+
+
+def test_report_of_an_experiment_without_outcomes_says_so(finished, tmp_path, capsys):
+    assert main(["report", str(finished.directory)]) == 0
+    path = finished.directory / "report.html"
+    assert capsys.readouterr().out.strip() == f"report: {path}"
+    page = path.read_text()
+    assert "No outcome states" in page and "No pre-registration" in page and "experiment graph" in page
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")

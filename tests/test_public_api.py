@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import prunelab
+import prunelab.analysis
 import prunelab.core
 import prunelab.execution
 import prunelab.prune
@@ -21,6 +22,14 @@ SURFACE = {
         "CorruptStateError", "Experiment", "ExperimentFormatError", "ExperimentState", "Function", "Node", "NodeSet",
         "Plan", "PrunelabError", "PrunelabWarning", "Recipe", "RunError", "StateDefinitionError",
         "UnhashableValueError", "UnknownNameError", "encode", "function",
+    ],
+    "prunelab.analysis": [
+        "AnalysisError", "DEFAULT_FORMULA", "RegressionResult", "accuracy_vs_sparsity", "blind", "class_change",
+        "class_change_heatmap", "class_frame", "coefficient_plot", "disparity", "gini", "mask_similarity",
+        "mcnemar", "noether_sample_size", "outcome_nodes", "paired_test", "pareto_front", "pareto_plot",
+        "population_labels", "preregister", "prob_better", "prune_responsibly_model",
+        "pruning_identified_exemplars", "registrations", "report", "state_frame", "tost", "unblind",
+        "welch_per_class",
     ],
     "prunelab.execution": ["DaskExecutor", "Executor", "LocalExecutor", "RunReport", "resolve_executor"],
     "prunelab.zoo": ["Dataset", "ZooError", "available_datasets", "available_models", "build_model", "imbalance",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -84,6 +85,11 @@ def _demo(args: argparse.Namespace) -> None:
 
         executor = DaskExecutor(n_workers=args.workers)
     exp, rows = study.run(args.out, config, executor=executor)
+    from .analysis import report
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the report lists what limits the analysis
+        report_path = report(exp)
     names = exp.graph.nodes[0].results.get("class_shares", {}).get("class_names") if len(exp.graph.nodes) else None
     print(f"experiment: {exp.directory} ({len(exp.graph.nodes)} states); look inside with "
           f"`prunelab tree {exp.directory} outcome`")
@@ -99,6 +105,14 @@ def _demo(args: argparse.Namespace) -> None:
         worst = "-" if row["technique"] == "dense" else f"{label} ({row['worst_drop']:+.3f})"
         print(f"{row['arm']:10s} {row['technique']:20s} {row['treatment']:9s} {row['round']:5d} "
               f"{sparsity:>8s} {row['accuracy']:8.3f} ± {row['std']:.3f}  {worst}")
+    print(f"report: {report_path}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from .analysis import report
+
+    path = report(_open(args.directory), args.output)
+    print(f"report: {path}")
 
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str]] = {
@@ -108,8 +122,10 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str]] = {
     "draw": (_draw, "draw the graph to SVG, PNG or PDF", "prunelab draw runs/lr-sweep graph.svg"),
     "gc": (_gc, "delete crash leftovers and unreferenced blobs; --repair also fixes corruption",
            "prunelab gc runs/lr-sweep --repair"),
-    "demo": (_demo, "run the Prune Responsibly study and print its summary (a second run is immediate)",
-             "prunelab demo --quick"),
+    "demo": (_demo, "run the Prune Responsibly study, print its summary and write its report (a second run is "
+                    "immediate)", "prunelab demo --quick"),
+    "report": (_report, "write the study's HTML report (figures, tables, pre-registration, environment)",
+               "prunelab report runs/demo -o report.html"),
 }
 
 
@@ -131,6 +147,8 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("directory", help="an experiment directory")
         if name == "draw":
             cmd.add_argument("output", help="file to write; its suffix (.svg, .png, .pdf) picks the format")
+        elif name == "report":
+            cmd.add_argument("-o", "--output", help="the HTML file to write (default: DIRECTORY/report.html)")
         elif name == "gc":
             cmd.add_argument("--repair", action="store_true",
                              help="verify every blob; delete corrupt ones and the states using them")

@@ -519,3 +519,24 @@ def test_stale_when_the_recipe_source_changed(exp_dir, tmp_path):
     node2 = second()(exp2.spawn_new_tree(width=8, replicate=0))
     assert node2.id == node.id and node2.status == "stale"
     assert exp2.run(quiet=True).done == []  # never silently recomputed
+
+
+def test_results_holding_tensors_read_in_a_process_that_never_imported_torch(exp_dir):
+    import subprocess
+    import sys
+
+    exp = pl.Experiment(exp_dir, MLPState)
+    node = Train(steps=1, lr=0.1)(exp.spawn_new_tree(width=8, replicate=0))
+    weights(node)
+    exp.run(quiet=True)
+    code = ("import sys, prunelab as pl; exp = pl.Experiment.restore(sys.argv[1]); "
+            "value = [n for n in exp.graph.nodes if n.results][0].results['weights']['first']; "
+            "print(type(value).__module__, tuple(value.shape))")
+    out = subprocess.run([sys.executable, "-c", code, str(exp_dir)], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["torch", "(8,", "10)"]
+
+
+@pl.function
+def weights(state):
+    """The first layer's weight as a tensor blob."""
+    return {"first": state.model[0].weight.detach().clone()}

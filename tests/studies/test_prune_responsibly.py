@@ -46,6 +46,7 @@ def test_the_demo_command_prints_where_and_a_table(tmp_path, capsys):
     printed = capsys.readouterr()
     assert f"experiment: {out} (" in printed.out
     assert "global_magnitude" in printed.out and "worst-hit class" in printed.out and " ± " in printed.out
+    assert f"report: {out / 'report.html'}" in printed.out and (out / "report.html").stat().st_size > 10_000
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     assert "prunelab: 0 computed" in capsys.readouterr().err
 

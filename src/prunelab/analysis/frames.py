@@ -132,7 +132,7 @@ def _get(figures: Any, key: str) -> Any:
 def _identity(node: Node, results: dict[str, Any]) -> dict[str, Any]:
     lineage, properties = node.lineage, node.properties
     pruned = "technique" in lineage
-    population = ", ".join(f"{k}={v!r}" for k, v in sorted(properties.items()) if k != "replicate")
+    population = "; ".join(f"{k}={v!r}" for k, v in sorted(properties.items()) if k != "replicate")
     return {"state_id": node.id, "root_id": lineage.get("root_id"), "population": population,
             "dataset_name": properties.get("dataset_name"), "model_name": properties.get("model_name"),
             "replicate": properties.get("replicate"),

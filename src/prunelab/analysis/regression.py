@@ -153,15 +153,20 @@ def prune_responsibly_model(class_frame: pandas.DataFrame, formula: str | None =
         columns=["term", "F", "df_num", "df_denom", "p_value"])
     count = data["count"].to_numpy(float)
     correct = np.round(data["accuracy"].to_numpy(float) * count)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        glm_fit = sm.GLM(np.column_stack([correct, count - correct]), model.exog,
-                         family=sm.families.Binomial()).fit(cov_type="cluster", cov_kwds={"groups": groups})
     slopes = np.asarray(ols.params.index != "Intercept")  # an intercept's sign differs between the scales
-    glm = pd.DataFrame({"term": ols.params.index[slopes], "estimate": np.asarray(glm_fit.params)[slopes],
-                        "p_value": np.asarray(glm_fit.pvalues)[slopes]})
-    both_null = (glm["p_value"].to_numpy() >= 0.05) & (table["p_value"].to_numpy()[slopes] >= 0.05)
-    glm["agrees"] = (np.sign(glm["estimate"].to_numpy()) == np.sign(table["estimate"].to_numpy()[slopes])) | both_null
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            glm_fit = sm.GLM(np.column_stack([correct, count - correct]), model.exog,
+                             family=sm.families.Binomial()).fit(cov_type="cluster", cov_kwds={"groups": groups})
+        glm = pd.DataFrame({"term": ols.params.index[slopes], "estimate": np.asarray(glm_fit.params)[slopes],
+                            "p_value": np.asarray(glm_fit.pvalues)[slopes]})
+        both_null = (glm["p_value"].to_numpy() >= 0.05) & (table["p_value"].to_numpy()[slopes] >= 0.05)
+        same_sign = np.sign(glm["estimate"].to_numpy()) == np.sign(table["estimate"].to_numpy()[slopes])
+        glm["agrees"] = same_sign | both_null
+    except (np.linalg.LinAlgError, ValueError) as err:
+        notes.append(f"the binomial GLM check could not be fitted ({err}); the design is too small or degenerate.")
+        glm = pd.DataFrame(columns=["term", "estimate", "p_value", "agrees"])
     for note in notes:
         warnings.warn(note, PrunelabWarning, stacklevel=2)
     return RegressionResult(formula, table, factor_tests, glm, int(len(data)), int(clusters), notes, ols)

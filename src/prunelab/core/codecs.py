@@ -218,6 +218,8 @@ def _decode(spec: Any, source: BlobSource, current: Any, owner: str, allow_pickl
             )
         return pickle.load(io.BytesIO(source.raw(spec[1])))  # noqa: S301 - allowed explicitly by the user
     decoder = _DECODERS.get(tag)
+    if decoder is None and _LAZY.install(_LIBRARY_OF.get(tag, "")):  # a tensor read before torch was imported
+        decoder = _DECODERS.get(tag)
     if decoder is None:
         raise CorruptStateError(f"{owner} has an unknown value kind {tag!r}; it was written by a newer prunelab.")
     return decoder(spec, source)
@@ -239,6 +241,8 @@ def _load_state_dict(obj: Any, state: Any) -> Any:
     return obj
 
 
+# The library whose installer decodes each lazily supported kind of value.
+_LIBRARY_OF = {"tensor": "torch", "torchname": "torch", "ndarray": "numpy", "npscalar": "numpy"}
 # Special loaders for objects whose plain load_state_dict is not enough (pruned modules).
 _STATE_LOADERS: list[tuple[Callable[[Any], bool], Callable[[Any, Any], Any]]] = []
 # Faster equivalents of copy.deepcopy(value, memo) for some kinds of value (modules).

@@ -29,3 +29,13 @@ class LazyInstallers:
             if module in sys.modules:
                 del self.pending[module]
                 install()
+
+    def install(self, module: str) -> bool:
+        """Import ``module`` and run its installer now, if one is pending; return whether one ran."""
+        if module not in self.pending:
+            return False
+        import importlib
+
+        importlib.import_module(module)
+        self.install_imported()
+        return True

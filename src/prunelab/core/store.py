@@ -505,6 +505,16 @@ class Store:
                         write_atomic(path, seal(result), durable=self.durable)
         return added
 
+    def read_env(self, name: str) -> dict[str, Any]:
+        """Read a stored environment, verifying it against its name."""
+        check_hex(name, "environment digest", self.root / "envs")
+        path = self.root / "envs" / f"{name}.json"
+        data = read_file(path)
+        if checksum(data) != name:
+            raise CorruptStateError(f"{path} fails its checksum; the environment record was altered.", str(path))
+        env: dict[str, Any] = json.loads(data)
+        return env
+
     def write_env(self, env: dict[str, Any]) -> str:
         """Store a captured environment once; return its digest."""
         data = canonical_json(env)

@@ -99,11 +99,12 @@ def _chain(exp: pl.Experiment, dense: pl.Node, technique: str, treatment: str, c
     for round_ in range(1, config.rounds + 1):
         with exp.tag(f"technique:{technique}"), exp.tag(f"treatment:{treatment}"):
             pruned = Prune(technique=technique, amount=config.rate, round=round_)(node)
+            start = pruned if treatment == "finetune" else Rewind(to="init")(pruned)
             with exp.tag("outcome"):
                 if treatment == "finetune":
-                    node = _evaluate(Train(**config.finetune, treatment="finetune", outcome=True)(pruned))
+                    node = _evaluate(Train(**config.finetune, treatment="finetune", outcome=True)(start))
                 else:
-                    node = _evaluate(Train(**config.train, outcome=True)(Rewind(to="init")(pruned)))
+                    node = _evaluate(Train(**config.train, outcome=True)(start))
             out.append(node)
     return out
 
