@@ -148,3 +148,20 @@ def test_the_study_summary_and_frames_hide_blinded_metrics(tmp_path):
     unblind(exp)
     assert len(class_frame(exp)) == len(outcomes) * 10
     assert not any(r["blinded"] for r in study.summary(exp, outcomes))
+
+
+def test_the_demo_command_prints_blinded_instead_of_figures(tmp_path, capsys):
+    from prunelab.cli import main
+    from prunelab.studies import prune_responsibly as study
+
+    out = tmp_path / "demo"
+    exp = pl.Experiment(out, study.ModelState)
+    study.build(exp, study.StudyConfig.quick())
+    blind(exp, metrics=["evaluate.test*"], nodes=["outcome"])
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rows = [line for line in printed.splitlines() if line.startswith(("balanced", "imbalanced"))]
+    assert rows and all(line.rstrip().endswith("blinded") and " ± " not in line for line in rows)
+    unblind(exp)
+    truths = [n.results["evaluate"]["test_accuracy"] for n in exp.graph.nodes.filter("outcome")]
+    assert not any(f"{t:.3f}" in printed for t in truths)

@@ -127,3 +127,16 @@ def test_pruning_identified_exemplars_compare_modal_labels():
     assert pruning_identified_exemplars(pruned, unpruned).tolist() == [1, 2]
     with pytest.raises(AnalysisError, match="at least one model"):
         pruning_identified_exemplars([], unpruned)
+
+
+def test_pruning_identified_exemplars_from_stored_predictions(quick_study):
+    exp, outcomes = quick_study
+    dense = [n for n in outcomes if "technique" not in n.lineage]
+    pruned = [n for n in outcomes if n.lineage.get("technique") == "l1_structured"]
+    found = pruning_identified_exemplars(pruned, dense)
+    predictions = [np.asarray(n.results["evaluate"]["test"]["predictions"]) for n in (*pruned, *dense)]
+    assert found.tolist() == pruning_identified_exemplars(predictions[:len(pruned)],
+                                                          predictions[len(pruned):]).tolist()
+    assert 0 < len(found) < len(predictions[0])
+    with pytest.raises(AnalysisError, match="no \\(unblinded\\) evaluate result"):
+        pruning_identified_exemplars([exp.graph.roots()[0]], dense)

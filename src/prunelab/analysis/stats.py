@@ -204,9 +204,10 @@ def mcnemar(predictions_a: Any, predictions_b: Any, labels: Any) -> dict[str, An
 def pruning_identified_exemplars(pruned: Sequence[Any], unpruned: Sequence[Any]) -> np.ndarray:
     """Indices of the test samples whose modal predicted label differs between two populations.
 
-    Each population is a list of predicted-label vectors (one per model, e.g.
-    ``node.results["evaluate"]["test"]["predictions"]``); a sample is a
-    pruning-identified exemplar (PIE) when the most frequent label among the
+    Each population is a list of predicted-label vectors (one per model), or of
+    evaluated nodes, whose stored test predictions
+    (``node.results["evaluate"]["test"]["predictions"]``) are used; a sample is
+    a pruning-identified exemplar (PIE) when the most frequent label among the
     pruned models differs from the most frequent among the unpruned ones (ties
     go to the smallest label).
 
@@ -216,10 +217,21 @@ def pruning_identified_exemplars(pruned: Sequence[Any], unpruned: Sequence[Any])
     """
     if not pruned or not unpruned:
         raise AnalysisError("pruning_identified_exemplars needs at least one model in each population.")
-    a, b = (np.stack([np.asarray(p).reshape(-1) for p in population]) for population in (pruned, unpruned))
+    a, b = (np.stack([_predictions(p) for p in population]) for population in (pruned, unpruned))
     if a.shape[1] != b.shape[1]:
         raise AnalysisError(f"the populations predicted different numbers of samples ({a.shape[1]}, {b.shape[1]}).")
     return np.flatnonzero(_mode(a) != _mode(b))
+
+
+def _predictions(item: Any) -> np.ndarray:
+    from ..core.nodes import Node
+
+    if isinstance(item, Node):
+        figures = item.results.get("evaluate")
+        if not isinstance(figures, dict) or not isinstance(figures.get("test"), dict):
+            raise AnalysisError(f"state {item.id[:12]} has no (unblinded) evaluate result with test predictions.")
+        item = figures["test"]["predictions"]
+    return np.asarray(item).reshape(-1)
 
 
 def _mode(predictions: np.ndarray) -> np.ndarray:

@@ -54,6 +54,14 @@ class Materialized:
 
     values: dict[str, Any]
     blobs: dict[str, Blob]
+    _replaced: frozenset[str] | None = field(default=None, repr=False)
+
+    @property
+    def replaced(self) -> frozenset[str]:
+        """Attributes decoded without the object ``initialize_state`` built (not loaded into it)."""
+        if self._replaced is None:
+            self._replaced = frozenset(n for n, spec in self.values.items() if not loads_into_current(spec))
+        return self._replaced
 
 
 class StoreSource:
@@ -229,8 +237,7 @@ class Engine:
         if parent is None:
             parent = self.read_stored(node_id)
         values, source = parent.values, MemorySource(parent.blobs)
-        replaced = frozenset(name for name, spec in values.items() if not loads_into_current(spec))
-        state = self.new_state(properties, root_id, replaced)
+        state = self.new_state(properties, root_id, parent.replaced)
         for name, spec in values.items():
             if name not in cls.NONHASHED_ATTRIBUTES:
                 raise CorruptStateError(

@@ -139,11 +139,12 @@ class Index:
             raise
 
     # ------------------------------------------------------------- writes
-    def _put_node(self, record: dict[str, Any], data: bytes) -> None:
+    def _put_node(self, record: dict[str, Any], data: bytes, new: bool = False) -> None:
         node_id = record["id"]
         self.db.execute("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?)",
                         (node_id, record.get("parent_id"), record.get("status"), data))
-        self.db.execute("DELETE FROM blob_users WHERE node_id = ?", (node_id,))
+        if not new:  # a replaced record's blobs are listed anew
+            self.db.execute("DELETE FROM blob_users WHERE node_id = ?", (node_id,))
         self.db.executemany("INSERT INTO blob_users VALUES (?, ?)", [(d, node_id) for d in _blobs_of(record)])
 
     def _put_result(self, node_id: str, record: dict[str, Any]) -> None:
@@ -174,7 +175,7 @@ class Index:
     def record_published(self, data: bytes, new_dir: bool) -> None:
         """Index a record just published (called by the store under the lock)."""
         record = json.loads(data)
-        self._write(lambda: self._put_node(record, data), count_delta=1 if new_dir else 0)
+        self._write(lambda: self._put_node(record, data, new_dir), count_delta=1 if new_dir else 0)
 
     def result_written(self, node_id: str, record: dict[str, Any]) -> None:
         """Index a function result just written."""

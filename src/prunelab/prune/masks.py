@@ -75,7 +75,7 @@ def load_pruned_state_dict(
             module_path, _, name = key[: -len("_mask")].rpartition(".")
             wanted.setdefault(module_path, set()).add(name)
     for module_path, module in model.named_modules():
-        current = set(pruned_parameters(module))
+        current = set(pruned_parameters(module)) if module._forward_pre_hooks else set()
         prefix = f"{module_path}." if module_path else ""
         for name in current - wanted.get(module_path, set()):
             if prefix + name in state_dict:
@@ -147,12 +147,18 @@ _PLAIN_COPY: dict[str, Any] = {"__deepcopy__": None, "__reduce_ex__": object.__r
                                "__reduce__": object.__reduce__}
 
 
+_PLAIN_CLASSES: dict[type, bool] = {}
+
+
 def _clone(module: nn.Module, memo: dict[int, Any]) -> nn.Module:
     if id(module) in memo:
         return memo[id(module)]  # type: ignore[no-any-return]
     cls = type(module)
+    plain = _PLAIN_CLASSES.get(cls)
+    if plain is None:
+        plain = _PLAIN_CLASSES[cls] = all(getattr(cls, k, None) is v for k, v in _PLAIN_COPY.items())
     original = module.__getstate__()  # type: ignore[no-untyped-call]
-    if not isinstance(original, dict) or any(getattr(cls, k, None) is not v for k, v in _PLAIN_COPY.items()):
+    if not plain or not isinstance(original, dict):
         return copy.deepcopy(module, memo)
     new = cls.__new__(cls)
     memo[id(module)] = new
