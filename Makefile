@@ -15,7 +15,7 @@ $(VENV)/.demo: pyproject.toml constraints.txt | $(BIN)/python
 	touch $@
 
 $(VENV)/.test: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) -e ".[test,dask,compact]"
+	$(PIP) -e ".[test,dask,compact,parquet]"
 	touch $@ $(VENV)/.demo
 
 demo: $(VENV)/.demo

@@ -1,45 +1,114 @@
-"""The prunelab command, called in-process through main(argv)."""
+"""The prunelab command, run as a subprocess on real experiments: every subcommand, --json, prefixes, errors."""
 
+import json
+import subprocess
+import sys
+
+import pandas as pd
 import pytest
 
 import prunelab as pl
-from helpers import MLPState, Prune, Train
+from helpers import MLPState, Prune, Train, evaluate
 from prunelab.cli import main
 
 
-@pytest.fixture
-def finished(exp_dir):
-    exp = pl.Experiment(exp_dir, MLPState)
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    exp = pl.Experiment(tmp_path_factory.mktemp("cli") / "exp", MLPState)
     with exp.tag("trained"):
         node = Train(steps=1, lr=0.1)(exp.spawn_new_tree(width=8, replicate=0))
     with exp.tag("pruned"):
-        Prune(amount=0.5)(node)
+        evaluate(Prune(amount=0.5)(node))
     exp.run(quiet=True)
     return exp
 
 
-def test_tree_ls_and_status(finished, capsys):
-    directory = str(finished.directory)
-    assert main(["tree", directory]) == 0
-    tree = capsys.readouterr().out.splitlines()
+def cli(*args, check=True):
+    """Run ``prunelab ARGS`` in a fresh interpreter; return (exit code, stdout, stderr)."""
+    proc = subprocess.run([sys.executable, "-m", "prunelab.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd="tests")
+    if check and proc.returncode != 0:
+        raise AssertionError(proc.stderr)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_tree_ls_and_status(finished):
+    directory = finished.directory
+    tree = cli("tree", directory)[1].splitlines()
     assert len(tree) == 3 and "d2 Prune(amount=0.5) [pruned] done" in tree[2]
-    assert main(["ls", directory, "pruned"]) == 0
-    listed = capsys.readouterr().out.splitlines()
-    assert len(listed) == 1 and listed[0].split()[:4][1:] == ["done", "d2", "Prune"]
-    assert main(["status", directory]) == 0
-    assert "3 states of class MLPState (3 done); 1 run(s)" in capsys.readouterr().out
+    listed = cli("ls", directory, "--tag", "pruned")[1].splitlines()
+    assert len(listed) == 1 and listed[0].split()[1:4] == ["done", "d2", "Prune"]
+    assert cli("ls", directory, "--where", "amount=0.5")[1].splitlines() == listed
+    assert cli("ls", directory, "--where", "amount=0.25")[1].strip() == ""
+    rows = json.loads(cli("ls", directory, "--run", "-1", "--json")[1])
+    assert len(rows) == 3 and {r["recipe"] for r in rows} == {"root", "Train", "Prune"}
+    assert "3 states of class MLPState (3 done); 1 run(s)" in cli("status", directory)[1]
+    assert json.loads(cli("status", directory, "--json")[1])["counts"] == {"done": 3}
 
 
-def test_draw(finished, tmp_path, capsys):
-    out = tmp_path / "g.png"
-    assert main(["draw", str(finished.directory), str(out)]) == 0
-    assert out.read_bytes().startswith(b"\x89PNG")
+def test_show_by_unique_prefix_with_results_and_environment(finished):
+    node = finished.graph.nodes.filter("pruned")[0]
+    code, out, _ = cli("show", finished.directory, node.id[:6])
+    assert out.startswith(f"state {node.id}") and "evaluate:" in out and "environment" in out and "Python 3." in out
+    data = json.loads(cli("show", finished.directory, node.id[:6], "--json")[1])
+    assert data["lineage"]["technique"] == "l1_unstructured" and data["environment"]["python"].startswith("3.")
+    assert data["results"]["evaluate"]["sparsity"] == 0.5
 
 
-def test_a_user_error_is_one_line_and_exit_code_2(tmp_path, capsys):
-    assert main(["tree", str(tmp_path / "missing")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and "does not exist" in err and len(err.strip().splitlines()) == 1
+def test_an_ambiguous_or_unknown_prefix_lists_candidates(finished):
+    code, _, err = cli("show", finished.directory, "", check=False)
+    assert code == 2 and err.startswith("error: ")
+    ids = [n.id for n in finished.graph.nodes]
+    prefix = next(p for p in "0123456789abcdef" if sum(i.startswith(p) for i in ids) != 1)
+    code, _, err = cli("show", finished.directory, prefix, check=False)
+    assert code == 2 and ("matches" in err or "no state" in err)
+
+
+def test_draw_export_report_reindex_and_gc(finished, tmp_path):
+    directory = finished.directory
+    assert cli("draw", directory, "-o", tmp_path / "g.png")[1].strip() == f"wrote {tmp_path / 'g.png'}"
+    assert (tmp_path / "g.png").read_bytes().startswith(b"\x89PNG")
+    out = cli("export", directory, "--all", "-o", tmp_path / "nodes.csv")[1]
+    assert "3 rows (every node)" in out and len(pd.read_csv(tmp_path / "nodes.csv")) == 3
+    cli("export", directory, "--all", "-o", tmp_path / "nodes.parquet")
+    assert list(pd.read_parquet(tmp_path / "nodes.parquet")["id"]) == list(pd.read_csv(tmp_path / "nodes.csv")["id"])
+    assert "no outcome states" in cli("export", directory, "-o", tmp_path / "s.csv")[1]
+    assert json.loads(cli("report", directory, "-o", tmp_path / "r.html", "--json")[1]) == {
+        "path": str(tmp_path / "r.html")}
+    assert cli("reindex", directory)[1].startswith("rebuilt") and "3 states" in cli("reindex", directory)[1]
+    assert json.loads(cli("gc", directory, "--dry-run", "--json")[1])["dry_run"] is True
+
+
+def test_export_of_a_study_writes_the_state_and_class_frames(quick_study, tmp_path):
+    exp, outcomes = quick_study
+    cli("export", exp.directory, "-o", tmp_path / "states.parquet")
+    cli("export", exp.directory, "--classes", "-o", tmp_path / "classes.csv")
+    assert len(pd.read_parquet(tmp_path / "states.parquet")) == len(outcomes)
+    assert len(pd.read_csv(tmp_path / "classes.csv")) == 10 * len(outcomes)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["tree"], "the following arguments are required: directory"),
+    (["ls", "{dir}", "--run", "x"], "invalid int value"),
+    (["draw", "{dir}"], "the following arguments are required: -o/--output"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_arguments_are_usage_errors(finished, args, message):
+    code, _, err = cli(*[a.format(dir=finished.directory) for a in args], check=False)
+    assert code == 2 and message in err and "usage: prunelab" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["ls", "{dir}", "--where", "amount"], "--where takes prop=value"),
+    (["export", "{dir}", "-o", "x.xlsx"], "export writes .csv or .parquet"),
+    (["tree", "{missing}"], "does not exist"),
+])
+def test_user_errors_are_one_line_and_exit_code_2(finished, tmp_path, args, message):
+    code, _, err = cli(*[a.format(dir=finished.directory, missing=tmp_path / "missing") for a in args], check=False)
+    assert code == 2 and err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_debug_shows_the_traceback(tmp_path):
     with pytest.raises(pl.ExperimentFormatError):
         main(["--debug", "tree", str(tmp_path / "missing")])
 
@@ -47,14 +116,4 @@ def test_a_user_error_is_one_line_and_exit_code_2(tmp_path, capsys):
 def test_help_ends_with_an_example(capsys):
     with pytest.raises(SystemExit):
         main(["ls", "--help"])
-    assert capsys.readouterr().out.strip().endswith("example: prunelab ls runs/lr-sweep pruned")
-
-
-def test_report_of_an_experiment_without_outcomes_says_so(finished, tmp_path, capsys):
-    assert main(["report", str(finished.directory)]) == 0
-    path = finished.directory / "report.html"
-    assert capsys.readouterr().out.strip() == f"report: {path}"
-    page = path.read_text()
-    assert "No outcome states" in page and "No pre-registration" in page and "experiment graph" in page
-    assert main(["report", str(tmp_path / "missing")]) == 2
-    assert capsys.readouterr().err.startswith("error: ")
+    assert capsys.readouterr().out.strip().endswith("example: prunelab ls runs/lr-sweep --where lr=0.1")

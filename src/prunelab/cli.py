@@ -1,23 +1,38 @@
-"""The ``prunelab`` command: look into experiment directories.
+"""The ``prunelab`` command: look into, export, report on and maintain experiment directories.
 
-Thin by design: a dict maps each subcommand to a handler that parses its
-arguments and calls one library function. A user error prints one ``error:``
-line with what to do and exits with code 2; ``--debug`` shows the traceback.
+Thin by design: a dict maps each subcommand to a handler that calls library
+functions and returns an :class:`Output` — the data ``--json`` prints, and the
+text a person reads. Exit codes: 0 when the command did its job; 2 for a usage
+error or a user error (one ``error:`` line saying what to do; ``--debug``
+shows the traceback). State ids are accepted by unique prefix.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .core.experiment import Experiment
+    from .core.nodes import Node, NodeSet
 
-__all__ = ["main"]
+__all__ = ["main", "Output"]
+
+
+@dataclass
+class Output:
+    """What a subcommand produced: ``data`` for ``--json``, ``text`` for people."""
+
+    data: Any
+    text: str
 
 
 def _open(directory: str) -> Experiment:
@@ -26,48 +41,149 @@ def _open(directory: str) -> Experiment:
     return Experiment.restore(directory)
 
 
-def _tree(args: argparse.Namespace) -> None:
+def _row(node: Node) -> dict[str, Any]:
+    return {"id": node.id, "parent_id": node.parent_id, "status": node.status, "depth": node.depth,
+            "recipe": (node.recipe or {}).get("name", "root"), "tags": sorted(node.tags)}
+
+
+def _where(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        from .core.errors import UnknownNameError
+
+        raise UnknownNameError(f"--where takes prop=value (e.g. --where lr=0.1), got {text!r}.")
+    try:
+        return key, json.loads(raw)
+    except ValueError:
+        return key, raw
+
+
+def _select(exp: Experiment, args: argparse.Namespace) -> NodeSet:
+    nodes = exp.graph.nodes
+    if getattr(args, "run", None) is not None:
+        nodes = nodes.in_run(args.run)
+    return nodes.filter(*(args.tag or []), **dict(_where(w) for w in getattr(args, "where", None) or []))
+
+
+def _tree(args: argparse.Namespace) -> Output:
     exp = _open(args.directory)
-    nodes = exp.graph.nodes.filter(*args.patterns) if args.patterns else None
-    exp.graph.print(nodes=nodes)
+    nodes = _select(exp, args) if args.tag else None
+    from .core.draw import text_tree
+
+    shown = nodes if nodes is not None else exp.graph.nodes
+    return Output([_row(n) for n in shown], text_tree(exp.graph, nodes))
 
 
-def _ls(args: argparse.Namespace) -> None:
+def _ls(args: argparse.Namespace) -> Output:
+    rows = [_row(n) for n in _select(_open(args.directory), args)]
+    text = "\n".join(f"{r['id']}  {r['status']:8s} d{r['depth']:<3d} {r['recipe']:16s} {','.join(r['tags'])}"
+                     for r in rows)
+    return Output(rows, text)
+
+
+def _show(args: argparse.Namespace) -> Output:
     exp = _open(args.directory)
-    for node in exp.graph.nodes.filter(*args.patterns):
-        recipe = (node.recipe or {}).get("name", "root")
-        print(f"{node.id}  {node.status:8s} d{node.depth:<3d} {recipe:16s} {','.join(sorted(node.tags))}")
+    node = exp.graph.node(args.id)
+    record = node.record
+    results = {name: _summarise(value) for name, value in node.results.items()} if node.stored_status else {}
+    environment = exp.store.read_env(record["environment"]) if record.get("environment") else None
+    data = {**_row(node), "properties": node.properties, "lineage": node.lineage, "record": record,
+            "results": results, "environment": environment}
+    lines = [f"state {node.id}  ({node.status}, depth {node.depth}, {_row(node)['recipe']})",
+             f"parent: {node.parent_id or '-'}", f"tags: {', '.join(sorted(node.tags)) or '-'}",
+             "properties: " + json.dumps(node.properties, default=str),
+             "recipe: " + json.dumps(record.get("recipe"), default=str),
+             "lineage: " + json.dumps(node.lineage, default=str),
+             f"seed {record.get('seed')}, threads {record.get('threads')}, deterministic {record.get('deterministic')}, "
+             f"wall {record.get('wall_s', 0.0):.3f} s, worker {record.get('worker')}",
+             f"fingerprint: {(record.get('recipe') or {}).get('fingerprint') or record.get('fingerprint') or '-'}",
+             f"pre-registrations: {', '.join(d[:16] for d in record.get('prereg') or []) or '-'}"]
+    if record.get("error"):
+        lines += ["error:", record["error"].rstrip()]
+    lines += ["results:"] + [f"  {name}: {json.dumps(value, default=str)[:400]}" for name, value in results.items()]
+    if environment is not None:
+        torch_info = environment.get("torch") or {}
+        lines += [f"environment {record['environment'][:16]}: Python {environment.get('python')} on "
+                  f"{environment.get('os')}, {environment.get('cpu_count')} CPUs, torch {torch_info.get('version')}, "
+                  f"git {(environment.get('git') or {}).get('commit', '-')}"]
+    return Output(data, "\n".join(lines))
 
 
-def _status(args: argparse.Namespace) -> None:
+def _summarise(value: Any) -> Any:
+    """A result as JSON: tensors and arrays by dtype and shape."""
+    if isinstance(value, dict):
+        return {str(k): _summarise(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_summarise(v) for v in value]
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return {"dtype": str(value.dtype), "shape": list(value.shape)}
+    return value
+
+
+def _status(args: argparse.Namespace) -> Output:
     exp = _open(args.directory)
     counts = Counter(node.status for node in exp.graph.nodes)
     runs = exp.graph.runs
-    print(f"{exp.directory}: {len(exp.graph.nodes)} states of class {exp.info.get('state_class')} "
-          f"({', '.join(f'{n} {s}' for s, n in sorted(counts.items())) or 'none'}); {len(runs)} run(s)")
-    for node in exp.graph.nodes:
-        if node.status == "failed":
-            last = (node.record.get("error") or "").strip().splitlines()[-1:] or ["?"]
-            print(f"  failed {node.id[:12]}: {last[0]}")
+    failed = [{"id": n.id, "error": ((n.record.get("error") or "").strip().splitlines()[-1:] or ["?"])[0]}
+              for n in exp.graph.nodes if n.status == "failed"]
+    text = [f"{exp.directory}: {len(exp.graph.nodes)} states of class {exp.info.get('state_class')} "
+            f"({', '.join(f'{n} {s}' for s, n in sorted(counts.items())) or 'none'}); {len(runs)} run(s)"]
+    text += [f"  failed {f['id'][:12]}: {f['error']}" for f in failed]
+    return Output({"directory": str(exp.directory), "states": len(exp.graph.nodes), "counts": dict(counts),
+                   "runs": len(runs), "failed": failed}, "\n".join(text))
 
 
-def _draw(args: argparse.Namespace) -> None:
+def _draw(args: argparse.Namespace) -> Output:
     exp = _open(args.directory)
-    exp.graph.draw(args.output)
-    print(f"wrote {args.output}")
+    nodes = _select(exp, args) if args.tag else None
+    exp.graph.draw(args.output, nodes=nodes)
+    return Output({"path": str(args.output)}, f"wrote {args.output}")
 
 
-def _gc(args: argparse.Namespace) -> None:
+def _export(args: argparse.Namespace) -> Output:
+    from .analysis import class_frame, state_frame
+    from .core.errors import UnknownNameError
+
+    target = Path(args.output)
+    if target.suffix not in (".csv", ".parquet"):
+        raise UnknownNameError(f"export writes .csv or .parquet files, not {target.name!r}; pick one of those suffixes.")
+    exp = _open(args.directory)
+    frame = class_frame(exp) if args.classes else exp.graph.nodes.to_frame() if args.all else state_frame(exp)
+    if target.suffix == ".csv":
+        frame.to_csv(target, index=False)
+    else:
+        import importlib.util
+
+        if importlib.util.find_spec("pyarrow") is None:  # pandas writes Parquet through pyarrow
+            raise UnknownNameError("Parquet needs pyarrow: pip install 'prunelab[parquet]', or export to .csv.")
+        frame.to_parquet(target, index=False)
+    what = "the class frame" if args.classes else "every node" if args.all else "the state frame: outcome states"
+    note = "" if len(frame) or args.all else "; there are no outcome states, --all exports every node"
+    return Output({"path": str(target), "rows": len(frame), "columns": list(frame.columns)},
+                  f"wrote {target}: {len(frame)} rows ({what}){note}")
+
+
+def _reindex(args: argparse.Namespace) -> Output:
+    exp = _open(args.directory)
+    with exp.store.lock():
+        exp.index.rebuild()
+    states = len(exp.index.node_rows())
+    return Output({"states": states, "index": str(exp.index.path)}, f"rebuilt {exp.index.path}: {states} states")
+
+
+def _gc(args: argparse.Namespace) -> Output:
     exp = _open(args.directory)
     report = exp.gc(repair=args.repair, min_age_s=args.min_age, dry_run=args.dry_run)
-    print(("(dry run) " if args.dry_run else "") + report.summary())
-    for node_id in report.states_removed:
-        print(f"  removed {node_id[:12]} (uses a corrupt blob): re-run the script to recompute it")
+    lines = [("(dry run) " if args.dry_run else "") + report.summary()]
+    lines += [f"  removed {node_id[:12]} (uses a corrupt blob): re-run the script to recompute it"
+              for node_id in report.states_removed]
+    return Output({**dataclasses.asdict(report), "dry_run": args.dry_run}, "\n".join(lines))
 
 
-def _demo(args: argparse.Namespace) -> None:
+def _demo(args: argparse.Namespace) -> Output:
     from dataclasses import replace
 
+    from .analysis import report
     from .studies import prune_responsibly as study
 
     config = study.StudyConfig.quick() if args.quick else study.StudyConfig()
@@ -84,79 +200,98 @@ def _demo(args: argparse.Namespace) -> None:
         from .execution import DaskExecutor
 
         executor = DaskExecutor(n_workers=args.workers)
-    exp, rows = study.run(args.out, config, executor=executor)
-    from .analysis import report
-
+    exp, rows = study.run(args.out, config, executor=executor, quiet=args.json)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the report lists what limits the analysis
         report_path = report(exp)
     names = exp.graph.nodes[0].results.get("class_shares", {}).get("class_names") if len(exp.graph.nodes) else None
-    print(f"experiment: {exp.directory} ({len(exp.graph.nodes)} states); look inside with "
-          f"`prunelab tree {exp.directory} outcome`")
-    print(f"{'arm':10s} {'technique':20s} {'treatment':9s} {'round':>5s} {'sparsity':>8s} "
-          f"{'test accuracy':>15s}  worst-hit class (drop)")
+    lines = [f"experiment: {exp.directory} ({len(exp.graph.nodes)} states); look inside with "
+             f"`prunelab tree {exp.directory} --tag outcome`",
+             f"{'arm':10s} {'technique':20s} {'treatment':9s} {'round':>5s} {'sparsity':>8s} "
+             f"{'test accuracy':>15s}  worst-hit class (drop)"]
     for row in rows:
         sparsity = "blinded" if row["sparsity"] is None else f"{row['sparsity']:.3f}"
+        start = f"{row['arm']:10s} {row['technique']:20s} {row['treatment']:9s} {row['round']:5d} {sparsity:>8s}"
         if row["blinded"]:
-            print(f"{row['arm']:10s} {row['technique']:20s} {row['treatment']:9s} {row['round']:5d} "
-                  f"{sparsity:>8s} {'blinded':>15s}  blinded")
+            lines.append(f"{start} {'blinded':>15s}  blinded")
             continue
         label = names[row["worst_class"]] if names else str(row["worst_class"])
         worst = "-" if row["technique"] == "dense" else f"{label} ({row['worst_drop']:+.3f})"
-        print(f"{row['arm']:10s} {row['technique']:20s} {row['treatment']:9s} {row['round']:5d} "
-              f"{sparsity:>8s} {row['accuracy']:8.3f} ± {row['std']:.3f}  {worst}")
-    print(f"report: {report_path}")
+        lines.append(f"{start} {row['accuracy']:8.3f} ± {row['std']:.3f}  {worst}")
+    lines.append(f"report: {report_path}")
+    return Output({"experiment": str(exp.directory), "states": len(exp.graph.nodes), "rows": rows,
+                   "report": str(report_path)}, "\n".join(lines))
 
 
-def _report(args: argparse.Namespace) -> None:
+def _report(args: argparse.Namespace) -> Output:
     from .analysis import report
 
     path = report(_open(args.directory), args.output)
-    print(f"report: {path}")
+    return Output({"path": str(path)}, f"report: {path}")
 
 
-COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str]] = {
-    "tree": (_tree, "print the graph as an indented tree", "prunelab tree runs/lr-sweep 'lr:*'"),
-    "ls": (_ls, "list states: id, status, depth, recipe, tags", "prunelab ls runs/lr-sweep pruned"),
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], Output], str, str]] = {
+    "tree": (_tree, "print the graph as an indented tree", "prunelab tree runs/lr-sweep --tag 'lr:*'"),
+    "ls": (_ls, "list states: id, status, depth, recipe, tags", "prunelab ls runs/lr-sweep --where lr=0.1"),
+    "show": (_show, "show one state: record, lineage, results, environment", "prunelab show runs/lr-sweep 3fa9"),
     "status": (_status, "count states by status and show failures", "prunelab status runs/lr-sweep"),
-    "draw": (_draw, "draw the graph to SVG, PNG or PDF", "prunelab draw runs/lr-sweep graph.svg"),
-    "gc": (_gc, "delete crash leftovers and unreferenced blobs; --repair also fixes corruption",
-           "prunelab gc runs/lr-sweep --repair"),
-    "demo": (_demo, "run the Prune Responsibly study, print its summary and write its report (a second run is "
-                    "immediate)", "prunelab demo --quick"),
+    "draw": (_draw, "draw the graph to SVG, PNG or PDF", "prunelab draw runs/lr-sweep -o graph.svg"),
+    "export": (_export, "write the state frame (or --classes: the class frame) to CSV or Parquet",
+               "prunelab export runs/demo -o states.parquet"),
     "report": (_report, "write the study's HTML report (figures, tables, pre-registration, environment)",
                "prunelab report runs/demo -o report.html"),
+    "gc": (_gc, "delete crash leftovers and unreferenced blobs; --repair also fixes corruption",
+           "prunelab gc runs/lr-sweep --repair"),
+    "reindex": (_reindex, "rebuild the index from the records", "prunelab reindex runs/lr-sweep"),
+    "demo": (_demo, "run the Prune Responsibly study, print its summary and write its report (a second run is "
+                    "immediate)", "prunelab demo --quick"),
 }
+
+
+def _add_arguments(name: str, cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
+    if name == "demo":
+        cmd.add_argument("--dataset", default="digits", help="digits (default), fashion-mnist, mnist, cifar10")
+        cmd.add_argument("--out", default="runs/demo", help="experiment directory (default: runs/demo)")
+        cmd.add_argument("--seeds", type=int, help="number of seeds (default 3; 1 with --quick)")
+        cmd.add_argument("--rounds", type=int, help="pruning rounds, 20%% of what remains each (default 5)")
+        cmd.add_argument("--workers", type=int, help="run on a local Dask cluster of this many workers")
+        cmd.add_argument("--quick", action="store_true", help="a small study, under a minute")
+        return
+    cmd.add_argument("directory", help="an experiment directory")
+    if name in ("tree", "ls", "draw"):
+        cmd.add_argument("--tag", action="append", metavar="PATTERN",
+                         help="keep states whose tags match (shell-style, !negates; repeatable)")
+    if name == "ls":
+        cmd.add_argument("--where", action="append", metavar="PROP=VALUE",
+                         help="keep states whose property, lineage field or recipe property equals VALUE")
+        cmd.add_argument("--run", type=int, metavar="K", help="only the states run K declared (-1: the latest)")
+    if name == "show":
+        cmd.add_argument("id", help="a state id or unique prefix")
+    if name in ("draw", "export"):
+        cmd.add_argument("-o", "--output", required=True, help="the file to write (its suffix picks the format)")
+    if name == "export":
+        cmd.add_argument("--classes", action="store_true", help="the class frame: one row per (state, class)")
+        cmd.add_argument("--all", action="store_true", help="every node (not only outcome states)")
+    if name == "report":
+        cmd.add_argument("-o", "--output", help="the HTML file to write (default: DIRECTORY/report.html)")
+    if name == "gc":
+        cmd.add_argument("--repair", action="store_true",
+                         help="verify every blob; delete corrupt ones and the states using them")
+        cmd.add_argument("--min-age", type=float, default=3600.0, metavar="SECONDS",
+                         help="keep anything younger (default: 3600)")
+        cmd.add_argument("--dry-run", action="store_true", help="report only")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prunelab", description="Look into prunelab experiment directories.",
-                                     epilog="example: prunelab tree runs/lr-sweep")
+                                     epilog="exit codes: 0 done, 2 usage or user error. "
+                                            "example: prunelab tree runs/lr-sweep")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, summary, example) in COMMANDS.items():
         cmd = sub.add_parser(name, help=summary, description=summary, epilog=f"example: {example}")
-        if name == "demo":
-            cmd.add_argument("--dataset", default="digits", help="digits (default), fashion-mnist, mnist, cifar10")
-            cmd.add_argument("--out", default="runs/demo", help="experiment directory (default: runs/demo)")
-            cmd.add_argument("--seeds", type=int, help="number of seeds (default 3; 1 with --quick)")
-            cmd.add_argument("--rounds", type=int, help="pruning rounds, 20%% of what remains each (default 5)")
-            cmd.add_argument("--workers", type=int, help="run on a local Dask cluster of this many workers")
-            cmd.add_argument("--quick", action="store_true", help="a small study, under a minute")
-            continue
-        cmd.add_argument("directory", help="an experiment directory")
-        if name == "draw":
-            cmd.add_argument("output", help="file to write; its suffix (.svg, .png, .pdf) picks the format")
-        elif name == "report":
-            cmd.add_argument("-o", "--output", help="the HTML file to write (default: DIRECTORY/report.html)")
-        elif name == "gc":
-            cmd.add_argument("--repair", action="store_true",
-                             help="verify every blob; delete corrupt ones and the states using them")
-            cmd.add_argument("--min-age", type=float, default=3600.0, metavar="SECONDS",
-                             help="keep anything younger (default: 3600)")
-            cmd.add_argument("--dry-run", action="store_true", help="report only")
-        else:
-            cmd.add_argument("patterns", nargs="*", help="tag patterns to filter on (shell-style, !negates)")
+        _add_arguments(name, cmd)
     return parser
 
 
@@ -166,12 +301,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     try:
-        COMMANDS[args.command][0](args)
+        output = COMMANDS[args.command][0](args)
     except PrunelabError as err:
         if args.debug:
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.json:
+        print(json.dumps(output.data, indent=2, default=str, allow_nan=True))
+    elif output.text:
+        print(output.text)
     return 0
 
 

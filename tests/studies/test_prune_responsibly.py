@@ -49,6 +49,9 @@ def test_the_demo_command_prints_where_and_a_table(tmp_path, capsys):
     assert f"report: {out / 'report.html'}" in printed.out and (out / "report.html").stat().st_size > 10_000
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     assert "prunelab: 0 computed" in capsys.readouterr().err
+    assert main(["demo", "--quick", "--out", str(out), "--json"]) == 0
+    data = __import__("json").loads(capsys.readouterr().out)
+    assert data["report"] == str(out / "report.html") and data["rows"][0]["technique"] == "dense"
 
 
 FASHION_INSTALLED = __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").is_dir()
