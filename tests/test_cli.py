@@ -117,3 +117,106 @@ def test_help_ends_with_an_example(capsys):
     with pytest.raises(SystemExit):
         main(["ls", "--help"])
     assert capsys.readouterr().out.strip().endswith("example: prunelab ls runs/lr-sweep --where lr=0.1")
+
+
+def test_verify_all_on_the_quick_demo_then_a_flipped_blob_byte(quick_study, tmp_path):
+    import shutil
+
+    exp, _ = quick_study
+    copy = tmp_path / "exp"
+    shutil.copytree(exp.directory, copy)
+    code, out, _ = cli("verify", copy, "--all")
+    states = len(exp.graph.nodes)
+    assert code == 0 and out.strip().endswith(f"verify: 0 damaged file(s); {states} identical")
+    restored = pl.Experiment.restore(copy)
+    digest = restored.graph.nodes.filter("outcome")[3].record["blobs"][0]
+    users = {n.id for n in restored.graph.nodes if digest in n.record.get("blobs", [])
+             or any(digest in r.get("blobs", []) for r in restored.index.results(n.id).values())}
+    path = restored.store.blob_path(digest)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    code, out, _ = cli("verify", copy, "--all", "--json", check=False)
+    report = json.loads(out)
+    assert code == 1 and not report["ok"]
+    assert {r["id"] for r in report["rows"] if r["outcome"] == "corrupt"} == users
+    assert [d["file"] for d in report["damaged"]] == [str(path)] and set(report["damaged"][0]["states"]) == users
+
+
+SCRIPT = '''
+import sys
+import torch
+import prunelab as pl
+
+
+class Tiny(pl.ExperimentState):
+    PROPERTIES = ["width"]
+    NONHASHED_ATTRIBUTES = ["model"]
+
+    def initialize_state(self):
+        self.model = torch.nn.Linear(4, self.width)
+
+
+class Shake(pl.Recipe):
+    PROPERTIES = ["scale"]
+
+    def run(self, state):
+        with torch.no_grad():
+            state.model.weight.add_(torch.randn_like(state.model.weight) * self.scale)
+        return state
+
+
+if __name__ == "__main__":
+    exp = pl.Experiment(sys.argv[1], Tiny)
+    Shake(scale=0.5)(Shake(scale=0.1)(exp.spawn_new_tree(width=3)))
+    exp.run(quiet=True)
+'''
+
+
+def test_verify_imports_the_users_script_to_find_its_classes(tmp_path):
+    script = tmp_path / "tiny.py"
+    script.write_text(SCRIPT)
+    subprocess.run([sys.executable, str(script), str(tmp_path / "exp")], check=True)
+    code, out, _ = cli("verify", tmp_path / "exp", "--all", "--script", script)
+    assert code == 0 and out.strip().endswith("3 identical")
+    code, out, _ = cli("verify", tmp_path / "exp", "--all")
+    assert code == 0 and out.strip().endswith("3 unverifiable") and "state class" in out
+    code, _, err = cli("verify", tmp_path / "exp", "--script", tmp_path / "missing.py", check=False)
+    assert code == 2 and "no such Python file" in err
+
+
+def test_status_shows_stale_states_held_leases_and_differing_settings(tmp_path):
+    import json as json_module
+    import socket
+
+    script = tmp_path / "tiny.py"
+    script.write_text(SCRIPT)
+    subprocess.run([sys.executable, str(script), str(tmp_path / "exp")], check=True)
+    code, out, _ = cli("status", tmp_path / "exp", "--script", script)
+    assert "  stale " not in out and "  lease " not in out
+    script.write_text(SCRIPT.replace("torch.randn_like(state.model.weight) * self.scale",
+                                     "self.scale * torch.randn_like(state.model.weight)"))
+    exp = pl.Experiment.restore(tmp_path / "exp")
+    shaken = {n.id for n in exp.graph.nodes if n.parent_id is not None}
+    (tmp_path / "exp" / "leases" / "f00.lease").write_text(json_module.dumps(
+        {"host": socket.gethostname(), "pid": 2 ** 22 + 12345, "token": "x", "counter": 3}))
+    status = json.loads(cli("status", tmp_path / "exp", "--script", script, "--json")[1])
+    assert {s["id"] for s in status["stale"]} == shaken and {s["name"] for s in status["stale"]} == {"Shake"}
+    assert [(lease["key"], lease["alive"]) for lease in status["leases"]] == [("f00", False)]
+    text = cli("status", tmp_path / "exp", "--script", script)[1]
+    assert text.count("  stale ") == 2 and "lease f00 held by" in text and "(dead)" in text
+    code, _, _ = cli("status", tmp_path / "exp")  # without the script nothing is compared
+    assert code == 0
+
+
+def test_status_lists_states_made_with_other_thread_counts(tmp_path):
+    script = tmp_path / "tiny.py"
+    script.write_text(SCRIPT + '''
+    other = pl.Experiment(sys.argv[1], Tiny, threads=2)
+    Shake(scale=0.3)(other.spawn_new_tree(width=3))
+    other.run(quiet=True)
+''')
+    subprocess.run([sys.executable, str(script), str(tmp_path / "exp")], check=True)
+    status = json.loads(cli("status", tmp_path / "exp", "--json")[1])
+    assert sorted((g["threads"], g["states"]) for g in status["environments"]) == [(1, 3), (2, 1)]
+    assert "2 environments or thread settings" in cli("status", tmp_path / "exp")[1]

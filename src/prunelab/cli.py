@@ -2,9 +2,10 @@
 
 Thin by design: a dict maps each subcommand to a handler that calls library
 functions and returns an :class:`Output` — the data ``--json`` prints, and the
-text a person reads. Exit codes: 0 when the command did its job; 2 for a usage
-error or a user error (one ``error:`` line saying what to do; ``--debug``
-shows the traceback). State ids are accepted by unique prefix.
+text a person reads. Exit codes: 0 when the command did its job; 1 when
+``verify`` found a difference or a damaged file; 2 for a usage error or a user
+error (one ``error:`` line saying what to do; ``--debug`` shows the
+traceback). State ids are accepted by unique prefix.
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ __all__ = ["main", "Output"]
 
 @dataclass
 class Output:
-    """What a subcommand produced: ``data`` for ``--json``, ``text`` for people."""
+    """What a subcommand produced: ``data`` for ``--json``, ``text`` for people, and the exit code."""
 
     data: Any
     text: str
+    code: int = 0
 
 
 def _open(directory: str) -> Experiment:
@@ -121,16 +123,36 @@ def _summarise(value: Any) -> Any:
 
 
 def _status(args: argparse.Namespace) -> Output:
+    from .core.audit import environment_groups, held_leases, stale_states
+
+    _import_code(args.script)
     exp = _open(args.directory)
     counts = Counter(node.status for node in exp.graph.nodes)
     runs = exp.graph.runs
-    failed = [{"id": n.id, "error": ((n.record.get("error") or "").strip().splitlines()[-1:] or ["?"])[0]}
+    failed = [{"id": n.id, "error": "\n".join((n.record.get("error") or "?").strip().splitlines()[-3:])}
               for n in exp.graph.nodes if n.status == "failed"]
+    leases, stale, environments = held_leases(exp), stale_states(exp), environment_groups(exp)
     text = [f"{exp.directory}: {len(exp.graph.nodes)} states of class {exp.info.get('state_class')} "
             f"({', '.join(f'{n} {s}' for s, n in sorted(counts.items())) or 'none'}); {len(runs)} run(s)"]
-    text += [f"  failed {f['id'][:12]}: {f['error']}" for f in failed]
+    for f in failed:
+        text.append(f"  failed {f['id'][:12]}:")
+        text += [f"    {line}" for line in f["error"].splitlines()]
+    for lease in leases:
+        alive = {True: "alive", False: "dead", None: "on another host"}[lease["alive"]]
+        text.append(f"  lease {lease['key'][:40]} held by {lease['host']}:{lease['pid']} ({alive}), "
+                    f"{lease['age_s']:.0f} s since its last heartbeat")
+    for item in stale:
+        text.append(f"  stale {item['id'][:12]}: {item['kind']} {item['name']} changed since (fingerprint "
+                    f"{item['recorded']} -> {', '.join(item['current'])})")
+    if len(environments) > 1:
+        text.append(f"  {len(environments)} environments or thread settings:")
+        for group in environments:
+            text.append(f"    {group['states']} state(s): environment {str(group['environment'])[:12]}, threads "
+                        f"{group['threads']}, deterministic {group['deterministic']}"
+                        + (f"; differs in {'; '.join(group['differences'][:6])}" if group["differences"] else ""))
     return Output({"directory": str(exp.directory), "states": len(exp.graph.nodes), "counts": dict(counts),
-                   "runs": len(runs), "failed": failed}, "\n".join(text))
+                   "runs": len(runs), "failed": failed, "leases": leases, "stale": stale,
+                   "environments": environments}, "\n".join(text))
 
 
 def _draw(args: argparse.Namespace) -> Output:
@@ -161,6 +183,44 @@ def _export(args: argparse.Namespace) -> Output:
     note = "" if len(frame) or args.all else "; there are no outcome states, --all exports every node"
     return Output({"path": str(target), "rows": len(frame), "columns": list(frame.columns)},
                   f"wrote {target}: {len(frame)} rows ({what}){note}")
+
+
+def _import_script(path: str) -> None:
+    """Import a user's script under a name other than ``__main__`` (so its main block does not run)."""
+    import importlib.util
+
+    from .core.errors import UnknownNameError
+
+    script = Path(path)
+    spec = importlib.util.spec_from_file_location(f"prunelab_script_{script.stem}", script)
+    if not script.is_file() or spec is None or spec.loader is None:
+        raise UnknownNameError(f"--script {path}: no such Python file; give the script that defines the classes.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+
+
+def _import_code(script: str | None) -> None:
+    """Import prunelab's own recipes and, if given, the user's script (to find classes and their sources)."""
+    import importlib
+
+    importlib.import_module("prunelab.recipes")
+    if script:
+        _import_script(script)
+
+
+def _verify(args: argparse.Namespace) -> Output:
+    from .core.verify import verify
+
+    _import_code(args.script)
+    exp = _open(args.directory)
+    report = verify(exp, sample=None if args.all else args.sample, atol=args.atol)
+    lines = [f"damaged: {d['file']} (states: {', '.join(s[:12] for s in d['states']) or 'none known'})"
+             for d in report.damaged]
+    lines += [f"{r['id'][:12]}  {r['outcome']:12s} {r['detail']}" for r in report.rows]
+    lines.append(report.summary())
+    return Output({"ok": report.ok, "rows": report.rows, "damaged": report.damaged}, "\n".join(lines),
+                  0 if report.ok else 1)
 
 
 def _reindex(args: argparse.Namespace) -> Output:
@@ -234,7 +294,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], Output], str, str]] = {
     "tree": (_tree, "print the graph as an indented tree", "prunelab tree runs/lr-sweep --tag 'lr:*'"),
     "ls": (_ls, "list states: id, status, depth, recipe, tags", "prunelab ls runs/lr-sweep --where lr=0.1"),
     "show": (_show, "show one state: record, lineage, results, environment", "prunelab show runs/lr-sweep 3fa9"),
-    "status": (_status, "count states by status and show failures", "prunelab status runs/lr-sweep"),
+    "status": (_status, "counts by status, failures, held leases, stale states, differing environments",
+               "prunelab status runs/lr-sweep --script lr_sweep.py"),
     "draw": (_draw, "draw the graph to SVG, PNG or PDF", "prunelab draw runs/lr-sweep -o graph.svg"),
     "export": (_export, "write the state frame (or --classes: the class frame) to CSV or Parquet",
                "prunelab export runs/demo -o states.parquet"),
@@ -242,6 +303,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], Output], str, str]] = {
                "prunelab report runs/demo -o report.html"),
     "gc": (_gc, "delete crash leftovers and unreferenced blobs; --repair also fixes corruption",
            "prunelab gc runs/lr-sweep --repair"),
+    "verify": (_verify, "check every file, re-execute stored states and compare (exit 1 if anything differs)",
+               "prunelab verify runs/demo --all"),
     "reindex": (_reindex, "rebuild the index from the records", "prunelab reindex runs/lr-sweep"),
     "demo": (_demo, "run the Prune Responsibly study, print its summary and write its report (a second run is "
                     "immediate)", "prunelab demo --quick"),
@@ -275,6 +338,17 @@ def _add_arguments(name: str, cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("--all", action="store_true", help="every node (not only outcome states)")
     if name == "report":
         cmd.add_argument("-o", "--output", help="the HTML file to write (default: DIRECTORY/report.html)")
+    if name in ("verify", "status"):
+        cmd.add_argument("--script", metavar="FILE",
+                         help="import this script (not as __main__) to find its classes and compare their sources")
+    if name == "verify":
+        which = cmd.add_mutually_exclusive_group()
+        which.add_argument("--sample", type=int, default=10, metavar="N",
+                           help="re-execute N states drawn at random (seeded; default 10)")
+        which.add_argument("--all", action="store_true", help="re-execute every stored state")
+        cmd.add_argument("--atol", type=float, default=0.0, metavar="X",
+                         help="tensors differing by at most X count as close (default 0: bit for bit)")
+
     if name == "gc":
         cmd.add_argument("--repair", action="store_true",
                          help="verify every blob; delete corrupt ones and the states using them")
@@ -285,7 +359,8 @@ def _add_arguments(name: str, cmd: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prunelab", description="Look into prunelab experiment directories.",
-                                     epilog="exit codes: 0 done, 2 usage or user error. "
+                                     epilog="exit codes: 0 done, 1 verify found a difference or damage, "
+                                            "2 usage or user error. "
                                             "example: prunelab tree runs/lr-sweep")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -311,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(output.data, indent=2, default=str, allow_nan=True))
     elif output.text:
         print(output.text)
-    return 0
+    return output.code
 
 
 if __name__ == "__main__":

@@ -7,10 +7,10 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .codecs import encode_value
 from .display import to_display
@@ -64,26 +64,41 @@ class Plan:
         return "\n".join(lines)
 
 
-def find_state_class(name: str) -> type[ExperimentState] | None:
-    """Find the state class called ``name`` among already-imported modules (``__main__`` included).
+T = TypeVar("T")
+
+
+def imported(predicate: Callable[[Any], bool]) -> list[Any]:
+    """Every distinct object, in the namespaces of already-imported modules, for which ``predicate`` holds.
 
     Never imports anything: a directory cannot make prunelab run its code.
     """
-    found: set[type[ExperimentState]] = set()
+    found: dict[int, Any] = {}
     with warnings.catch_warnings():  # some modules hold deprecated objects that warn when inspected
         warnings.simplefilter("ignore")
         for module in list(sys.modules.values()):
             namespace = getattr(module, "__dict__", None)
-            if not isinstance(namespace, dict):
-                continue
-            for value in list(namespace.values()):
-                if (isinstance(value, type) and issubclass(value, ExperimentState)
-                        and value is not ExperimentState and class_name(value) == name):
-                    found.add(value)
+            if isinstance(namespace, dict):
+                found.update((id(v), v) for v in list(namespace.values()) if predicate(v))
+    return list(found.values())
+
+
+def named_subclasses(name: str, base: type[T]) -> list[type[T]]:
+    """The imported subclasses of ``base`` whose class name (``NAME`` or qualname) is ``name``."""
+    return imported(lambda v: isinstance(v, type) and issubclass(v, base) and v is not base and class_name(v) == name)
+
+
+def find_imported(name: str, base: type[T]) -> type[T] | None:
+    """The one imported subclass of ``base`` called ``name`` (None if there is none; an error if several)."""
+    found = named_subclasses(name, base)
     if len(found) > 1:
         names = ", ".join(sorted(f"{c.__module__}.{c.__qualname__}" for c in found))
-        raise StateDefinitionError(f"several imported classes are named {name!r} ({names}); pass state_class=.")
-    return found.pop() if found else None
+        raise StateDefinitionError(f"several imported classes are named {name!r} ({names}); pass the class itself.")
+    return found[0] if found else None
+
+
+def find_state_class(name: str) -> type[ExperimentState] | None:
+    """Find the state class called ``name`` among already-imported modules (see :func:`find_imported`)."""
+    return find_imported(name, ExperimentState)
 
 
 class Experiment:
@@ -238,15 +253,9 @@ class Experiment:
         for name, value in values.items():
             encode_property(owner, name, value)
         node_id = root_id(owner, values)
-        specs = {}
-        for name, value in values.items():
-            try:
-                specs[name] = encode_value(value, owner=f"property {name!r}", allow_stateful=False).spec
-            except (StateDefinitionError, UnhashableValueError):
-                specs[name] = None  # Enum, dataclass: identity-encoded, shown in readable form only
         pending = {"id": node_id, "parent_id": None, "root_id": node_id, "depth": 0, "state_class": owner,
                    "recipe": None, "properties": {k: to_display(v) for k, v in values.items()},
-                   "property_specs": specs, "lineage": {}, "seed": None}
+                   "property_specs": _property_specs(values), "lineage": {}, "seed": None}
         return self._declare(node_id, None, pending, values)
 
     def _own(self, node: Node, what: str) -> None:
@@ -279,6 +288,7 @@ class Experiment:
         pending = {"id": node_id, "parent_id": parent.id, "root_id": parent_record.get("root_id"),
                    "depth": int(parent_record.get("depth", 0)) + 1, "state_class": parent_record.get("state_class"),
                    "recipe": {"name": name, "version": cls.VERSION, "properties": shown,
+                              "property_specs": _property_specs(recipe.properties),
                               "options": {k: to_display(v) for k, v in recipe.options.items()},
                               "fingerprint": fingerprint(cls)},
                    "properties": parent_record.get("properties"), "property_specs": parent_record.get("property_specs"),
@@ -494,3 +504,15 @@ class Experiment:
 
     def __repr__(self) -> str:
         return f"Experiment({str(self.directory)!r}, {self.info.get('state_class')}, {len(self.graph.nodes)} nodes)"
+
+
+def _property_specs(values: dict[str, Any]) -> dict[str, Any]:
+    """Value specs that decode to the properties exactly (None where only the readable form is kept)."""
+    specs: dict[str, Any] = {}
+    for name, value in values.items():
+        try:
+            encoded = encode_value(value, owner=f"property {name!r}", allow_stateful=False)
+        except (StateDefinitionError, UnhashableValueError):
+            encoded = None  # Enum, dataclass: identity-encoded, shown in readable form only
+        specs[name] = encoded.spec if encoded is not None and not encoded.blobs else None  # no blobs for properties
+    return specs

@@ -25,7 +25,7 @@ from typing import Any
 
 from .files import write_atomic
 
-__all__ = ["Lease", "acquire", "lease_timeout", "BUSY", "LEASE_TIMEOUT_ENV"]
+__all__ = ["Lease", "acquire", "lease_timeout", "read_lease", "pid_alive", "BUSY", "LEASE_TIMEOUT_ENV"]
 
 #: Seconds without a heartbeat after which a lease held on another host (or by a live
 #: pid that stopped beating) is taken over. Default 60.
@@ -46,7 +46,8 @@ def lease_timeout() -> float:
         return 60.0
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -56,7 +57,8 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+def read_lease(path: Path) -> dict[str, Any] | None:
+    """A lease file's content (host, pid, token, counter), or None when it is gone or torn."""
     try:
         data = json.loads(path.read_bytes())
     except (OSError, ValueError):
@@ -128,7 +130,7 @@ class Lease:
 
     def owned(self) -> bool:
         """Whether the lease file is still this holder's."""
-        info = _read(self.path)
+        info = read_lease(self.path)
         return info is not None and info.get("token") == self.token
 
     def release(self) -> None:
@@ -175,11 +177,11 @@ def acquire(folder: Path, key: str, is_done: Callable[[], bool], *, timeout: flo
             folder.mkdir(exist_ok=True)
             continue
         except FileExistsError:
-            info = _read(path)
+            info = read_lease(path)
             stale = False
             if info is not None:
                 marker = (info.get("token"), info.get("counter"))
-                if info.get("host") == _HOST and isinstance(info.get("pid"), int) and not _pid_alive(info["pid"]):
+                if info.get("host") == _HOST and isinstance(info.get("pid"), int) and not pid_alive(info["pid"]):
                     stale = True
                 elif marker != seen:
                     seen, seen_at = marker, time.monotonic()
@@ -207,7 +209,7 @@ def acquire(folder: Path, key: str, is_done: Callable[[], bool], *, timeout: flo
 
 def _break(path: Path, observed: dict[str, Any] | None) -> None:
     """Remove a stale lease, unless it changed since it was judged stale."""
-    current = _read(path)
+    current = read_lease(path)
     if current == observed or observed is None:
         try:
             path.unlink()
