@@ -96,3 +96,21 @@ def test_reinit_does_not_touch_the_transient_weight_only():
     reinit(nn.Sequential(layer))
     assert not torch.equal(layer.weight_orig, before)
     assert torch.equal(layer.weight, layer.weight_orig * layer.weight_mask)
+
+
+def test_a_restored_module_lists_its_pruned_tensors_in_the_stored_order(tmp_path):
+    """Two pruned tensors in one module come back in the stored order, whatever the string hash seed."""
+    import os
+    import subprocess
+    import sys
+
+    layer = nn.Linear(4, 3)
+    torch_prune.l1_unstructured(layer, "weight", amount=0.5)
+    torch_prune.l1_unstructured(layer, "bias", amount=0.5)
+    torch.save(layer.state_dict(), tmp_path / "sd.pt")
+    code = ("import sys, torch; from torch import nn; from prunelab.prune import load_pruned_state_dict; "
+            "m = load_pruned_state_dict(nn.Linear(4, 3), torch.load(sys.argv[1])); print(list(m.state_dict()))")
+    orders = {subprocess.run([sys.executable, "-c", code, str(tmp_path / "sd.pt")], capture_output=True, text=True,
+                             check=True, env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout.strip()
+              for seed in range(6)}
+    assert orders == {str(list(layer.state_dict()))}

@@ -187,6 +187,11 @@ def _compare(stored: Any, fresh: Any, old: Any, new: Any, atol: float) -> tuple[
             if a.keys() != b.keys():
                 return "different", f"{path or 'the state'} has attributes {sorted(a)} stored, {sorted(b)} now", None
             stack.extend((f"{path}.{k}" if path else k, a[k], b[k]) for k in a)
+        elif isinstance(a, list) and isinstance(b, list) and a and b and a[0] == b[0] == "dict":
+            x, y = ({canonical_json(k).decode(): v for k, v in spec[1]} for spec in (a, b))
+            if x.keys() != y.keys():
+                return "different", f"{path} has keys {sorted(x)[:6]} stored, {sorted(y)[:6]} now", None
+            stack.extend((f"{path}[{k}]", x[k], y[k]) for k in x)
         elif isinstance(a, list) and isinstance(b, list) and a and b and a[0] == b[0] == "tensor":
             if a[1] == b[1]:
                 continue
@@ -194,12 +199,14 @@ def _compare(stored: Any, fresh: Any, old: Any, new: Any, atol: float) -> tuple[
                 return "different", f"{path}: a {a[2]} tensor of shape {a[3]} stored, {b[2]} {b[3]} now", None
             x, y = old.tensor(a[1], a[2], a[3]).double(), new.tensor(b[1], b[2], b[3]).double()
             difference = float((x - y).abs().max()) if x.numel() else 0.0
-            if math.isnan(difference) or difference > largest:
+            if math.isnan(difference) or difference >= largest:
                 largest, where = difference, path
         elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
             stack.extend((f"{path}[{i}]", u, v) for i, (u, v) in enumerate(zip(a, b)))
         elif a != b:
             return "different", f"{path}: {str(a)[:60]} stored, {str(b)[:60]} now", None
+    if not where:
+        return "identical", "every value and tensor bit for bit (stored in another order)", 0.0
     if largest <= atol:
         return "close", f"tensors within {atol:g} (largest difference {largest:.3g} at {where})", largest
     return "different", f"largest difference {largest:.3g} at {where} (atol {atol:g})", largest

@@ -69,19 +69,22 @@ def load_pruned_state_dict(
     RuntimeError
         From :meth:`torch.nn.Module.load_state_dict` when shapes or keys differ.
     """
-    wanted: dict[str, set[str]] = {}
+    # pruned tensors in the order of their "_orig" parameters, so a restored module registers them in the
+    # order the stored one did and its state dict comes back in the same order
+    wanted: dict[str, list[str]] = {}
     for key in state_dict:
-        if key.endswith("_mask") and key[: -len("_mask")] + "_orig" in state_dict:
-            module_path, _, name = key[: -len("_mask")].rpartition(".")
-            wanted.setdefault(module_path, set()).add(name)
+        if key.endswith("_orig") and key[: -len("_orig")] + "_mask" in state_dict:
+            module_path, _, name = key[: -len("_orig")].rpartition(".")
+            wanted.setdefault(module_path, []).append(name)
     for module_path, module in model.named_modules():
-        current = set(pruned_parameters(module)) if module._forward_pre_hooks else set()
+        current = pruned_parameters(module) if module._forward_pre_hooks else []
         prefix = f"{module_path}." if module_path else ""
-        for name in current - wanted.get(module_path, set()):
-            if prefix + name in state_dict:
+        for name in current:
+            if name not in wanted.get(module_path, []) and prefix + name in state_dict:
                 prune.remove(module, name)  # type: ignore[no-untyped-call]
-        for name in wanted.get(module_path, set()) - current:
-            prune.identity(module, name)  # type: ignore[no-untyped-call]
+        for name in wanted.get(module_path, []):
+            if name not in current:
+                prune.identity(module, name)  # type: ignore[no-untyped-call]
     missing = set(wanted) - {path for path, _ in model.named_modules()}
     if missing:
         raise KeyError(f"the state dict has pruning masks for submodules {sorted(missing)} that the model lacks")
