@@ -220,3 +220,72 @@ def test_status_lists_states_made_with_other_thread_counts(tmp_path):
     status = json.loads(cli("status", tmp_path / "exp", "--json")[1])
     assert sorted((g["threads"], g["states"]) for g in status["environments"]) == [(1, 3), (2, 1)]
     assert "2 environments or thread settings" in cli("status", tmp_path / "exp")[1]
+
+
+def _files(root):
+    """Every file of an experiment but SQLite's own (the index is a cache whose journal SQLite manages)."""
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.name.startswith("index.")}
+
+
+def test_gc_after_a_killed_run_removes_its_leftovers_and_nothing_else(tmp_path):
+    import os
+    from pathlib import Path
+
+    chain = Path(__file__).parent / "scripts" / "chain.py"
+    exp_dir = tmp_path / "exp"
+    killed = subprocess.run([sys.executable, str(chain), str(exp_dir)], capture_output=True, text=True,
+                            env={**os.environ, "PRUNELAB_CRASH_AT": "record-written:3"})
+    assert killed.returncode == -9  # SIGKILL at the third state's record, before its rename
+    before = _files(exp_dir)
+    referenced = set()
+    for meta in exp_dir.glob("states/*/*/meta.json"):
+        referenced |= set(json.loads(meta.read_text()).get("blobs", []))
+    for result in exp_dir.glob("states/*/*/results/*.json"):
+        referenced |= set(json.loads(result.read_text()).get("blobs", []))
+    expected = {f for f in before if f.startswith(("tmp/", "leases/"))}
+    expected |= {f for f in before if f.startswith("blobs/") and Path(f).name not in referenced}
+    assert any(f.startswith("tmp/") for f in expected) and any(f.startswith("leases/run.") for f in expected)
+    assert any(f.startswith("blobs/") for f in expected)
+    report = json.loads(cli("gc", exp_dir, "--min-age", "0", "--json")[1])
+    assert report["live_runs"] == 0
+    assert before - _files(exp_dir) == expected  # exactly the leftovers
+    subprocess.run([sys.executable, str(chain), str(exp_dir)], check=True, capture_output=True)
+    assert cli("verify", exp_dir, "--all", "--script", chain)[0] == 0
+
+
+SLOW = SCRIPT.replace('''if __name__ == "__main__":
+    exp = pl.Experiment(sys.argv[1], Tiny)
+    Shake(scale=0.5)(Shake(scale=0.1)(exp.spawn_new_tree(width=3)))
+    exp.run(quiet=True)''', '''class Slow(Shake):
+    def run(self, state):
+        import time
+
+        time.sleep(0.4)
+        return super().run(state)
+
+
+if __name__ == "__main__":
+    exp = pl.Experiment(sys.argv[1], Tiny)
+    node = exp.spawn_new_tree(width=64)
+    for i in range(12):
+        node = Slow(scale=0.01 * (i + 1))(node)
+    exp.run(quiet=True)''')
+
+
+def test_gc_beside_a_live_run_removes_nothing_the_run_needs(tmp_path):
+    import time
+
+    script = tmp_path / "slow.py"
+    script.write_text(SLOW)
+    exp_dir = tmp_path / "exp"
+    run = subprocess.Popen([sys.executable, str(script), str(exp_dir)], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    reports = []
+    while run.poll() is None:
+        if (exp_dir / "experiment.json").exists():
+            reports.append(json.loads(cli("gc", exp_dir, "--min-age", "0", "--json")[1]))
+        time.sleep(0.2)
+    assert run.returncode == 0, run.stderr.read()
+    assert any(r["live_runs"] == 1 for r in reports) and all(not r["unreferenced_blobs"] for r in reports)
+    code, out, _ = cli("verify", exp_dir, "--all", "--script", script)
+    assert code == 0 and out.strip().endswith("13 identical")

@@ -55,8 +55,10 @@ def test_a_killed_drivers_lease_is_taken_over_at_once(tmp_path):
     wait_for(started, driver)
     driver.send_signal(signal.SIGKILL)
     driver.communicate()
-    leases = list((tmp_path / "exp" / "leases").iterdir())
+    leases = [p for p in (tmp_path / "exp" / "leases").iterdir() if not p.name.startswith("run.")]
+    runs = [p for p in (tmp_path / "exp" / "leases").iterdir() if p.name.startswith("run.")]
     assert len(leases) == 1 and json.loads(leases[0].read_text())["pid"] == driver.pid
+    assert len(runs) == 1 and json.loads(runs[0].read_text())["pid"] == driver.pid  # its run lease, left too
     # a long timeout: only the dead-pid rule can let this run finish in the test's time
     rerun = start(tmp_path / "exp", log, "--fan", "8", env={"PRUNELAB_LEASE_TIMEOUT": "3600"})
     out, err = rerun.communicate(timeout=300)

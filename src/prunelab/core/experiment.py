@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import sys
 import time
 import warnings
@@ -20,6 +21,7 @@ from .errors import RunError, StateDefinitionError, UnhashableValueError
 from .graph import Graph
 from .identity import child_id, class_name, encode_property, root_id
 from .index import Index
+from .lease import Lease, acquire
 from .nodes import Node, NodeSet
 from .recipe import Function, Recipe, fingerprint
 from .state import ExperimentState, check_properties, validate_state_class
@@ -434,9 +436,13 @@ class Experiment:
         from ..execution.progress import Progress
 
         progress = Progress(len(plan.tasks), quiet=quiet)
+        run_lease = acquire(self.store.root / "leases", f"run.{os.getpid()}.{secrets.token_hex(4)}", lambda: False,
+                            durable=self.store.durable)  # tells gc a run is writing (keep unreferenced blobs)
         try:
             report = executor.execute(plan.tasks, self.engine, progress)
         finally:
+            if isinstance(run_lease, Lease):
+                run_lease.release()
             progress.close()
             self._refresh([t.node_id for t in plan.tasks])
         report.cached = plan.cached
