@@ -289,3 +289,23 @@ def test_gc_beside_a_live_run_removes_nothing_the_run_needs(tmp_path):
     assert any(r["live_runs"] == 1 for r in reports) and all(not r["unreferenced_blobs"] for r in reports)
     code, out, _ = cli("verify", exp_dir, "--all", "--script", script)
     assert code == 0 and out.strip().endswith("13 identical")
+
+
+def test_run_executes_a_script_with_the_chosen_executor(tmp_path):
+    script = tmp_path / "tiny.py"
+    script.write_text(SCRIPT.replace("    exp.run(quiet=True)", "    print(type(pl.execution.resolve_executor(None)).__name__)\n"
+                                     "    exp.run(quiet=True)"))
+    code, out, _ = cli("run", script, tmp_path / "a")
+    assert code == 0 and out.strip() == "LocalExecutor" and len(pl.Experiment.restore(tmp_path / "a").graph.nodes) == 3
+    code, out, _ = cli("run", script, tmp_path / "b", "--executor", "dask", "--workers", "1", "--json")
+    assert code == 0 and out.startswith("DaskExecutor")
+    assert json.loads(out[out.index("{"):]) == {"script": str(script), "executor": "dask", "exit_code": 0}
+    assert cli("verify", tmp_path / "b", "--all", "--script", script)[1].strip().endswith("3 identical")
+    failing = tmp_path / "fails.py"
+    failing.write_text("raise ValueError('boom')\n")
+    code, _, err = cli("run", failing, check=False)
+    assert code == 1 and "ValueError: boom" in err
+    code, _, err = cli("run", script, "--address", "127.0.0.1:1", "--executor", "local", check=False)
+    assert code == 2 and "--address names a Dask scheduler" in err
+    code, _, err = cli("run", tmp_path / "missing.py", check=False)
+    assert code == 2 and "no such script" in err

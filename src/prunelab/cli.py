@@ -5,7 +5,8 @@ functions and returns an :class:`Output` — the data ``--json`` prints, and the
 text a person reads. Exit codes: 0 when the command did its job; 1 when
 ``verify`` found a difference or a damaged file; 2 for a usage error or a user
 error (one ``error:`` line saying what to do; ``--debug`` shows the
-traceback). State ids are accepted by unique prefix.
+traceback); ``run`` exits with its script's code (1 when it raised). State
+ids are accepted by unique prefix.
 """
 
 from __future__ import annotations
@@ -223,6 +224,46 @@ def _verify(args: argparse.Namespace) -> Output:
                   0 if report.ok else 1)
 
 
+def _run(args: argparse.Namespace) -> Output:
+    """Run a script as ``__main__`` with the executor chosen here (through ``PRUNELAB_EXECUTOR``)."""
+    import os
+    import runpy
+    import traceback
+
+    from .core.errors import UnknownNameError
+
+    script = Path(args.script)
+    if not script.is_file():
+        raise UnknownNameError(f"no such script: {script}")
+    if args.address and args.executor == "local":
+        raise UnknownNameError("--address names a Dask scheduler; use it with --executor dask (or alone).")
+    if args.workers is not None and (args.address or args.executor == "local" or args.workers < 1):
+        raise UnknownNameError("--workers N (N >= 1) sizes a local Dask cluster; it does not go with --address "
+                               "or --executor local.")
+    if args.address:
+        executor = "dask://" + args.address.removeprefix("tcp://")
+    elif args.executor == "dask" or args.workers is not None:
+        executor = "dask"
+    else:
+        executor = args.executor or os.environ.get("PRUNELAB_EXECUTOR", "local")
+    os.environ["PRUNELAB_EXECUTOR"] = executor
+    if args.workers is not None:
+        os.environ["PRUNELAB_WORKERS"] = str(args.workers)
+    saved_argv = sys.argv
+    sys.argv = [str(script), *args.arguments]
+    code = 0
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except Exception:  # noqa: BLE001 - the script's own error: shown in full, exit 1
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.argv = saved_argv
+    return Output({"script": str(script), "executor": executor, "exit_code": code}, "", code)
+
+
 def _reindex(args: argparse.Namespace) -> Output:
     exp = _open(args.directory)
     with exp.store.lock():
@@ -291,6 +332,8 @@ def _report(args: argparse.Namespace) -> Output:
 
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], Output], str, str]] = {
+    "run": (_run, "run an experiment script with the executor chosen here (exit code: the script's)",
+            "prunelab run examples/lr_sweep.py --executor dask --workers 2"),
     "tree": (_tree, "print the graph as an indented tree", "prunelab tree runs/lr-sweep --tag 'lr:*'"),
     "ls": (_ls, "list states: id, status, depth, recipe, tags", "prunelab ls runs/lr-sweep --where lr=0.1"),
     "show": (_show, "show one state: record, lineage, results, environment", "prunelab show runs/lr-sweep 3fa9"),
@@ -313,6 +356,13 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], Output], str, str]] = {
 
 def _add_arguments(name: str, cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
+    if name == "run":
+        cmd.add_argument("script", help="the Python script to run (as __main__)")
+        cmd.add_argument("arguments", nargs="*", help="arguments for the script (after -- if they start with -)")
+        cmd.add_argument("--executor", choices=["local", "dask"], help="default: PRUNELAB_EXECUTOR, else local")
+        cmd.add_argument("--workers", type=int, metavar="N", help="a local Dask cluster of N workers")
+        cmd.add_argument("--address", metavar="ADDR", help="a running Dask scheduler (host:port)")
+        return
     if name == "demo":
         cmd.add_argument("--dataset", default="digits", help="digits (default), fashion-mnist, mnist, cifar10")
         cmd.add_argument("--out", default="runs/demo", help="experiment directory (default: runs/demo)")

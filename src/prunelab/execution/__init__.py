@@ -13,7 +13,11 @@ __all__ = ["DaskExecutor", "Executor", "RunReport", "LocalExecutor", "resolve_ex
 
 
 def resolve_executor(executor: Executor | None) -> Executor:
-    """Return ``executor``, or the one ``PRUNELAB_EXECUTOR`` names, or a :class:`LocalExecutor`."""
+    """Return ``executor``, or the one ``PRUNELAB_EXECUTOR`` names, or a :class:`LocalExecutor`.
+
+    ``PRUNELAB_EXECUTOR=dask`` starts a local cluster (``PRUNELAB_WORKERS`` workers
+    if set); ``dask://HOST:PORT`` connects to a running scheduler.
+    """
     if executor is not None:
         if not isinstance(executor, Executor):
             raise StateDefinitionError(
@@ -24,7 +28,11 @@ def resolve_executor(executor: Executor | None) -> Executor:
     if name.lower() in ("", "local"):
         return LocalExecutor()
     if name.lower() == "dask":
-        return DaskExecutor()
+        workers = os.environ.get("PRUNELAB_WORKERS")
+        if workers is not None and not (workers.isdigit() and int(workers) >= 1):
+            raise StateDefinitionError(f"PRUNELAB_WORKERS={workers!r} must be a positive int (the local cluster's "
+                                       "workers).")
+        return DaskExecutor(n_workers=int(workers) if workers else None)
     if name.lower().startswith("dask://"):
         return DaskExecutor(address="tcp://" + name[len("dask://"):])
     raise StateDefinitionError(f"PRUNELAB_EXECUTOR={name!r} is not a known executor; use 'local', 'dask' (a local "
