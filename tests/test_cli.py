@@ -55,13 +55,20 @@ def test_show_by_unique_prefix_with_results_and_environment(finished):
     assert data["results"]["evaluate"]["sparsity"] == 0.5
 
 
-def test_an_ambiguous_or_unknown_prefix_lists_candidates(finished):
-    code, _, err = cli("show", finished.directory, "", check=False)
+def test_an_ambiguous_prefix_lists_the_candidates_and_an_unknown_one_says_so(quick_study):
+    exp, _ = quick_study
+    ids = sorted(n.id for n in exp.graph.nodes)
+    prefix = next(p for p in "0123456789abcdef" if sum(i.startswith(p) for i in ids) >= 2)
+    matching = [i for i in ids if i.startswith(prefix)]
+    code, _, err = cli("show", exp.directory, prefix, check=False)
+    assert code == 2 and f"the prefix {prefix!r} matches {len(matching)} states" in err
+    assert all(i[:12] in err for i in matching[:5])
+    unknown = next(p for p in (a + b for a in "0123456789abcdef" for b in "0123456789abcdef")
+                   if not any(i.startswith(p) for i in ids))
+    code, _, err = cli("show", exp.directory, unknown, check=False)
+    assert code == 2 and f"no state with id or prefix {unknown!r}" in err
+    code, _, err = cli("show", exp.directory, "", check=False)
     assert code == 2 and err.startswith("error: ")
-    ids = [n.id for n in finished.graph.nodes]
-    prefix = next(p for p in "0123456789abcdef" if sum(i.startswith(p) for i in ids) != 1)
-    code, _, err = cli("show", finished.directory, prefix, check=False)
-    assert code == 2 and ("matches" in err or "no state" in err)
 
 
 def test_draw_export_report_reindex_and_gc(finished, tmp_path):
@@ -309,3 +316,11 @@ def test_run_executes_a_script_with_the_chosen_executor(tmp_path):
     assert code == 2 and "--address names a Dask scheduler" in err
     code, _, err = cli("run", tmp_path / "missing.py", check=False)
     assert code == 2 and "no such script" in err
+
+
+def test_the_demo_command_through_a_subprocess(tmp_path):
+    code, out, _ = cli("demo", "--quick", "--out", tmp_path / "demo", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["states"] == len(pl.Experiment.restore(tmp_path / "demo").graph.nodes) > 0
+    assert {row["technique"] for row in data["rows"]} == {"dense", "global_magnitude", "l1_structured"}
+    assert data["report"] == str(tmp_path / "demo" / "report.html") and (tmp_path / "demo" / "report.html").exists()
