@@ -358,7 +358,7 @@ def _add_arguments(name: str, cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
     if name == "run":
         cmd.add_argument("script", help="the Python script to run (as __main__)")
-        cmd.add_argument("arguments", nargs="*", help="arguments for the script (after -- if they start with -)")
+        cmd.add_argument("arguments", nargs="*", help="arguments for the script, right after it (before the options)")
         cmd.add_argument("--executor", choices=["local", "dask"], help="default: PRUNELAB_EXECUTOR, else local")
         cmd.add_argument("--workers", type=int, metavar="N", help="a local Dask cluster of N workers")
         cmd.add_argument("--address", metavar="ADDR", help="a running Dask scheduler (host:port)")
