@@ -52,7 +52,8 @@ def test_show_by_unique_prefix_with_results_and_environment(finished):
     assert out.startswith(f"state {node.id}") and "evaluate:" in out and "environment" in out and "Python 3." in out
     data = json.loads(cli("show", finished.directory, node.id[:6], "--json")[1])
     assert data["lineage"]["technique"] == "l1_unstructured" and data["environment"]["python"].startswith("3.")
-    assert data["results"]["evaluate"]["sparsity"] == 0.5
+    assert data["results"]["evaluate"]["sparsity"] == 0.5 and data["record"]["seed"] == node.seed
+    assert f"seed {node.seed}, threads 1" in out
 
 
 def test_an_ambiguous_prefix_lists_the_candidates_and_an_unknown_one_says_so(quick_study):

@@ -90,3 +90,31 @@ def test_ctrl_c_releases_the_lease(tmp_path):
     assert list((tmp_path / "exp" / "leases").iterdir()) == []
     states = list((tmp_path / "exp" / "states").glob("*/*"))
     assert all((s / "meta.json").is_file() for s in states)
+
+
+CREATE = """
+import os, sys, time
+sys.path.insert(0, sys.argv[3])
+import prunelab as pl
+from helpers import MLPState
+print("ready", flush=True)
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.001)
+exp = pl.Experiment(sys.argv[1], MLPState)
+print(len(exp.graph.nodes))
+"""
+
+
+def test_drivers_creating_one_new_experiment_at_once_all_open_it(tmp_path):
+    go = tmp_path / "go"
+    tests = str(Path(__file__).resolve().parents[1])
+    drivers = [subprocess.Popen([sys.executable, "-c", CREATE, str(tmp_path / f"exp{i // 2}"), str(go), tests],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(6)]
+    for driver in drivers:
+        assert driver.stdout.readline().strip() == "ready", driver.stderr.read()
+    go.touch()  # pairs race on exp0, exp1, exp2
+    for driver in drivers:
+        out, err = driver.communicate(timeout=120)
+        assert driver.returncode == 0 and out.strip() == "0", err
+    for i in range(3):
+        assert pl.Experiment.restore(tmp_path / f"exp{i}").info["state_class"] == "MLPState"

@@ -312,7 +312,8 @@ class Engine:
                  ) -> Materialized | str | None:
         started = time.time()
         record = {**task.record, "started": started, "worker": self.worker, **self._stamps(),
-                  "threads": self.threads, "deterministic": self.deterministic}
+                  "seed": derive_seed(task.node_id, "recipe"), "threads": self.threads,
+                  "deterministic": self.deterministic}
         try:
             state = self._make(task, parent)
             materialized, pickled = self.encode_state(state)

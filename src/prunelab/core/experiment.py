@@ -27,7 +27,7 @@ from .recipe import Function, Recipe, fingerprint
 from .state import ExperimentState, check_properties, validate_state_class
 from .files import read_file
 from .gc import GCReport, collect
-from .store import FORMAT_VERSION, Store, unseal
+from .store import FORMAT_VERSION, LAYOUT, Store, unseal
 
 if TYPE_CHECKING:
     from ..execution.base import Executor, RunReport
@@ -160,15 +160,20 @@ class Experiment:
         self.threads = threads
         self.store = Store(self.directory, durable=durable)
         if create and not self.store.is_experiment():
-            if self.directory.exists() and any(self.directory.iterdir()):
+            foreign = [p.name for p in self.directory.iterdir() if p.name not in LAYOUT] \
+                if self.directory.is_dir() else []
+            if foreign:
                 raise StateDefinitionError(
-                    f"{self.directory} exists and is not empty, but is not a prunelab experiment; choose a new "
-                    "or empty directory."
+                    f"{self.directory} exists and is not empty (it holds {sorted(foreign)[:3]}), but is not a "
+                    "prunelab experiment; choose a new or empty directory."
                 )
             from .. import __version__
 
             assert state_class is not None  # only restore() opens without a class, and never creates
-            self.store.create({"state_class": class_name(state_class), "prunelab": __version__})
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with self.store.lock():  # two drivers may create the same new experiment at once
+                if not self.store.is_experiment():
+                    self.store.create({"state_class": class_name(state_class), "prunelab": __version__})
         info = self.store.read_info()
         if state_class is not None and info.get("state_class") != class_name(state_class):
             raise StateDefinitionError(

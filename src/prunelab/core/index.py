@@ -59,7 +59,8 @@ class Index:
     def __init__(self, store: Store):
         self.store = store
         self.path = _index_path(store)
-        self.db = self._connect()
+        with store.lock():  # two processes opening a new index at once would race on its schema and WAL switch
+            self.db = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
         try:

@@ -49,7 +49,12 @@ from .files import (
     write_file,
 )
 
-__all__ = ["Store", "FORMAT_VERSION", "seal", "unseal"]
+__all__ = ["Store", "FORMAT_VERSION", "LAYOUT", "seal", "unseal"]
+
+_FOLDERS = ("states", "blobs", "tags", "runs", "envs", "tmp", "prereg")
+#: Every name prunelab itself puts at the top of an experiment directory.
+LAYOUT = frozenset({*_FOLDERS, "leases", "lock", "generation", "experiment.json", "index.sqlite",
+                    "index.sqlite-wal", "index.sqlite-shm", "index.sqlite-journal"})
 
 #: Version of the on-disk format this prunelab writes and the newest it reads.
 FORMAT_VERSION = 1
@@ -117,8 +122,8 @@ class Store:
         return (self.root / "experiment.json").is_file()
 
     def create(self, info: dict[str, Any]) -> None:
-        """Create the directory layout and ``experiment.json`` (written once)."""
-        for sub in ("states", "blobs", "tags", "runs", "envs", "tmp", "prereg"):
+        """Create the directory layout and ``experiment.json`` (written once; call under the lock)."""
+        for sub in _FOLDERS:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         path = self.root / "experiment.json"
         if not path.exists():
