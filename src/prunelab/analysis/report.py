@@ -119,9 +119,10 @@ def report(exp: Experiment, path: str | Path | None = None) -> Path:
         parts.append(_section("Per-class analysis", f"<p>{_e(err)}</p>"))
     if classes is not None and (classes["technique"] != "none").any():
         classes["population"] = classes["population"].map(population_labels(classes["population"]))
-        parts.append(_per_class_html(classes, states, confirmed, figures))
+        covered = any(covers_metric(r["metrics"], "evaluate", "test") for r in confirmed)
+        parts.append(_per_class_html(classes, states, covered, figures))
         formula = next((r["formula"] for r in confirmed if r["formula"]), None)
-        parts.append(_regression_html(classes, formula, confirmed, figures))
+        parts.append(_regression_html(classes, formula, covered, figures))
         figures.insert(1, _png(class_change_heatmap(classes)))
     figures.append(_graph_image(exp))
     parts.insert(4, _section("Figures", "\n".join(figures)))
@@ -152,11 +153,9 @@ def _prereg_html(exp: Experiment, regs: list[dict[str, Any]]) -> str:
     return body
 
 
-def _per_class_html(classes: pandas.DataFrame, states: pandas.DataFrame, confirmed: list[dict[str, Any]],
-                    figures: list[str]) -> str:
+def _per_class_html(classes: pandas.DataFrame, states: pandas.DataFrame, covered: bool, figures: list[str]) -> str:
     from .plots import pareto_plot
 
-    covered = any(covers_metric(r["metrics"], "evaluate", "test") for r in confirmed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # SciPy on populations with equal values
         welch = welch_per_class(classes)
@@ -174,11 +173,9 @@ def _per_class_html(classes: pandas.DataFrame, states: pandas.DataFrame, confirm
             + _section("Disparity between classes (mean over training runs)", _table(by_comparison)))
 
 
-def _regression_html(classes: pandas.DataFrame, formula: str | None, confirmed: list[dict[str, Any]],
-                     figures: list[str]) -> str:
+def _regression_html(classes: pandas.DataFrame, formula: str | None, covered: bool, figures: list[str]) -> str:
     from .plots import coefficient_plot
 
-    covered = any(covers_metric(r["metrics"], "evaluate", "test") for r in confirmed)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the result lists its warnings; they are shown below
