@@ -160,8 +160,8 @@ class Experiment:
         self.threads = threads
         self.store = Store(self.directory, durable=durable)
         if create and not self.store.is_experiment():
-            foreign = [p.name for p in self.directory.iterdir() if p.name not in LAYOUT] \
-                if self.directory.is_dir() else []
+            foreign = [p.name for p in self.directory.iterdir()  # ours: the layout, and temp files being written
+                       if p.name not in LAYOUT and not p.name.startswith(".tmp-")] if self.directory.is_dir() else []
             if foreign:
                 raise StateDefinitionError(
                     f"{self.directory} exists and is not empty (it holds {sorted(foreign)[:3]}), but is not a "
