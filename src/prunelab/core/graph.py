@@ -125,12 +125,12 @@ class Graph:
 
     # ------------------------------------------------------------ records
     def decode_properties(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Return a record's property values (exact where the record can hold them)."""
+        """Return a record's (or a record's recipe's) property values, exact where it holds their specs."""
         specs = record.get("property_specs") or {}
         shown = record.get("properties") or {}
         source = StoreSource(self.experiment.store)
-        return {name: shown.get(name) if spec is None else decode_value(spec, source, owner=f"property {name!r}")
-                for name, spec in specs.items()}
+        return {name: value if specs.get(name) is None
+                else decode_value(specs[name], source, owner=f"property {name!r}") for name, value in shown.items()}
 
     def results_of(self, node: Node) -> dict[str, Any]:
         """Decode a node's results: per name, the version declared on it, else the newest stored."""

@@ -17,7 +17,6 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .codecs import decode_value
 from .engine import MemorySource, StoreSource
 from .errors import CorruptStateError, PrunelabError
 from .files import canonical_json, checksum
@@ -158,11 +157,7 @@ def _reexecute(exp: Experiment, node: Node, atol: float) -> tuple[str, str, floa
             return "unverifiable", (f"recipe class {spec.get('name')!r} {why}; pass the script that defines it "
                                     "(--script)"), None
         recipe_cls = candidates[0]
-        source = StoreSource(exp.store)
-        specs = spec.get("property_specs") or {}
-        values = {k: (v if specs.get(k) is None else decode_value(specs[k], source, owner=f"property {k!r}"))
-                  for k, v in (spec.get("properties") or {}).items()}
-        recipe = recipe_cls(**values, **(spec.get("options") or {}))
+        recipe = recipe_cls(**exp.graph.decode_properties(spec), **(spec.get("options") or {}))
         if child_id(node.parent_id, spec["name"], recipe_cls.VERSION, recipe.properties) != node.id:
             return "unverifiable", (f"{spec['name']} as imported now (VERSION {recipe_cls.VERSION}) with the recorded "
                                     "properties makes another id: the code or its VERSION changed"), None
