@@ -271,3 +271,21 @@ def test_unchanged_tensors_are_stored_once(exp_dir):
     rerun = pl.Experiment(exp_dir, LeNetState)
     rerun.run(quiet=True)
     assert rerun.store.counters["blob_bytes_written"] == 0
+
+
+def test_a_write_after_an_unindexed_one_does_not_hide_it(tmp_path):
+    """A writer that bumped the generation and died before indexing leaves the index stale for good.
+
+    The next writer's own index update must not stamp the index fresh again, or
+    the first write would stay missing from every query.
+    """
+    from helpers import declare_tree
+
+    exp = pl.Experiment(tmp_path / "exp", MLPState)
+    root, trained, _ = declare_tree(exp, [0.1])
+    exp.run(quiet=True)
+    exp.store.append_log("tags", {"entries": [["+", root.id, "unindexed"]]})  # as if killed before indexing
+    exp.add_tag(trained, "later")
+    restored = pl.Experiment.restore(tmp_path / "exp", MLPState)
+    assert [n.id for n in restored.graph.nodes.filter("unindexed")] == [root.id]
+    assert [n.id for n in restored.graph.nodes.filter("later")] == [trained.id]

@@ -95,8 +95,21 @@ class _Context:
         return name
 
 
+# Where a value sits inside an attribute, for error messages: a chain (parent, part), () at the top;
+# a part is an item key or a text suffix. Built as tuples (cheap) and only formatted for an error.
+_Path = tuple[Any, ...]
+
+
+def _where(ctx: _Context, path: _Path) -> str:
+    parts: list[str] = []
+    while path:
+        path, part, suffix = path
+        parts.append(part if suffix else f"[{part!r}]")
+    return ctx.owner + "".join(reversed(parts))
+
+
 # Each codec: (predicate, encoder). Encoders take (value, path, ctx) and return a spec.
-_Encoder = Callable[[Any, str, _Context], Any]
+_Encoder = Callable[[Any, _Path, _Context], Any]
 _CODECS: list[tuple[Callable[[Any], bool], _Encoder]] = []
 _DECODERS: dict[str, Callable[..., Any]] = {}
 _LAZY = LazyInstallers()
@@ -124,20 +137,20 @@ def encode_value(value: Any, *, owner: str, allow_pickle: bool = False, allow_st
     """
     _LAZY.install_imported()
     ctx = _Context(owner, allow_pickle, allow_stateful)
-    spec = _encode(value, "", ctx)
+    spec = _encode(value, (), ctx)
     return Encoded(spec, ctx.blobs, ctx.pickled)
 
 
-def _encode(value: Any, path: str, ctx: _Context) -> Any:
+def _encode(value: Any, path: _Path, ctx: _Context) -> Any:
     if value is None or isinstance(value, (bool, int, str)):
         return ["json", value]
     if isinstance(value, float):
         return ["json", value] if math.isfinite(value) else ["float", repr(value)]
     if type(value) in (list, tuple):
         tag = "list" if type(value) is list else "tuple"
-        return [tag, [_encode(v, f"{path}[{i}]", ctx) for i, v in enumerate(value)]]
+        return [tag, [_encode(v, (path, i, False), ctx) for i, v in enumerate(value)]]
     if isinstance(value, dict):  # OrderedDict (state dicts) too; loaded back as a dict
-        return ["dict", [[_encode(k, path, ctx), _encode(v, f"{path}[{k!r}]", ctx)] for k, v in value.items()]]
+        return ["dict", [[_encode(k, path, ctx), _encode(v, (path, k, False), ctx)] for k, v in value.items()]]
     if isinstance(value, bytes):
         return ["bytes", ctx.add_blob(memoryview(value), value)]
     if isinstance(value, pathlib.PurePath):
@@ -148,12 +161,12 @@ def _encode(value: Any, path: str, ctx: _Context) -> Any:
     if ctx.allow_stateful and callable(getattr(value, "state_dict", None)) and callable(
         getattr(value, "load_state_dict", None)
     ):
-        return ["stateful", type(value).__qualname__, _encode(value.state_dict(), f"{path}.state_dict()", ctx)]
+        return ["stateful", type(value).__qualname__, _encode(value.state_dict(), (path, ".state_dict()", True), ctx)]
     if ctx.allow_pickle:
         ctx.pickled = True
         data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         return ["pickle", ctx.add_blob(memoryview(data), data)]
-    where = f"{ctx.owner}{path}"
+    where = _where(ctx, path)
     raise StateDefinitionError(
         f"{where} holds a {type(value).__module__}.{type(value).__qualname__}, which has no codec; "
         "declare the attribute in DERIVED_ATTRIBUTES if initialize_state can rebuild it, store it as "
@@ -282,10 +295,10 @@ def loads_into_current(spec: Any) -> bool:
 def _install_numpy() -> None:
     import numpy as np
 
-    def encode_array(value: np.ndarray, path: str, ctx: _Context) -> Any:
+    def encode_array(value: np.ndarray, path: _Path, ctx: _Context) -> Any:
         if value.dtype.hasobject:
             raise StateDefinitionError(
-                f"{ctx.owner}{path} is a NumPy array of Python objects, which cannot be stored as data; "
+                f"{_where(ctx, path)} is a NumPy array of Python objects, which cannot be stored as data; "
                 "use a numeric dtype or create the experiment with allow_pickle=True."
             )
         data = np.ascontiguousarray(value)
@@ -308,10 +321,10 @@ def _install_torch() -> None:
 
     from ..prune.masks import copy_model, load_pruned_state_dict
 
-    def encode_tensor(value: torch.Tensor, path: str, ctx: _Context) -> Any:
+    def encode_tensor(value: torch.Tensor, path: _Path, ctx: _Context) -> Any:
         if value.layout != torch.strided or value.is_quantized:
             raise StateDefinitionError(
-                f"{ctx.owner}{path} is a {value.layout} tensor; store it dense (.to_dense()) or as its parts."
+                f"{_where(ctx, path)} is a {value.layout} tensor; store it dense (.to_dense()) or as its parts."
             )
         data = value.detach().to("cpu").contiguous()
         raw = data.reshape(-1).view(torch.uint8).numpy().data if data.numel() else memoryview(b"")

@@ -8,6 +8,7 @@ into stored files. A parent reaches its child as a :class:`Materialized` value
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import os
@@ -15,7 +16,7 @@ import socket
 import time
 import traceback
 from dataclasses import dataclass, field
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .codecs import Blob, Encoded, copy_values, decode_value, encode_value, loads_into_current
@@ -23,7 +24,7 @@ from .errors import CorruptStateError, StateDefinitionError
 from .identity import class_name, encode_property
 from .lease import BUSY, acquire
 from .prereg import split_blinded
-from .seeding import derive_seed, seeded
+from .seeding import derive_seed, preserved, reseed, seeded
 from .state import ExperimentState, warn_undeclared
 
 if TYPE_CHECKING:
@@ -166,6 +167,7 @@ class Engine:
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self._templates: dict[str, ExperimentState] = {}
         self._stored: dict[str, Materialized] = {}
+        self._preserving = False
 
     @classmethod
     def open(cls, spec: EngineSpec) -> Engine:
@@ -189,6 +191,26 @@ class Engine:
 
     def _stamps(self) -> dict[str, Any]:
         return {"environment": self.environment, **({"prereg": list(self.spec.prereg)} if self.spec.prereg else {})}
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Compute many tasks in a row: the caller's generators and torch settings are saved once, around them.
+
+        Inside, each task is seeded without saving what the previous task left
+        (it is reseeded before every recipe and function anyway).
+        """
+        with preserved():
+            self._preserving = True
+            try:
+                yield
+            finally:
+                self._preserving = False
+
+    def _seeded(self, seed: int) -> contextlib.AbstractContextManager[None]:
+        if self._preserving:
+            reseed(seed, threads=self.threads, deterministic=self.deterministic)
+            return contextlib.nullcontext()
+        return seeded(seed, threads=self.threads, deterministic=self.deterministic)
 
     def require_class(self) -> type[ExperimentState]:
         """Return the state class, or say how to provide it."""
@@ -219,7 +241,7 @@ class Engine:
             template = cls.__new__(cls)
             for name, value in properties.items():
                 setattr(template, name, value)
-            with seeded(derive_seed(root_id, "recipe"), threads=self.threads, deterministic=self.deterministic):
+            with self._seeded(derive_seed(root_id, "recipe")):
                 template.initialize_state()
         try:
             state = _copy_template(template, cls.DERIVED_ATTRIBUTES, replaced)
@@ -347,7 +369,7 @@ class Engine:
         state = self.load_state(task.parent_id, task.properties, root_id, parent)
         recipe = task.recipe
         name = class_name(type(recipe))
-        with seeded(derive_seed(task.node_id, "recipe"), threads=self.threads, deterministic=self.deterministic):
+        with self._seeded(derive_seed(task.node_id, "recipe")):
             out = recipe.run(state)
         if not isinstance(out, cls):
             raise StateDefinitionError(
@@ -388,7 +410,7 @@ class Engine:
         owner = f"result of function {function.name!r}"
         try:
             state = self.load_state(task.node_id, task.properties, task.record["root_id"], parent)
-            with seeded(seed, threads=self.threads, deterministic=self.deterministic):
+            with self._seeded(seed):
                 value = function.fn(state)
             value, withheld = split_blinded(value, function.name, task.blinded)
             encoded = encode_value(value, owner=owner, allow_stateful=False)

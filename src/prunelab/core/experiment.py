@@ -444,7 +444,8 @@ class Experiment:
         run_lease = acquire(self.store.root / "leases", f"run.{os.getpid()}.{secrets.token_hex(4)}", lambda: False,
                             durable=self.store.durable)  # tells gc a run is writing (keep unreferenced blobs)
         try:
-            report = executor.execute(plan.tasks, self.engine, progress)
+            with self.engine.batch():
+                report = executor.execute(plan.tasks, self.engine, progress)
         finally:
             if isinstance(run_lease, Lease):
                 run_lease.release()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -58,7 +59,7 @@ def check_hex(value: Any, what: str, path: Path | str) -> str:
     return value
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: str | Path) -> None:
     """Flush a directory entry to disk."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -67,7 +68,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_file(path: Path, data: bytes | memoryview, *, durable: bool) -> None:
+def write_file(path: str | Path, data: bytes | memoryview, *, durable: bool) -> None:
     """Write ``data`` to a new file ``path`` (no rename), fsyncing when ``durable``."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
@@ -80,25 +81,27 @@ def write_file(path: Path, data: bytes | memoryview, *, durable: bool) -> None:
         os.close(fd)
 
 
-def temp_name(path: Path) -> Path:
+def temp_name(path: str | Path) -> str:
     """Return a unique temporary sibling of ``path`` (ignored by every reader)."""
-    return path.with_name(f".tmp-{path.name}-{os.getpid()}-{secrets.token_hex(4)}")
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".tmp-{name}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
-def write_atomic(path: Path, data: bytes | memoryview, *, durable: bool = False) -> None:
+def write_atomic(path: str | Path, data: bytes | memoryview, *, durable: bool = False) -> None:
     """Write ``data`` to ``path`` so readers see the old file or the whole new one."""
     tmp = temp_name(path)
     try:
         write_file(tmp, data, durable=durable)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
     if durable:
-        fsync_dir(path.parent)
+        fsync_dir(os.path.dirname(path))
 
 
-def read_file(path: Path) -> bytes:
+def read_file(path: str | Path) -> bytes:
     """Read a whole file without following a symlink at its name."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     try:

@@ -93,14 +93,20 @@ class Index:
                 self.rebuild()
             return not fresh
 
-    def _set_info(self, generation: int | None = None, count_delta: int = 0) -> None:
-        info = self._info()
-        count = int(info.get("count", "0")) + count_delta
-        gen = self.store.generation() if generation is None else generation
-        self.db.executemany(
-            "INSERT OR REPLACE INTO info VALUES (?, ?)",
-            [("schema", _SCHEMA_VERSION), ("generation", str(gen)), ("count", str(count))],
-        )
+    def _set_info(self, count_delta: int, bumped: bool) -> None:
+        """Carry the validity stamps over a write: the state count, and the generation when the write bumped it.
+
+        A stale stamp stays stale: the generation is advanced only from the
+        value just before this write's bump, so a writer that bumped and then
+        crashed before indexing is never hidden by the next writer.
+        """
+        if count_delta:
+            self.db.execute("UPDATE info SET value = CAST(CAST(value AS INTEGER) + ? AS TEXT) WHERE key = 'count'",
+                            (count_delta,))
+        if bumped:
+            generation = self.store.generation()
+            self.db.execute("UPDATE info SET value = ? WHERE key = 'generation' AND value = ?",
+                            (str(generation), str(generation - 1)))
 
     def rebuild(self) -> None:
         """Rebuild every table from the files (call under the lock)."""
@@ -161,12 +167,15 @@ class Index:
             else:
                 self.db.execute("DELETE FROM tags WHERE node_id = ? AND tag = ?", (node_id, tag))
 
-    def _write(self, action: Callable[[], None], count_delta: int = 0) -> None:
-        """Apply ``action`` in one transaction, stamping the generation (under the store lock)."""
+    def _write(self, action: Callable[[], None], count_delta: int = 0, bumped: bool = True) -> None:
+        """Apply ``action`` in one transaction with the validity stamps (under the store lock).
+
+        ``bumped``: the write it indexes advanced the store's generation just before.
+        """
         self.db.execute("BEGIN")
         try:
             action()
-            self._set_info(count_delta=count_delta)
+            self._set_info(count_delta, bumped)
             crash_point("index-update")
             self.db.execute("COMMIT")
         except BaseException:
@@ -174,13 +183,17 @@ class Index:
             raise
 
     def record_published(self, data: bytes, new_dir: bool) -> None:
-        """Index a record just published (called by the store under the lock)."""
+        """Index a record just published (called by the store under the lock).
+
+        A new state directory changes the count; replacing a record (not new) bumped the generation.
+        """
         record = json.loads(data)
-        self._write(lambda: self._put_node(record, data, new_dir), count_delta=1 if new_dir else 0)
+        self._write(lambda: self._put_node(record, data, new_dir), count_delta=1 if new_dir else 0,
+                    bumped=not new_dir)
 
     def result_written(self, node_id: str, record: dict[str, Any]) -> None:
-        """Index a function result just written."""
-        self._write(lambda: self._put_result(node_id, record))
+        """Index a function result just written (results change neither the count nor the generation)."""
+        self._write(lambda: self._put_result(node_id, record), bumped=False)
 
     def tags_written(self, entries: list[list[str]]) -> None:
         """Index tag assignments just appended to the log."""
@@ -198,7 +211,7 @@ class Index:
         self._write(action, count_delta=-len(node_ids))
 
     def touch(self) -> None:
-        """Stamp the current generation after a write that needs no row change."""
+        """Stamp the generation after a write that bumped it but needs no row change."""
         self._write(lambda: None)
 
     # -------------------------------------------------------------- reads

@@ -61,9 +61,13 @@ FORMAT_VERSION = 1
 
 
 def seal(record: dict[str, Any]) -> bytes:
-    """Return the record as canonical JSON with a ``digest`` of its other fields."""
-    body = {k: v for k, v in record.items() if k != "digest"}
-    return canonical_json({**body, "digest": checksum(canonical_json(body))})
+    """Return the record as canonical JSON with a ``digest`` of its other fields, appended last.
+
+    The body is serialised once: the digest covers those bytes, and
+    :func:`unseal` recomputes them from the parsed fields.
+    """
+    body = canonical_json({k: v for k, v in record.items() if k != "digest"})
+    return b"%s%s\"digest\":\"%s\"}" % (body[:-1], b"," if len(body) > 2 else b"", checksum(body).encode())
 
 
 def unseal(data: bytes, path: Path, state_ids: list[str]) -> dict[str, Any]:
@@ -105,7 +109,8 @@ class Store:
         self._lock_fd: int | None = None
         self._lock_pid = 0
         self._lock_depth = 0
-        self._known_dirs: set[Path] = set()
+        self._known_dirs: set[str] = set()
+        self._blobs = f"{self.root}/blobs/"  # the hot path builds blob paths as text (pathlib is slow)
         self.blob_users: Callable[[str], list[str]] = lambda d: []
 
     # ---------------------------------------------------------------- layout
@@ -167,10 +172,11 @@ class Store:
             if self._lock_depth == 0:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def _ensure_dir(self, path: Path) -> None:
-        if path not in self._known_dirs:
-            path.mkdir(exist_ok=True)
-            self._known_dirs.add(path)
+    def _ensure_dir(self, path: str | Path) -> None:
+        key = os.fspath(path)
+        if key not in self._known_dirs:
+            os.makedirs(key, exist_ok=True)
+            self._known_dirs.add(key)
 
     def generation(self) -> int:
         """Return the store's write generation (0 when never written)."""
@@ -220,18 +226,19 @@ class Store:
         for name, blob in blobs.items():
             if name in self._verified_blobs:
                 continue
-            path = self.blob_path(name)
-            if path.exists() and self._blob_intact(path, name):
+            folder = self._blobs + name[:2]
+            path = f"{folder}/{name}"
+            if os.path.exists(path) and self._blob_intact(path, name):
                 self._verified_blobs.add(name)
                 continue
-            self._ensure_dir(path.parent)
+            self._ensure_dir(folder)
             write_atomic(path, blob.data, durable=self.durable)
             self._verified_blobs.add(name)
             self.counters["blob_bytes_written"] += len(blob.data)
             written += len(blob.data)
         return written
 
-    def _blob_intact(self, path: Path, name: str) -> bool:
+    def _blob_intact(self, path: str | Path, name: str) -> bool:
         try:
             return digest(read_file(path)) == name
         except OSError:
@@ -311,15 +318,16 @@ class Store:
         node_id = record["id"]
         self.write_blobs(blobs)
         crash_point("blobs-written")
-        tmp = self.root / "tmp" / f"{node_id}.{os.getpid()}.{secrets.token_hex(4)}"
-        tmp.mkdir(parents=True)
+        tmp = f"{self.root}/tmp/{node_id}.{os.getpid()}.{secrets.token_hex(4)}"
+        os.makedirs(tmp)
+        renamed = False
         try:
             if values is not None:
                 values_bytes = canonical_json(values)
-                write_file(tmp / "values.json", values_bytes, durable=self.durable)
+                write_file(f"{tmp}/values.json", values_bytes, durable=self.durable)
                 record = {**record, "values_checksum": checksum(values_bytes)}
             sealed = seal(record)
-            write_file(tmp / "meta.json", sealed, durable=self.durable)
+            write_file(f"{tmp}/meta.json", sealed, durable=self.durable)
             if self.durable:
                 fsync_dir(tmp)
             crash_point("record-written")
@@ -337,13 +345,14 @@ class Store:
                         return False
                     self._discard(target)
                 os.rename(tmp, target)
+                renamed = True
                 if self.durable:
                     fsync_dir(target.parent)
                 crash_point("after-rename")
                 on_published(sealed, new_dir)
             return True
         finally:
-            if tmp.exists():
+            if not renamed:
                 shutil.rmtree(tmp, ignore_errors=True)
 
     def stored_status(self, node_id: str) -> str | None:
