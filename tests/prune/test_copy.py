@@ -95,3 +95,37 @@ def test_a_pruned_copy_recomputes_its_weights():
     layer = copied[2]
     assert torch.equal(layer.weight, layer.weight_orig * layer.weight_mask)
     assert layer.weight_orig is not model[2].weight_orig
+
+
+def test_a_pruned_copy_has_its_own_hooks():
+    torch.manual_seed(0)
+    model = build_model("lenet5", (1, 8, 8), 10)
+    prune_model(model, "l1_structured", amount=0.2)
+    copied = copy_model(model)
+    for original, copy_ in zip(model.modules(), copied.modules()):
+        assert list(original._forward_pre_hooks) == list(copy_._forward_pre_hooks)
+        for a, b in zip(original._forward_pre_hooks.values(), copy_._forward_pre_hooks.values()):
+            assert a is not b and type(a) is type(b) and list(vars(a)) == list(vars(b))
+            for key, value in vars(a).items():
+                if isinstance(value, torch.Tensor):  # CustomFromMask's mask: equal, not shared
+                    assert torch.equal(value, vars(b)[key]) and value.data_ptr() != vars(b)[key].data_ptr()
+                else:
+                    assert value == vars(b)[key]
+    kinds = {type(h) for m in model.modules() for h in m._forward_pre_hooks.values()}
+    prune_model(copied, "l1_structured", amount=0.2)  # a second round on the copy adds to the copy's hooks only
+    assert {type(h) for m in model.modules() for h in m._forward_pre_hooks.values()} == kinds
+    assert any(type(h).__name__ == "PruningContainer" for m in copied.modules() for h in m._forward_pre_hooks.values())
+
+
+def test_an_incomplete_copy_leaves_the_masked_weights_to_the_load():
+    from prunelab.prune import load_pruned_state_dict
+
+    torch.manual_seed(0)
+    model = build_model("lenet5", (1, 8, 8), 10)
+    prune_model(model, "l1_unstructured", amount=0.5)
+    copied = copy_model(model, complete=False)
+    assert copied[2].__dict__["weight"] is None
+    load_pruned_state_dict(copied, model.state_dict())
+    assert torch.equal(copied[2].weight, model[2].weight)
+    x = torch.randn(2, 1, 8, 8)
+    assert torch.equal(copied(x), model(x))

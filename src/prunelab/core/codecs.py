@@ -141,6 +141,9 @@ def encode_value(value: Any, *, owner: str, allow_pickle: bool = False, allow_st
     return Encoded(spec, ctx.blobs, ctx.pickled)
 
 
+_SCALARS = frozenset({type(None), bool, int, float, str})
+
+
 def _encode(value: Any, path: _Path, ctx: _Context) -> Any:
     if value is None or isinstance(value, (bool, int, str)):
         return ["json", value]
@@ -148,6 +151,9 @@ def _encode(value: Any, path: _Path, ctx: _Context) -> Any:
         return ["json", value] if math.isfinite(value) else ["float", repr(value)]
     if type(value) in (list, tuple):
         tag = "list" if type(value) is list else "tuple"
+        if all(type(v) in _SCALARS for v in value):  # the common case (losses, per-class figures), inline
+            return [tag, [["json", v] if type(v) is not float or math.isfinite(v) else ["float", repr(v)]
+                          for v in value]]
         return [tag, [_encode(v, (path, i, False), ctx) for i, v in enumerate(value)]]
     if isinstance(value, dict):  # OrderedDict (state dicts) too; loaded back as a dict
         return ["dict", [[_encode(k, path, ctx), _encode(v, (path, k, False), ctx)] for k, v in value.items()]]
@@ -259,21 +265,24 @@ _LIBRARY_OF = {"tensor": "torch", "torchname": "torch", "ndarray": "numpy", "nps
 # Special loaders for objects whose plain load_state_dict is not enough (pruned modules).
 _STATE_LOADERS: list[tuple[Callable[[Any], bool], Callable[[Any, Any], Any]]] = []
 # Faster equivalents of copy.deepcopy(value, memo) for some kinds of value (modules).
-_COPIERS: list[tuple[Callable[[Any], bool], Callable[[Any, dict[int, Any]], Any]]] = []
+# A copier takes (value, memo, complete); complete=False: a state dict is loaded into the copy next.
+_COPIERS: list[tuple[Callable[[Any], bool], Callable[..., Any]]] = []
 
 
-def copy_values(values: dict[str, Any], memo: dict[int, Any]) -> dict[str, Any]:
+def copy_values(values: dict[str, Any], memo: dict[int, Any], loaded: frozenset[str] = frozenset()
+                ) -> dict[str, Any]:
     """Deep-copy a dict of values as ``copy.deepcopy(values, memo)`` would, faster for modules.
 
     Values with a registered copier are copied first, into the shared memo, so
     that other values referring to their parts (an optimizer's parameters) are
-    tied to the copies.
+    tied to the copies. Values named in ``loaded`` are about to have a stored
+    state dict loaded into them: parts that loading recomputes are not copied.
     """
     _LAZY.install_imported()
-    for value in values.values():
+    for name, value in values.items():
         for predicate, copier in _COPIERS:
             if predicate(value):
-                copier(value, memo)
+                copier(value, memo, complete=name not in loaded)
                 break
     copied: dict[str, Any] = copy.deepcopy(values, memo)
     return copied

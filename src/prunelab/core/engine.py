@@ -16,7 +16,7 @@ import socket
 import time
 import traceback
 from dataclasses import dataclass, field
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .codecs import Blob, Encoded, copy_values, decode_value, encode_value, loads_into_current
@@ -56,6 +56,7 @@ class Materialized:
     values: dict[str, Any]
     blobs: dict[str, Blob]
     _replaced: frozenset[str] | None = field(default=None, repr=False)
+    _layout: tuple[tuple[str, tuple[Any, ...]], ...] | None = field(default=None, repr=False)
 
     @property
     def replaced(self) -> frozenset[str]:
@@ -63,6 +64,32 @@ class Materialized:
         if self._replaced is None:
             self._replaced = frozenset(n for n, spec in self.values.items() if not loads_into_current(spec))
         return self._replaced
+
+    @property
+    def layout(self) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+        """The structure of the attributes loaded into built objects: (name, state-dict keys) each.
+
+        Two states with one layout load into objects of the same structure
+        (e.g. the same parameters pruned, in the same order). Empty when an
+        attribute's structure cannot be read from its spec (nothing is shared then).
+        """
+        if self._layout is None:
+            layout: list[tuple[str, tuple[Any, ...]]] = []
+            for name in sorted(set(self.values) - self.replaced):
+                keys = _state_dict_keys(self.values[name])
+                if keys is None:
+                    layout = []
+                    break
+                layout.append((name, keys))
+            self._layout = tuple(layout)
+        return self._layout
+
+
+def _state_dict_keys(spec: Any) -> tuple[Any, ...] | None:
+    """The keys of a ``stateful`` spec's state dict, in order (None for any other spec)."""
+    if spec[0] != "stateful" or spec[2][0] != "dict" or any(key[0] != "json" for key, _ in spec[2][1]):
+        return None
+    return tuple(key[1] for key, _ in spec[2][1])
 
 
 class StoreSource:
@@ -166,6 +193,7 @@ class Engine:
         self.environment = spec.environment
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self._templates: dict[str, ExperimentState] = {}
+        self._layouts: dict[tuple[str, Any], ExperimentState] = {}
         self._stored: dict[str, Materialized] = {}
         self._preserving = False
 
@@ -223,8 +251,8 @@ class Engine:
         return self.state_class
 
     # --------------------------------------------------------- materialise
-    def new_state(self, properties: dict[str, Any], root_id: str,
-                  replaced: frozenset[str] = frozenset()) -> ExperimentState:
+    def new_state(self, properties: dict[str, Any], root_id: str, stored: Materialized | None = None
+                  ) -> ExperimentState:
         """Return a fresh state: properties set, as ``initialize_state`` builds it under the root's seed.
 
         ``initialize_state`` is seeded with the root's seed, so it builds the
@@ -232,8 +260,12 @@ class Engine:
         states are copies of that template (much cheaper than re-initialising
         a model). Derived attributes are shared with the template, not copied:
         like anything ``initialize_state`` rebuilds from the properties, they
-        are to be treated as read-only. Attributes named in ``replaced`` are
-        left out of the copy: the caller sets them (from stored values).
+        are to be treated as read-only.
+
+        With ``stored`` (the values the caller is about to decode into the
+        state), the attributes decoded from scratch are left out of the copy,
+        and the copy is taken from a template whose built objects already have
+        the stored structure (see :meth:`_shaped`).
         """
         cls = self.require_class()
         template = self._templates.pop(root_id, None)
@@ -244,7 +276,8 @@ class Engine:
             with self._seeded(derive_seed(root_id, "recipe")):
                 template.initialize_state()
         try:
-            state = _copy_template(template, cls.DERIVED_ATTRIBUTES, replaced)
+            source = self._shaped(template, root_id, stored) if stored is not None and stored.layout else template
+            state = _copy_template(source, cls.DERIVED_ATTRIBUTES, stored)
         except (TypeError, copy.Error, RuntimeError):  # something initialize_state built cannot be copied
             return template  # the fresh one; the next state initialises again
         self._templates[root_id] = template  # most recently used last
@@ -252,24 +285,47 @@ class Engine:
             self._templates.pop(next(iter(self._templates)))
         return state
 
+    def _shaped(self, template: ExperimentState, root_id: str, stored: Materialized) -> ExperimentState:
+        """The root's template with a stored state loaded into its built objects, once per layout.
+
+        Loading gives a built object the stored structure (re-applying a pruning
+        reparametrisation is most of the cost of loading a pruned model); later
+        loads of states with that layout into a copy of this template change
+        values only. The values it holds are never used: every attribute that
+        is loaded is loaded again from the state being decoded.
+        """
+        key = (root_id, stored.layout)
+        shaped = self._layouts.pop(key, None)
+        if shaped is None:
+            shaped = _copy_template(template, type(template).DERIVED_ATTRIBUTES, None)
+            self._decode_into(shaped, stored, set(stored.values) - stored.replaced)
+        self._layouts[key] = shaped  # most recently used last
+        while len(self._layouts) > 2 * _TEMPLATES:
+            self._layouts.pop(next(iter(self._layouts)))
+        return shaped
+
     def load_state(self, node_id: str, properties: dict[str, Any], root_id: str,
                    parent: Materialized | None = None) -> ExperimentState:
         """Return a private copy of a computed state (from memory when given, else the store)."""
         cls = self.require_class()
         if parent is None:
             parent = self.read_stored(node_id)
-        values, source = parent.values, MemorySource(parent.blobs)
-        state = self.new_state(properties, root_id, parent.replaced)
-        for name, spec in values.items():
+        for name in parent.values:
             if name not in cls.NONHASHED_ATTRIBUTES:
                 raise CorruptStateError(
                     f"state {node_id[:12]}: stored attribute {name!r} is not declared in "
                     f"{cls.__qualname__}.NONHASHED_ATTRIBUTES; is this the right state class?"
                 )
-            current = getattr(state, name, None)
-            setattr(state, name, decode_value(spec, source, current=current, owner=f"attribute {name!r}",
-                                              allow_pickle=self.allow_pickle))
+        state = self.new_state(properties, root_id, parent)
+        self._decode_into(state, parent, parent.values)
         return state
+
+    def _decode_into(self, state: ExperimentState, stored: Materialized, names: Iterable[str]) -> None:
+        source = MemorySource(stored.blobs)
+        for name in names:
+            current = getattr(state, name, None)
+            setattr(state, name, decode_value(stored.values[name], source, current=current,
+                                              owner=f"attribute {name!r}", allow_pickle=self.allow_pickle))
 
     def read_stored(self, node_id: str) -> Materialized:
         """Read a stored state's values and blobs (verified), through a bounded per-process cache.
@@ -466,13 +522,19 @@ _MISSING = object()
 _TEMPLATES = 4  # initialised states kept per process, one per root
 
 
-def _copy_template(template: ExperimentState, derived: list[str], replaced: frozenset[str]) -> ExperimentState:
-    """Copy a freshly initialised state: derived attributes shared, ``replaced`` left out, the rest deep-copied."""
+def _copy_template(template: ExperimentState, derived: list[str], stored: Materialized | None) -> ExperimentState:
+    """Copy a freshly initialised state: derived attributes shared, the rest deep-copied.
+
+    With ``stored`` (values about to be decoded into the copy), its replaced
+    attributes are left out and the ones loaded into are copied for loading.
+    """
     shared = {name: template.__dict__[name] for name in derived if name in template.__dict__}
     memo = {id(value): value for value in shared.values()}
     state = type(template).__new__(type(template))
+    replaced = frozenset() if stored is None else stored.replaced
     rest = {k: v for k, v in template.__dict__.items() if k not in shared and k not in replaced}
-    state.__dict__.update(copy_values(rest, memo))
+    loaded = frozenset() if stored is None else frozenset(stored.values) - replaced
+    state.__dict__.update(copy_values(rest, memo, loaded))
     state.__dict__.update(shared)
     return state
 

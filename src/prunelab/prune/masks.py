@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,8 @@ def load_pruned_state_dict(
         if key.endswith("_orig") and key[: -len("_orig")] + "_mask" in state_dict:
             module_path, _, name = key[: -len("_orig")].rpartition(".")
             wanted.setdefault(module_path, []).append(name)
-    for module_path, module in model.named_modules():
+    modules = dict(model.named_modules())
+    for module_path, module in modules.items():
         current = pruned_parameters(module) if module._forward_pre_hooks else []
         prefix = f"{module_path}." if module_path else ""
         for name in current:
@@ -85,25 +86,62 @@ def load_pruned_state_dict(
         for name in wanted.get(module_path, []):
             if name not in current:
                 prune.identity(module, name)  # type: ignore[no-untyped-call]
-    missing = set(wanted) - {path for path, _ in model.named_modules()}
+    missing = set(wanted) - set(modules)
     if missing:
         raise KeyError(f"the state dict has pruning masks for submodules {sorted(missing)} that the model lacks")
-    model.load_state_dict(state_dict, strict=strict)
-    _recompute(model)
+    if not (strict and _copy_values_in(model, state_dict)):
+        model.load_state_dict(state_dict, strict=strict)
+    _recompute(model, modules.values())
     return model
+
+
+# Loaders that copy each tensor in place when every key is present with its shape (_NormBase's only
+# supplies a missing counter of old checkpoints before calling Module's).
+_PLAIN_LOADERS = {nn.Module._load_from_state_dict, nn.modules.batchnorm._NormBase._load_from_state_dict}
+
+
+def _copy_values_in(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """Copy ``state_dict`` into ``model``'s tensors as ``load_state_dict(strict=True)`` would, without its machinery.
+
+    Returns False, maybe having copied some tensors, when ``load_state_dict``
+    has anything more to do (custom loaders or load hooks, extra state, a
+    missing or surplus key, a shape to complain about): the caller then calls it.
+    """
+    if torch.__future__.get_swap_module_params_on_conversion():
+        return False
+    copied = 0
+    stack = [("", model)]
+    with torch.no_grad():
+        while stack:
+            prefix, module = stack.pop()
+            cls = type(module)
+            if (cls._load_from_state_dict not in _PLAIN_LOADERS or module._load_state_dict_pre_hooks
+                    or module._load_state_dict_post_hooks or cls.get_extra_state is not nn.Module.get_extra_state):
+                return False
+            for tensors, skipped in ((module._parameters, ()), (module._buffers, module._non_persistent_buffers_set)):
+                for name, tensor in tensors.items():
+                    if tensor is None or name in skipped:
+                        continue
+                    value = state_dict.get(prefix + name)
+                    if not isinstance(value, torch.Tensor) or value.shape != tensor.shape:
+                        return False
+                    tensor.copy_(value)
+                    copied += 1
+            stack.extend((f"{prefix}{name}.", sub) for name, sub in module._modules.items() if sub is not None)
+    return copied == len(state_dict)
 
 
 def _prune_hooks(module: nn.Module) -> list[prune.BasePruningMethod]:
     return [h for h in module._forward_pre_hooks.values() if isinstance(h, prune.BasePruningMethod)]
 
 
-def _recompute(model: nn.Module) -> None:
-    for module in model.modules():
+def _recompute(model: nn.Module, modules: Iterable[nn.Module] | None = None) -> None:
+    for module in model.modules() if modules is None else modules:
         for hook in _prune_hooks(module):
             setattr(module, hook._tensor_name, hook.apply_mask(module))  # type: ignore[no-untyped-call]
 
 
-def copy_model(model: nn.Module, memo: dict[int, Any] | None = None) -> nn.Module:
+def copy_model(model: nn.Module, memo: dict[int, Any] | None = None, *, complete: bool = True) -> nn.Module:
     """Return an independent deep copy of ``model``, pruned or not.
 
     ``copy.deepcopy`` fails on a pruned module ("Only Tensors created explicitly
@@ -124,6 +162,10 @@ def copy_model(model: nn.Module, memo: dict[int, Any] | None = None) -> nn.Modul
     memo : dict, optional
         A ``copy.deepcopy`` memo shared with copies of other objects, so that
         those referring to the model's tensors (an optimizer) stay tied to the copy.
+    complete : bool, default=True
+        False when a state dict is loaded into the copy right after (with
+        :func:`load_pruned_state_dict`, which recomputes them): the masked
+        weights are then left unset.
     """
     memo = {} if memo is None else memo
     pruned, aliased = False, False
@@ -139,7 +181,7 @@ def copy_model(model: nn.Module, memo: dict[int, Any] | None = None) -> nn.Modul
                 owner = storages.setdefault(buffer.untyped_storage().data_ptr(), id(buffer))
                 aliased |= owner != id(buffer)
     copied: nn.Module = copy.deepcopy(model, memo) if aliased else _clone(model, memo)
-    if pruned:
+    if pruned and complete:
         _recompute(copied)
     return copied
 
@@ -151,6 +193,7 @@ _PLAIN_COPY: dict[str, Any] = {"__deepcopy__": None, "__reduce_ex__": object.__r
 
 
 _PLAIN_CLASSES: dict[type, bool] = {}
+_EMPTY = (dict, OrderedDict, set)
 
 
 def _clone(module: nn.Module, memo: dict[int, Any]) -> nn.Module:
@@ -174,11 +217,51 @@ def _clone(module: nn.Module, memo: dict[int, Any]) -> nn.Module:
             state[key] = kind((name, _clone_tensor(t, memo)) for name, t in value.items())
         elif key == "_modules":
             state[key] = kind((name, None if sub is None else _clone(sub, memo)) for name, sub in value.items())
-        elif kind in (dict, OrderedDict) and not value:
+        elif kind in _EMPTY and not value:  # most hook dicts
             state[key] = kind()
         else:
-            state[key] = copy.deepcopy(value, memo)
+            state[key] = _copy_attribute(value, memo)
     new.__setstate__(state)  # type: ignore[no-untyped-call]
+    return new
+
+
+def _copy_attribute(value: Any, memo: dict[int, Any]) -> Any:
+    """``copy.deepcopy(value, memo)`` for a module attribute, without its machinery for the common kinds.
+
+    Tuples, sets and dicts of plain values (sizes, hook flags) are copied
+    shallowly, hook dicts holding pruning methods by copying the methods' few
+    fields; anything else goes through ``copy.deepcopy``.
+    """
+    kind = type(value)
+    if kind in (dict, OrderedDict):
+        if all(type(v) in _ATOMS for v in value.values()):
+            return kind(value)
+        if all(type(v) in _PLAIN_METHODS or _plain_method(v) for v in value.values()):
+            return kind((k, _copy_method(v, memo)) for k, v in value.items())
+    elif kind in (tuple, set, frozenset) and all(type(v) in _ATOMS for v in value):
+        return value if kind is tuple else kind(value)
+    return copy.deepcopy(value, memo)
+
+
+_PLAIN_METHODS: set[type] = set()
+
+
+def _plain_method(hook: Any) -> bool:
+    """Whether ``hook`` is a pruning method that ``copy.deepcopy`` would copy field by field."""
+    cls = type(hook)
+    if not (isinstance(hook, prune.BasePruningMethod) and all(getattr(cls, k, None) is v
+                                                                for k, v in _PLAIN_COPY.items())):
+        return False
+    _PLAIN_METHODS.add(cls)
+    return True
+
+
+def _copy_method(method: prune.BasePruningMethod, memo: dict[int, Any]) -> prune.BasePruningMethod:
+    if id(method) in memo:
+        return memo[id(method)]  # type: ignore[no-any-return]
+    new = type(method).__new__(type(method))
+    memo[id(method)] = new
+    new.__dict__.update({k: v if type(v) in _ATOMS else copy.deepcopy(v, memo) for k, v in method.__dict__.items()})
     return new
 
 
