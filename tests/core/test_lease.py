@@ -49,6 +49,24 @@ def test_two_drivers_started_together_compute_each_state_once(tmp_path):
     assert list((tmp_path / "exp" / "leases").iterdir()) == []
 
 
+def test_two_drivers_run_each_function_once(tmp_path):
+    """A driver that finds a state stored waits on its lease while the other runs the state's functions."""
+    log, go = tmp_path / "log", tmp_path / "go"
+    drivers = [start(tmp_path / "exp", log, "--go", str(go), "--functions", "--fan", "8") for _ in range(2)]
+    for driver in drivers:
+        assert driver.stdout.readline().strip() == "ready"
+    go.touch()
+    for driver in drivers:
+        out, err = driver.communicate(timeout=600)
+        assert driver.returncode == 0, err
+    runs = Counter(line.split()[0] for line in log.read_text().splitlines())
+    assert sorted(runs) == sorted([str(i) for i in range(8)] + [f"f{i}" for i in range(8)])
+    assert set(runs.values()) == {1}  # every recipe and every function ran exactly once
+    exp = pl.Experiment.restore(tmp_path / "exp", MLPState)
+    assert sorted(n.results["logged"]["index"] for n in exp.graph.nodes if n.depth == 1) == list(range(8))
+    assert list((tmp_path / "exp" / "leases").iterdir()) == []
+
+
 def test_a_killed_drivers_lease_is_taken_over_at_once(tmp_path):
     log, started = tmp_path / "log", tmp_path / "started"
     driver = start(tmp_path / "exp", log, "--block-at", "5", "--started", str(started), "--fan", "8")

@@ -1,10 +1,11 @@
 """A driver for the lease tests: a fan-out of recipes that log every run to a side-effect file.
 
-Usage: python fanout.py DIR LOG [--go FILE] [--block-at K --started FILE]
+Usage: python fanout.py DIR LOG [--go FILE] [--block-at K --started FILE] [--functions]
 
 With --go, the driver says "ready" and waits for FILE to exist before running
 (so two drivers start together). With --block-at K, the K-th child announces
 itself by creating --started and then blocks, so a test can kill the driver there.
+With --functions, every child also gets a function that logs its runs ("f<index>") to LOG.
 """
 
 import argparse
@@ -39,7 +40,15 @@ class Logged(pl.Recipe):
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+        state.history = [*state.history, self.index]
         return state
+
+
+@pl.function
+def logged(state):
+    with open(os.environ["FANOUT_LOG"], "a") as handle:
+        handle.write(f"f{state.history[-1]} {os.getpid()}\n")
+    return {"index": state.history[-1]}
 
 
 def main():
@@ -50,11 +59,15 @@ def main():
     parser.add_argument("--block-at", type=int, default=-1)
     parser.add_argument("--started", default="")
     parser.add_argument("--fan", type=int, default=24)
+    parser.add_argument("--functions", action="store_true")
     args = parser.parse_args()
+    os.environ["FANOUT_LOG"] = args.log
     exp = pl.Experiment(args.directory, MLPState)
     root = exp.spawn_new_tree(width=8, replicate=0)
     for i in range(args.fan):
-        Logged(index=i, log=args.log, block=(i == args.block_at), started=args.started)(root)
+        child = Logged(index=i, log=args.log, block=(i == args.block_at), started=args.started)(root)
+        if args.functions:
+            logged(child)
     if args.go:
         print("ready", flush=True)
         while not os.path.exists(args.go):

@@ -16,7 +16,7 @@ import socket
 import time
 import traceback
 from dataclasses import dataclass, field
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .codecs import Blob, Encoded, copy_values, decode_value, encode_value, loads_into_current
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .recipe import Function, Recipe
     from .store import Store
 
-__all__ = ["Task", "Materialized", "Engine", "EngineSpec", "ELSEWHERE", "BUSY", "StoreSource", "MemorySource"]
+__all__ = ["Task", "TaskOutcome", "Materialized", "Engine", "EngineSpec", "ELSEWHERE", "BUSY", "StoreSource", "MemorySource"]
 
 
 @dataclass
@@ -47,6 +47,16 @@ class Task:
     compute: bool
     functions: list[Function] = field(default_factory=list)
     blinded: list[str] = field(default_factory=list)  # metric patterns withheld for this node (see prereg)
+
+
+@dataclass
+class TaskOutcome:
+    """What :meth:`Engine.run_task` did to a state and its functions."""
+
+    state: Materialized | str | None
+    results: list[str] = field(default_factory=list)  # "<node id> <name@vN>" of each result stored
+    failures: dict[str, str] = field(default_factory=dict)  # "<node id> function <name>" -> traceback
+
 
 
 @dataclass
@@ -172,7 +182,7 @@ class EngineSpec:
     prereg: tuple[str, ...] = ()  # digests of the registrations, embedded in every record written
 
 
-#: What :meth:`Engine.compute` returns when another driver or worker stored the state first.
+#: A task outcome's state when another driver or worker stored it first.
 ELSEWHERE = "elsewhere"
 
 _OPEN: dict[str, Engine] = {}
@@ -364,24 +374,64 @@ class Engine:
         return Materialized(values, blobs), pickled
 
     # ------------------------------------------------------------- compute
-    def compute(self, task: Task, parent: Materialized | None, *, wait: bool = True) -> Materialized | str | None:
-        """Run a task's recipe (or a root's initialisation) under its lease and publish the state.
+    def run_task(self, task: Task, parent: Materialized | None, *, wait: bool = True) -> TaskOutcome:
+        """Compute a task's state (when it is to be computed, under its lease) and run its functions.
 
-        Returns the new state's stored form for its children, None when the task
-        failed (its failure record is published instead), :data:`ELSEWHERE` when
-        another driver or worker stored the state first, or (with ``wait=False``)
-        :data:`BUSY` while another one is computing it.
+        The outcome's ``state`` is the new state's stored form for its
+        children, None when the recipe failed (its failure record is published
+        instead), :data:`ELSEWHERE` when another driver or worker stored the
+        state first, or (with ``wait=False``) :data:`BUSY` while another one
+        holds the state's lease (nothing is recorded then; run the task again).
+
+        One lease per state covers computing it and running its functions: the
+        functions of a state computed here run before its lease is released, and
+        the missing results of a stored state are computed under its lease, so
+        a driver waits for another's functions instead of repeating them.
         """
-        lease = acquire(self.store.root / "leases", task.node_id, lambda: self._done(task.node_id),
-                        durable=self.spec.durable, wait=wait)
-        if lease is None:
-            return ELSEWHERE
+        leases = self.store.root / "leases"
+        outcome = TaskOutcome(None)
+        if task.compute:
+            lease = acquire(leases, task.node_id, lambda: self._done(task.node_id), durable=self.spec.durable,
+                            wait=wait)
+            if isinstance(lease, str):
+                return TaskOutcome(BUSY)
+            if lease is None:
+                outcome.state = ELSEWHERE
+            else:
+                try:
+                    outcome.state = self._compute(task, parent, lease.owned)
+                    if isinstance(outcome.state, Materialized):
+                        return self._run_functions(task, outcome, outcome.state)
+                finally:
+                    lease.release()
+                if outcome.state is None:
+                    return outcome
+        if not task.functions:
+            return outcome
+        paths = [self.store.result_path(task.node_id, f.name, f.version) for f in task.functions]
+        lease = acquire(leases, task.node_id, lambda: all(p.exists() for p in paths), durable=self.spec.durable,
+                        wait=wait)
         if isinstance(lease, str):
-            return BUSY
+            return TaskOutcome(BUSY)
+        if lease is None:
+            return self._run_functions(task, outcome, None, stored=task.functions)
         try:
-            return self._compute(task, parent, lease.owned)
+            return self._run_functions(task, outcome, None, stored=[f for f, p in zip(task.functions, paths)
+                                                                      if p.exists()])
         finally:
             lease.release()
+
+    def _run_functions(self, task: Task, outcome: TaskOutcome, parent: Materialized | None,
+                       stored: Sequence[Function] = ()) -> TaskOutcome:
+        """Run the task's functions but those ``stored`` already; every one that did not fail is a result."""
+        for function in task.functions:
+            if function not in stored:
+                ok, error = self._run_function(task, function, parent)
+                if not ok:
+                    outcome.failures[f"{task.node_id} function {function.name}"] = error or ""
+        outcome.results = [f"{task.node_id} {f.key}" for f in task.functions
+                           if f"{task.node_id} function {f.name}" not in outcome.failures]
+        return outcome
 
     def _done(self, node_id: str) -> bool:
         return self.store.stored_status(node_id) == "done"
@@ -444,21 +494,6 @@ class Engine:
                 )
         warn_undeclared(out, f"{name}.run")
         return out
-
-    def run_function(self, task: Task, function: Function, parent: Materialized | None) -> tuple[bool, str | None]:
-        """Run one function (under its lease) on a private copy of the task's state and store its result.
-
-        Returns (ok, traceback); a result another process stored first counts as ok.
-        """
-        path = self.store.result_path(task.node_id, function.name, function.version)
-        lease = acquire(self.store.root / "leases", f"{task.node_id}.{function.key}", path.exists,
-                        durable=self.spec.durable)
-        if lease is None or isinstance(lease, str):
-            return True, None
-        try:
-            return self._run_function(task, function, parent)
-        finally:
-            lease.release()
 
     def _run_function(self, task: Task, function: Function, parent: Materialized | None) -> tuple[bool, str | None]:
         started = time.time()

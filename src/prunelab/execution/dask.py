@@ -31,22 +31,12 @@ def _run_task(spec: EngineSpec, task: Task, *parents: dict[str, Any]) -> dict[st
     if any(p.get("status") in ("failed", "skipped") for p in parents):
         return {"node_id": task.node_id, "status": "skipped"}
     engine = Engine.open(spec)
-    out: dict[str, Any] = {"node_id": task.node_id, "status": "cached", "results": [], "failures": {}}
-    materialized = None
-    if task.compute:
-        outcome = engine.compute(task, None)
-        if outcome is None:
-            error = engine.store.read_record(task.node_id).get("error") or ""
-            return {"node_id": task.node_id, "status": "failed", "error": error}
-        out["status"] = "done" if isinstance(outcome, Materialized) else ELSEWHERE
-        materialized = outcome if isinstance(outcome, Materialized) else None
-    for function in task.functions:
-        ok, error = engine.run_function(task, function, materialized)
-        if ok:
-            out["results"].append(f"{task.node_id} {function.key}")
-        else:
-            out["failures"][f"{task.node_id} function {function.name}"] = error or ""
-    return out
+    outcome = engine.run_task(task, None)
+    if task.compute and outcome.state is None:
+        error = engine.store.read_record(task.node_id).get("error") or ""
+        return {"node_id": task.node_id, "status": "failed", "error": error}
+    status = "cached" if not task.compute else "done" if isinstance(outcome.state, Materialized) else ELSEWHERE
+    return {"node_id": task.node_id, "status": status, "results": outcome.results, "failures": outcome.failures}
 
 
 class DaskExecutor(Executor):

@@ -70,23 +70,17 @@ class LocalExecutor(Executor):
     @staticmethod
     def _run_one(task: Task, engine: Engine, parent: Materialized | None, report: RunReport,
                  wait: bool) -> Materialized | str | None:
-        materialized = None
+        outcome = engine.run_task(task, parent, wait=wait)
+        if outcome.state == BUSY:
+            return BUSY
         if task.compute:
-            outcome = engine.compute(task, parent, wait=wait)
-            if outcome == BUSY:
-                return BUSY
-            if outcome is None:
+            if outcome.state is None:
                 report.failed[task.node_id] = engine.store.read_record(task.node_id).get("error") or ""
                 return None
-            if isinstance(outcome, Materialized):
-                materialized = outcome
+            if isinstance(outcome.state, Materialized):
                 report.done.append(task.node_id)
             else:  # another driver stored it first: children read it from disk
                 report.elsewhere.append(task.node_id)
-        for function in task.functions:
-            ok, error = engine.run_function(task, function, materialized)
-            if ok:
-                report.results.append(f"{task.node_id} {function.key}")
-            else:
-                report.failed[f"{task.node_id} function {function.name}"] = error or ""
-        return materialized
+        report.results.extend(outcome.results)
+        report.failed.update(outcome.failures)
+        return outcome.state if isinstance(outcome.state, Materialized) else None
