@@ -15,12 +15,12 @@ SURFACE = {
     "prunelab": [
         "CorruptStateError", "DaskExecutor", "Experiment", "ExperimentFormatError", "ExperimentState",
         "LocalExecutor", "Node",
-        "NodeSet", "PrunelabError", "PrunelabWarning", "Recipe", "RunError", "StateDefinitionError",
+        "NodeSet", "PrunelabError", "PrunelabWarning", "PublishError", "Recipe", "RunError", "StateDefinitionError",
         "UnhashableValueError", "UnknownNameError", "__version__", "function",
     ],
     "prunelab.core": [
         "CorruptStateError", "Experiment", "ExperimentFormatError", "ExperimentState", "Function", "Node", "NodeSet",
-        "Plan", "PrunelabError", "PrunelabWarning", "Recipe", "RunError", "StateDefinitionError",
+        "Plan", "PrunelabError", "PrunelabWarning", "PublishError", "Recipe", "RunError", "StateDefinitionError",
         "UnhashableValueError", "UnknownNameError", "encode", "function",
     ],
     "prunelab.analysis": [
@@ -67,6 +67,7 @@ def test_every_error_is_also_a_builtin():
     assert issubclass(prunelab.UnknownNameError, LookupError)
     assert issubclass(prunelab.CorruptStateError, OSError)
     assert issubclass(prunelab.RunError, RuntimeError)
+    assert issubclass(prunelab.PublishError, OSError)
     assert issubclass(prunelab.StateDefinitionError, ValueError)
     assert issubclass(prunelab.ExperimentFormatError, ValueError)
     for name in ("UnhashableValueError", "UnknownNameError", "CorruptStateError", "RunError",

@@ -75,7 +75,8 @@ def test_a_killed_drivers_lease_is_taken_over_at_once(tmp_path):
     driver.communicate()
     leases = [p for p in (tmp_path / "exp" / "leases").iterdir() if not p.name.startswith("run.")]
     runs = [p for p in (tmp_path / "exp" / "leases").iterdir() if p.name.startswith("run.")]
-    assert len(leases) == 1 and json.loads(leases[0].read_text())["pid"] == driver.pid
+    # the blocked state's lease, and those of states computed but not yet published by the publishing helper
+    assert 1 <= len(leases) <= 6 and {json.loads(p.read_text())["pid"] for p in leases} == {driver.pid}
     assert len(runs) == 1 and json.loads(runs[0].read_text())["pid"] == driver.pid  # its run lease, left too
     # a long timeout: only the dead-pid rule can let this run finish in the test's time
     rerun = start(tmp_path / "exp", log, "--fan", "8", env={"PRUNELAB_LEASE_TIMEOUT": "3600"})

@@ -16,19 +16,20 @@ import socket
 import time
 import traceback
 from dataclasses import dataclass, field
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .codecs import Blob, Encoded, copy_values, decode_value, encode_value, loads_into_current
 from .errors import CorruptStateError, StateDefinitionError
 from .identity import class_name, encode_property
-from .lease import BUSY, acquire
+from .lease import BUSY, Lease, acquire
 from .prereg import split_blinded
 from .seeding import derive_seed, preserved, reseed, seeded
 from .state import ExperimentState, warn_undeclared
 
 if TYPE_CHECKING:
     from .index import Index
+    from .publisher import Publisher
     from .recipe import Function, Recipe
     from .store import Store
 
@@ -54,6 +55,7 @@ class TaskOutcome:
     """What :meth:`Engine.run_task` did to a state and its functions."""
 
     state: Materialized | str | None
+    error: str | None = None  # the recipe's traceback when ``state`` is None
     results: list[str] = field(default_factory=list)  # "<node id> <name@vN>" of each result stored
     failures: dict[str, str] = field(default_factory=dict)  # "<node id> function <name>" -> traceback
 
@@ -206,6 +208,7 @@ class Engine:
         self._layouts: dict[tuple[str, Any], ExperimentState] = {}
         self._stored: dict[str, Materialized] = {}
         self._preserving = False
+        self.publisher: Publisher | None = None
 
     @classmethod
     def open(cls, spec: EngineSpec) -> Engine:
@@ -243,6 +246,56 @@ class Engine:
                 yield
             finally:
                 self._preserving = False
+
+    @contextlib.contextmanager
+    def pipelined(self, enabled: bool = True) -> Iterator[list[str]]:
+        """Publish from a helper process for the duration of the block (see :mod:`.publisher`).
+
+        Yields a list that, after the block, holds the states another writer
+        turned out to have published first. Until the helper has started, and
+        where it cannot run, states are published in this process, as outside
+        the block.
+        """
+        from .publisher import Publisher, available
+
+        late: list[str] = []
+        if not enabled or self.publisher is not None or not available():
+            yield late
+            return
+        publisher = self.publisher = Publisher(self.spec)
+        try:
+            yield late
+        finally:
+            self.publisher = None
+            try:
+                publisher.close()
+            finally:
+                late.extend(publisher.elsewhere)
+                self.store.counters.update(publisher.counters)
+
+    def _publish(self, record: dict[str, Any], materialized: Materialized | None, lease: Lease) -> bool:
+        """Publish a state (or a failure record) made under ``lease``; False when another writer came first."""
+        values, blobs = (None, {}) if materialized is None else (materialized.values, materialized.blobs)
+        if self.publisher is not None and self.publisher.ready():
+            self.publisher.publish_state(record, values, blobs, lease)
+            return True
+        return self.store.publish_state(record, values, blobs, self.index.record_published, lease.owned)
+
+    def _store_result(self, node_id: str, record: dict[str, Any], blobs: dict[str, Blob],
+                      withheld: tuple[dict[str, Any], dict[str, Blob]] | None, lease: Lease) -> None:
+        if self.publisher is not None and self.publisher.ready():
+            self.publisher.write_result(node_id, record, blobs, withheld, lease)
+            return
+        if withheld is not None:
+            self.store.write_withheld(node_id, *withheld)
+        self.store.write_result(node_id, record, blobs, lambda r: self.index.result_written(node_id, r))
+
+    def _let_go(self, lease: Lease) -> None:
+        """Release a lease once what was made under it is published."""
+        if self.publisher is not None:
+            self.publisher.let_go(lease)
+        else:
+            lease.release()
 
     def _seeded(self, seed: int) -> contextlib.AbstractContextManager[None]:
         if self._preserving:
@@ -399,11 +452,11 @@ class Engine:
                 outcome.state = ELSEWHERE
             else:
                 try:
-                    outcome.state = self._compute(task, parent, lease.owned)
+                    outcome.state, outcome.error = self._compute(task, parent, lease)
                     if isinstance(outcome.state, Materialized):
-                        return self._run_functions(task, outcome, outcome.state)
+                        return self._run_functions(task, outcome, outcome.state, lease)
                 finally:
-                    lease.release()
+                    self._let_go(lease)
                 if outcome.state is None:
                     return outcome
         if not task.functions:
@@ -414,19 +467,19 @@ class Engine:
         if isinstance(lease, str):
             return TaskOutcome(BUSY)
         if lease is None:
-            return self._run_functions(task, outcome, None, stored=task.functions)
+            return self._run_functions(task, outcome, None, None, stored=task.functions)
         try:
-            return self._run_functions(task, outcome, None, stored=[f for f, p in zip(task.functions, paths)
-                                                                      if p.exists()])
+            return self._run_functions(task, outcome, None, lease, stored=[f for f, p in zip(task.functions, paths)
+                                                                             if p.exists()])
         finally:
-            lease.release()
+            self._let_go(lease)
 
-    def _run_functions(self, task: Task, outcome: TaskOutcome, parent: Materialized | None,
+    def _run_functions(self, task: Task, outcome: TaskOutcome, parent: Materialized | None, lease: Lease | None,
                        stored: Sequence[Function] = ()) -> TaskOutcome:
         """Run the task's functions but those ``stored`` already; every one that did not fail is a result."""
         for function in task.functions:
-            if function not in stored:
-                ok, error = self._run_function(task, function, parent)
+            if function not in stored and lease is not None:
+                ok, error = self._run_function(task, function, parent, lease)
                 if not ok:
                     outcome.failures[f"{task.node_id} function {function.name}"] = error or ""
         outcome.results = [f"{task.node_id} {f.key}" for f in task.functions
@@ -436,8 +489,9 @@ class Engine:
     def _done(self, node_id: str) -> bool:
         return self.store.stored_status(node_id) == "done"
 
-    def _compute(self, task: Task, parent: Materialized | None, owned: Callable[[], bool]
-                 ) -> Materialized | str | None:
+    def _compute(self, task: Task, parent: Materialized | None, lease: Lease
+                 ) -> tuple[Materialized | str | None, str | None]:
+        """Make and publish a task's state: (its stored form or ELSEWHERE, None), or (None, the traceback)."""
         started = time.time()
         record = {**task.record, "started": started, "worker": self.worker, **self._stamps(),
                   "seed": derive_seed(task.node_id, "recipe"), "threads": self.threads,
@@ -446,17 +500,15 @@ class Engine:
             state = self._make(task, parent)
             materialized, pickled = self.encode_state(state)
         except Exception:  # noqa: BLE001 - a user's recipe may raise anything; it is recorded
-            record.update(status="failed", error=traceback.format_exc(), wall_s=time.time() - started,
-                          blobs=[], pickled=False)
-            self.store.publish_state(record, None, {}, self.index.record_published, owned)
-            return None
+            error = traceback.format_exc()
+            record.update(status="failed", error=error, wall_s=time.time() - started, blobs=[], pickled=False)
+            self._publish(record, None, lease)
+            return None, error
         devices = sorted({spec[4] for spec in _tensor_specs(materialized.values)})
         record.update(status="done", error=None, wall_s=time.time() - started, blobs=sorted(materialized.blobs),
                       bytes=sum(len(b.data) for b in materialized.blobs.values()), pickled=pickled,
                       devices=devices)
-        published = self.store.publish_state(record, materialized.values, materialized.blobs,
-                                             self.index.record_published, owned)
-        return materialized if published else ELSEWHERE
+        return (materialized if self._publish(record, materialized, lease) else ELSEWHERE), None
 
     def record_failure(self, task: Task, error: str) -> None:
         """Publish a failure record for a task that could not run at all (e.g. it kept killing its worker)."""
@@ -495,7 +547,8 @@ class Engine:
         warn_undeclared(out, f"{name}.run")
         return out
 
-    def _run_function(self, task: Task, function: Function, parent: Materialized | None) -> tuple[bool, str | None]:
+    def _run_function(self, task: Task, function: Function, parent: Materialized | None, lease: Lease
+                      ) -> tuple[bool, str | None]:
         started = time.time()
         seed = derive_seed(task.node_id, f"function:{function.name}")
         owner = f"result of function {function.name!r}"
@@ -513,12 +566,11 @@ class Engine:
         record = {"name": function.name, "version": function.version, "node_id": task.node_id, "seed": seed,
                   "fingerprint": fingerprint(function.fn), "value": encoded.spec, "blobs": sorted(encoded.blobs),
                   "started": started, "wall_s": time.time() - started, "worker": self.worker, **self._stamps()}
+        withheld_part = None
         if hidden is not None:
             record["blinded"] = sorted(withheld)
-            self.store.write_withheld(task.node_id, {**record, "value": hidden.spec, "blobs": sorted(hidden.blobs)},
-                                      hidden.blobs)
-        self.store.write_result(task.node_id, record, encoded.blobs,
-                                lambda r: self.index.result_written(task.node_id, r))
+            withheld_part = ({**record, "value": hidden.spec, "blobs": sorted(hidden.blobs)}, hidden.blobs)
+        self._store_result(task.node_id, record, encoded.blobs, withheld_part, lease)
         return True, None
 
 

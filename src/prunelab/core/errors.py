@@ -19,6 +19,7 @@ __all__ = [
     "ExperimentFormatError",
     "StateDefinitionError",
     "RunError",
+    "PublishError",
     "PrunelabWarning",
 ]
 
@@ -86,3 +87,11 @@ class RunError(PrunelabError, RuntimeError):
             "everything already done is kept."
         )
         super().__init__("\n".join(lines))
+
+
+class PublishError(PrunelabError, OSError):
+    """Storing computed states failed in the process that publishes them during a run.
+
+    Nothing is stored partially: each state and result is published whole or
+    not at all, and what was not stored is computed again by the next run.
+    """

@@ -21,7 +21,10 @@ __all__ = ["canonical_json", "write_atomic", "read_file", "read_json", "crash_po
 #: it reaches that write phase. Phases: blobs-written, record-written, before-rename,
 #: after-rename, index-update.
 CRASH_ENV = "PRUNELAB_CRASH_AT"
-_crash_counts: dict[str, int] = {}
+#: How often each phase was reached; a publishing helper continues its parent's counts.
+crash_counts: dict[str, int] = {}
+#: A process the crash hook kills first (a publishing helper's parent: the run dies as one).
+ALSO_KILL: int | None = None
 _HEX = re.compile(r"[0-9a-f]{32}")
 
 
@@ -33,8 +36,10 @@ def crash_point(phase: str) -> None:
     name, _, nth = wanted.partition(":")
     if name != phase:
         return
-    _crash_counts[phase] = _crash_counts.get(phase, 0) + 1
-    if _crash_counts[phase] == int(nth or 1):
+    crash_counts[phase] = crash_counts.get(phase, 0) + 1
+    if crash_counts[phase] == int(nth or 1):
+        if ALSO_KILL is not None:
+            os.kill(ALSO_KILL, signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -33,8 +33,7 @@ def _run_task(spec: EngineSpec, task: Task, *parents: dict[str, Any]) -> dict[st
     engine = Engine.open(spec)
     outcome = engine.run_task(task, None)
     if task.compute and outcome.state is None:
-        error = engine.store.read_record(task.node_id).get("error") or ""
-        return {"node_id": task.node_id, "status": "failed", "error": error}
+        return {"node_id": task.node_id, "status": "failed", "error": outcome.error or ""}
     status = "cached" if not task.compute else "done" if isinstance(outcome.state, Materialized) else ELSEWHERE
     return {"node_id": task.node_id, "status": status, "results": outcome.results, "failures": outcome.failures}
 

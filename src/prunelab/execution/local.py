@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from ..core.engine import Engine, Task
 
 from ..core.engine import BUSY, Materialized
+from ..core.errors import StateDefinitionError
 
 __all__ = ["LocalExecutor"]
 
@@ -24,10 +25,32 @@ class LocalExecutor(Executor):
     run, so a 10,000-deep chain holds one state at a time. The walk is
     iterative (no recursion limit). A failed node's descendants are skipped;
     every other branch completes.
+
+    Parameters
+    ----------
+    pipelined : bool, default True
+        Store states and results from a helper process while this one
+        computes the next (see :mod:`prunelab.core.publisher`); what is
+        stored is the same either way. False stores them in this process,
+        e.g. where starting a process is not allowed.
     """
+
+    def __init__(self, pipelined: bool = True):
+        if not isinstance(pipelined, bool):
+            raise StateDefinitionError(f"LocalExecutor(pipelined=...) takes True or False, got {pipelined!r}.")
+        self.pipelined = pipelined
 
     def execute(self, tasks: Sequence[Task], engine: Engine, progress: Progress | None = None) -> RunReport:
         report = RunReport()
+        with engine.pipelined(self.pipelined) as late:
+            self._execute(tasks, engine, progress, report)
+        for node_id in late:  # stored by another writer first (a failure of ours then stays reported)
+            if node_id in report.done:
+                report.done.remove(node_id)
+                report.elsewhere.append(node_id)
+        return report
+
+    def _execute(self, tasks: Sequence[Task], engine: Engine, progress: Progress | None, report: RunReport) -> None:
         progress = progress or Progress(len(tasks), quiet=True)
         ids = {t.node_id for t in tasks}
         children: dict[str | None, list[Task]] = {}
@@ -65,7 +88,6 @@ class LocalExecutor(Executor):
                 if held[1][0] == 0:
                     del memory[parent_id]
             stack.extend(reversed(kids))
-        return report
 
     @staticmethod
     def _run_one(task: Task, engine: Engine, parent: Materialized | None, report: RunReport,
@@ -75,7 +97,7 @@ class LocalExecutor(Executor):
             return BUSY
         if task.compute:
             if outcome.state is None:
-                report.failed[task.node_id] = engine.store.read_record(task.node_id).get("error") or ""
+                report.failed[task.node_id] = outcome.error or ""
                 return None
             if isinstance(outcome.state, Materialized):
                 report.done.append(task.node_id)

@@ -1,0 +1,277 @@
+"""Publishing from a helper process, so a run's file and index writes overlap its computing.
+
+A state computed in memory is handed to its children at once; writing its
+blobs, value file and record, renaming its directory into place and indexing
+it is the same work wherever it runs. :class:`Publisher` runs that work in a
+helper process (``python -m prunelab.core.publisher``), one message per state
+or result, in order, over a socket pair: the computing process pays for
+copying the bytes into the socket, not for the filesystem and SQLite.
+
+The helper is a fresh interpreter, not a fork: forking a process that holds
+threads (lease heartbeats, progress displays, BLAS pools) can deadlock the
+child, and on macOS it can crash it. It imports ``prunelab.core`` only (no
+torch). Until it says it is ready, states are published in the computing
+process as usual, so a short run never waits for it to start; a helper that
+cannot start leaves the whole run publishing in-process, with a warning.
+
+Nothing about what is stored changes: the helper calls the same
+:meth:`~prunelab.core.store.Store.publish_state` and
+:meth:`~prunelab.core.store.Store.write_result`, each atomic as before, in the
+order the states were made (a parent before its children). A state's lease
+stays with the computing process (whose heartbeat keeps it alive) until the
+helper has published everything made under it; the helper checks the lease is
+still the holder's before each rename, as the computing process would. The
+helper dies with its parent (``PR_SET_PDEATHSIG`` on Linux; elsewhere it
+stops when the socket closes), so a killed run loses its unpublished states
+and nothing else, as before; Ctrl-C is the parent's to handle, and the parent
+waits for the helper to store what was already computed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import traceback
+import warnings
+from collections import Counter
+from multiprocessing.connection import Connection, Pipe
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import files
+from .codecs import Blob
+from .errors import PrunelabWarning, PublishError
+from .lease import Lease, read_lease
+
+if TYPE_CHECKING:
+    from .engine import EngineSpec
+
+__all__ = ["Publisher", "available"]
+
+_STARTING, _READY, _UNAVAILABLE = "starting", "ready", "unavailable"
+
+
+def available() -> bool:
+    """Whether this platform can run the helper (POSIX, with a Python executable to start)."""
+    return os.name == "posix" and bool(sys.executable)
+
+
+class Publisher:
+    """The computing process's end: sends states and results, releases leases as they are published."""
+
+    def __init__(self, spec: EngineSpec):
+        ours, theirs = Pipe()
+        package_root = str(Path(__file__).resolve().parents[2])  # the helper imports this very prunelab
+        path = os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])])
+        self.conn = ours
+        self.phase = _STARTING
+        try:
+            self.process: subprocess.Popen[bytes] | None = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(theirs.fileno()), spec.directory, str(int(spec.durable)),
+                 str(os.getpid())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": path})
+        except OSError as err:
+            self.process = None
+            self._unavailable(f"it could not be started ({err})")
+        finally:
+            theirs.close()
+        self.sent: set[str] = set()  # blobs already handed over in this run
+        self.outstanding: Counter[Lease] = Counter()  # messages not yet acknowledged, per lease
+        self.letting_go: set[Lease] = set()  # leases to release once their messages are acknowledged
+        self.by_sequence: dict[int, tuple[Lease, str]] = {}
+        self.sequence = 0
+        self.elsewhere: list[str] = []  # states another writer published first (found out late)
+        self.counters: Counter[str] = Counter()
+        self.failure: PublishError | None = None  # what the helper reported, raised again by close()
+
+    def ready(self) -> bool:
+        """Whether the helper has started; until it has (or when it cannot), publish in this process."""
+        if self.phase == _STARTING:
+            try:
+                if self.conn.poll():
+                    self.conn.recv()
+                    self.phase = _READY
+                    if os.environ.get(files.CRASH_ENV):  # the crash test hook counts writes across both processes
+                        self.conn.send(("counts", files.crash_counts))
+            except (EOFError, OSError):
+                code = None if self.process is None else self.process.wait()
+                self._unavailable(f"it exited at start with code {code}")
+        return self.phase == _READY
+
+    def publish_state(self, record: dict[str, Any], values: dict[str, Any] | None, blobs: dict[str, Blob],
+                      lease: Lease) -> None:
+        """Queue a state (or a failure record, ``values`` None) made under ``lease``."""
+        self._send(("state", record, values, self._new_blobs(blobs), str(lease.path), lease.token), lease,
+                   record["id"])
+
+    def write_result(self, node_id: str, record: dict[str, Any], blobs: dict[str, Blob],
+                     withheld: tuple[dict[str, Any], dict[str, Blob]] | None, lease: Lease) -> None:
+        """Queue a function result (and its withheld part, under a blind) computed under ``lease``."""
+        hidden = None if withheld is None else (withheld[0], self._new_blobs(withheld[1]))
+        self._send(("result", node_id, record, self._new_blobs(blobs), hidden), lease, "")
+
+    def let_go(self, lease: Lease) -> None:
+        """Release ``lease`` as soon as everything queued under it is published."""
+        if self.outstanding[lease]:
+            self.letting_go.add(lease)
+        else:
+            del self.outstanding[lease]
+            lease.release()
+        if self.phase == _READY:
+            self._drain(block=False)
+
+    def close(self) -> None:
+        """Wait until everything queued is published, then stop the helper.
+
+        Raises :class:`PublishError` if the helper failed; the leases of whatever
+        it had not published are released (those states are computed again
+        by the next run).
+        """
+        try:
+            if self.failure is not None:
+                raise self.failure
+            if self.phase == _READY:
+                with contextlib.suppress(OSError):
+                    self.conn.send(("stop",))
+                self._drain(block=True)
+        finally:
+            self.conn.close()
+            if self.process is not None:
+                if self.phase != _READY:
+                    self.process.kill()  # never used: nothing to wait for
+                try:
+                    self.process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+            for lease in [*self.outstanding, *self.letting_go]:
+                lease.release()
+            self.outstanding.clear()
+            self.letting_go.clear()
+
+    def _unavailable(self, why: str) -> None:
+        self.phase = _UNAVAILABLE
+        warnings.warn(f"prunelab's publishing helper is not available: {why}; this run stores its states in "
+                      "its own process (correct, a little slower).", PrunelabWarning, stacklevel=3)
+
+    def _new_blobs(self, blobs: dict[str, Blob]) -> dict[str, bytes]:
+        out = {name: bytes(blob.data) for name, blob in blobs.items() if name not in self.sent}
+        self.sent.update(out)
+        return out
+
+    def _send(self, message: tuple[Any, ...], lease: Lease, node_id: str) -> None:
+        self._drain(block=False)  # acknowledgements never fill their direction of the socket
+        self.sequence += 1
+        self.by_sequence[self.sequence] = (lease, node_id)
+        self.outstanding[lease] += 1
+        try:
+            self.conn.send((message[0], self.sequence, *message[1:]))
+        except OSError:  # the helper is gone: its own error (or its exit code) says why
+            self._drain(block=True)
+
+    def _drain(self, block: bool) -> None:
+        if self.failure is not None:
+            raise self.failure
+        while block or self.conn.poll():
+            try:
+                message = self.conn.recv()
+            except (EOFError, OSError):
+                if not self.by_sequence:
+                    return
+                code = None if self.process is None else self.process.wait()
+                self.failure = PublishError(
+                    f"the publishing helper died (exit code {code}) with {len(self.by_sequence)} states or results "
+                    "not stored; nothing was stored partially, and re-running computes them.")
+                raise self.failure from None
+            kind = message[0]
+            if kind == "error":
+                self.failure = PublishError(
+                    "storing failed in the publishing helper; nothing was stored partially, and re-running computes "
+                    f"the states and results not stored. Its error:\n{message[1]}")
+                raise self.failure
+            if kind == "stopped":
+                return
+            _, sequence, published, counters = message
+            self.counters.update(counters)
+            lease, node_id = self.by_sequence.pop(sequence)
+            if node_id and not published:
+                self.elsewhere.append(node_id)
+            self.outstanding[lease] -= 1
+            if not self.outstanding[lease]:
+                del self.outstanding[lease]
+                if lease in self.letting_go:
+                    self.letting_go.discard(lease)
+                    lease.release()
+
+
+def serve(conn: Connection, directory: str, durable: bool) -> None:
+    """The helper's loop: publish each message in order, acknowledge it, stop when told (or orphaned)."""
+    from .index import Index
+    from .store import Store
+
+    store = Store(directory, durable=durable)
+    index = Index(store)
+    store.blob_users = index.blob_users
+    conn.send(("ready",))
+    lost: set[str] = set()  # states whose lease was lost before their rename: their results are not ours either
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message[0] == "stop":
+            conn.send(("stopped",))
+            return
+        if message[0] == "counts":
+            files.crash_counts.update(message[1])
+            continue
+        try:
+            before = Counter(store.counters)
+            if message[0] == "state":
+                _, sequence, record, values, blobs, lease_path, token = message
+                published = store.publish_state(
+                    record, values, _blobs(blobs), index.record_published,
+                    lambda: (read_lease(Path(lease_path)) or {}).get("token") == token)
+                if not published:
+                    lost.add(record["id"])
+            else:
+                _, sequence, node_id, record, blobs, hidden = message
+                published = node_id not in lost
+                if published:
+                    if hidden is not None:
+                        store.write_withheld(node_id, hidden[0], _blobs(hidden[1]))
+                    store.write_result(node_id, record, _blobs(blobs), lambda r: index.result_written(node_id, r))
+            conn.send(("ack", sequence, published, dict(Counter(store.counters) - before)))
+        except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
+            conn.send(("error", traceback.format_exc()))
+            return
+
+
+def _blobs(raw: dict[str, bytes]) -> dict[str, Blob]:
+    return {name: Blob(name, memoryview(data), data) for name, data in raw.items()}
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this process when its parent dies (Linux), and leave now if it already has."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(0)
+
+
+def main(argv: list[str]) -> None:
+    """Entry point of ``python -m prunelab.core.publisher FD DIRECTORY DURABLE PARENT_PID``."""
+    fd, directory, durable, parent = argv
+    _die_with(int(parent))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it then stops us
+    files.ALSO_KILL = int(parent)  # the crash test hook kills the whole run, as when publishing in-process
+    serve(Connection(int(fd)), directory, durable == "1")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
