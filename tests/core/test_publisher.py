@@ -103,6 +103,23 @@ def test_the_helper_publishes_every_state_and_result_exactly_as_the_computing_pr
     assert exp.run(quiet=True).done == []
 
 
+def test_blinded_results_go_through_the_helper_withheld_as_in_process(tmp_path, in_process):
+    from prunelab.analysis import blind, unblind
+
+    exp = pl.Experiment(tmp_path / "exp", MLPState)
+    _, _, leaves = declare_tree(exp)
+    blind(exp, metrics=["evaluate.loss"], nodes=["scale:*"])
+    executor = WaitingExecutor()
+    exp.run(executor=executor, quiet=True)
+    assert executor.publisher.sequence == 8 + 4
+    truth = results_of(in_process)
+    for node in leaves:
+        assert node.results["evaluate"]["loss"] == "<blinded>"
+        assert repr(truth[node.id]["evaluate"]["loss"]) not in exp.store.result_path(node.id, "evaluate", 1).read_text()
+    unblind(exp)
+    assert results_of(tmp_path / "exp") == truth
+
+
 def test_a_state_whose_lease_was_taken_over_is_not_published_and_is_reported_stored_elsewhere(tmp_path):
     exp = pl.Experiment(tmp_path / "exp", MLPState)
     trained = Train(steps=2, lr=0.1)(exp.spawn_new_tree(width=8, replicate=0))

@@ -144,19 +144,24 @@ def encode_value(value: Any, *, owner: str, allow_pickle: bool = False, allow_st
 _SCALARS = frozenset({type(None), bool, int, float, str})
 
 
+def _scalar(value: None | bool | int | float | str) -> list[Any]:
+    """The spec of a JSON scalar (NaN and infinities as text)."""
+    return ["json", value] if type(value) is not float or math.isfinite(value) else ["float", repr(value)]
+
+
 def _encode(value: Any, path: _Path, ctx: _Context) -> Any:
     if value is None or isinstance(value, (bool, int, str)):
         return ["json", value]
     if isinstance(value, float):
         return ["json", value] if math.isfinite(value) else ["float", repr(value)]
-    if type(value) in (list, tuple):
-        tag = "list" if type(value) is list else "tuple"
-        if all(type(v) in _SCALARS for v in value):  # the common case (losses, per-class figures), inline
-            return [tag, [["json", v] if type(v) is not float or math.isfinite(v) else ["float", repr(v)]
-                          for v in value]]
-        return [tag, [_encode(v, (path, i, False), ctx) for i, v in enumerate(value)]]
+    if type(value) in (list, tuple):  # JSON scalars (losses, per-class figures, configs) are encoded in place
+        return ["list" if type(value) is list else "tuple",
+                [_scalar(v) if type(v) in _SCALARS else _encode(v, (path, i, False), ctx)
+                 for i, v in enumerate(value)]]
     if isinstance(value, dict):  # OrderedDict (state dicts) too; loaded back as a dict
-        return ["dict", [[_encode(k, path, ctx), _encode(v, (path, k, False), ctx)] for k, v in value.items()]]
+        return ["dict", [[_scalar(k) if type(k) in _SCALARS else _encode(k, path, ctx),
+                          _scalar(v) if type(v) in _SCALARS else _encode(v, (path, k, False), ctx)]
+                         for k, v in value.items()]]
     if isinstance(value, bytes):
         return ["bytes", ctx.add_blob(memoryview(value), value)]
     if isinstance(value, pathlib.PurePath):
@@ -197,16 +202,16 @@ def _decode(spec: Any, source: BlobSource, current: Any, owner: str, allow_pickl
         return spec[1]
     if tag == "float":
         return float(spec[1])
-    if tag in ("list", "tuple"):
-        items = [
-            _decode(s, source, _item(current, i), f"{owner}[{i}]", allow_pickle) for i, s in enumerate(spec[1])
-        ]
+    if tag in ("list", "tuple"):  # JSON scalars (most items) are read in place: no call, no owner text
+        items = [s[1] if s[0] == "json" else _decode(s, source, _item(current, i), f"{owner}[{i}]", allow_pickle)
+                 for i, s in enumerate(spec[1])]
         return items if tag == "list" else tuple(items)
     if tag == "dict":
         out = {}
         for key_spec, value_spec in spec[1]:
-            key = _decode(key_spec, source, None, owner, allow_pickle)
-            out[key] = _decode(value_spec, source, _item(current, key), f"{owner}[{key!r}]", allow_pickle)
+            key = key_spec[1] if key_spec[0] == "json" else _decode(key_spec, source, None, owner, allow_pickle)
+            out[key] = (value_spec[1] if value_spec[0] == "json" else
+                        _decode(value_spec, source, _item(current, key), f"{owner}[{key!r}]", allow_pickle))
         return out
     if tag == "bytes":
         return source.raw(spec[1])

@@ -636,6 +636,6 @@ def _tensor_specs(spec: Any) -> list[list[Any]]:
         elif isinstance(item, list) and item:
             if item[0] == "tensor":
                 out.append(item)
-            else:
-                stack.extend(x for x in item if isinstance(x, list))
+            else:  # a JSON scalar's spec holds no tensor
+                stack.extend(x for x in item if isinstance(x, list) and x and x[0] != "json")
     return out

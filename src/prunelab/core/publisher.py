@@ -104,14 +104,15 @@ class Publisher:
     def publish_state(self, record: dict[str, Any], values: dict[str, Any] | None, blobs: dict[str, Blob],
                       lease: Lease) -> None:
         """Queue a state (or a failure record, ``values`` None) made under ``lease``."""
-        self._send(("state", record, values, self._new_blobs(blobs), str(lease.path), lease.token), lease,
+        self._send(("state", record, values, str(lease.path), lease.token), self._new_blobs(blobs), lease,
                    record["id"])
 
     def write_result(self, node_id: str, record: dict[str, Any], blobs: dict[str, Blob],
                      withheld: tuple[dict[str, Any], dict[str, Blob]] | None, lease: Lease) -> None:
         """Queue a function result (and its withheld part, under a blind) computed under ``lease``."""
-        hidden = None if withheld is None else (withheld[0], self._new_blobs(withheld[1]))
-        self._send(("result", node_id, record, self._new_blobs(blobs), hidden), lease, "")
+        hidden = None if withheld is None else withheld[0]
+        new = self._new_blobs({**blobs, **({} if withheld is None else withheld[1])})
+        self._send(("result", node_id, record, hidden), new, lease, "")
 
     def let_go(self, lease: Lease) -> None:
         """Release ``lease`` as soon as everything queued under it is published."""
@@ -157,18 +158,21 @@ class Publisher:
         warnings.warn(f"prunelab's publishing helper is not available: {why}; this run stores its states in "
                       "its own process (correct, a little slower).", PrunelabWarning, stacklevel=3)
 
-    def _new_blobs(self, blobs: dict[str, Blob]) -> dict[str, bytes]:
-        out = {name: bytes(blob.data) for name, blob in blobs.items() if name not in self.sent}
-        self.sent.update(out)
-        return out
+    def _new_blobs(self, blobs: dict[str, Blob]) -> list[Blob]:
+        new = [blob for name, blob in blobs.items() if name not in self.sent]
+        self.sent.update(blob.digest for blob in new)
+        return new
 
-    def _send(self, message: tuple[Any, ...], lease: Lease, node_id: str) -> None:
+    def _send(self, message: tuple[Any, ...], blobs: list[Blob], lease: Lease, node_id: str) -> None:
+        """Send a message, then the bytes of the blobs it brings (as they are: no copy through pickle)."""
         self._drain(block=False)  # acknowledgements never fill their direction of the socket
         self.sequence += 1
         self.by_sequence[self.sequence] = (lease, node_id)
         self.outstanding[lease] += 1
         try:
-            self.conn.send((message[0], self.sequence, *message[1:]))
+            self.conn.send((message[0], self.sequence, [blob.digest for blob in blobs], *message[1:]))
+            for blob in blobs:
+                self.conn.send_bytes(blob.data)
         except OSError:  # the helper is gone: its own error (or its exit code) says why
             self._drain(block=True)
 
@@ -230,28 +234,31 @@ def serve(conn: Connection, directory: str, durable: bool) -> None:
             continue
         try:
             before = Counter(store.counters)
-            if message[0] == "state":
-                _, sequence, record, values, blobs, lease_path, token = message
+            kind, sequence, names, *rest = message
+            blobs = {name: Blob(name, memoryview(data), data) for name in names for data in [conn.recv_bytes()]}
+            if kind == "state":
+                record, values, lease_path, token = rest
                 published = store.publish_state(
-                    record, values, _blobs(blobs), index.record_published,
+                    record, values, _of(record, blobs), index.record_published,
                     lambda: (read_lease(Path(lease_path)) or {}).get("token") == token)
                 if not published:
                     lost.add(record["id"])
             else:
-                _, sequence, node_id, record, blobs, hidden = message
+                node_id, record, hidden = rest
                 published = node_id not in lost
                 if published:
                     if hidden is not None:
-                        store.write_withheld(node_id, hidden[0], _blobs(hidden[1]))
-                    store.write_result(node_id, record, _blobs(blobs), lambda r: index.result_written(node_id, r))
+                        store.write_withheld(node_id, hidden, _of(hidden, blobs))
+                    store.write_result(node_id, record, _of(record, blobs), lambda r: index.result_written(node_id, r))
             conn.send(("ack", sequence, published, dict(Counter(store.counters) - before)))
         except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
             conn.send(("error", traceback.format_exc()))
             return
 
 
-def _blobs(raw: dict[str, bytes]) -> dict[str, Blob]:
-    return {name: Blob(name, memoryview(data), data) for name, data in raw.items()}
+def _of(record: dict[str, Any], blobs: dict[str, Blob]) -> dict[str, Blob]:
+    """The blobs a record references that were sent with its message (the others were sent before)."""
+    return {name: blobs[name] for name in record["blobs"] if name in blobs}
 
 
 def _die_with(parent: int) -> None:
