@@ -34,7 +34,7 @@ class WaitingExecutor(pl.LocalExecutor):
         self.publisher = None
 
     def _execute(self, tasks, engine, progress, report):
-        self.publisher = engine.publisher
+        self.publisher = engine.publishing_helper()
         deadline = time.monotonic() + 60
         while self.publisher.phase == "starting":
             self.publisher.ready()
@@ -182,21 +182,26 @@ def test_a_helper_that_cannot_start_leaves_the_run_publishing_in_process(tmp_pat
     assert stored_values(tmp_path / "exp") == stored_values(in_process)
 
 
-def test_pipelined_false_starts_no_helper(tmp_path):
-    exp = pl.Experiment(tmp_path / "exp", MLPState)
-    declare_tree(exp)
+class Watching(pl.LocalExecutor):
+    """The local executor, noting the publishing helper in use at the end of its run."""
+
     seen = []
 
-    class Watching(pl.LocalExecutor):
-        def _execute(self, tasks, engine, progress, report):
-            seen.append(engine.publisher)
-            super()._execute(tasks, engine, progress, report)
+    def _execute(self, tasks, engine, progress, report):
+        super()._execute(tasks, engine, progress, report)
+        self.seen.append(engine.publisher)
 
-    exp.run(executor=Watching(pipelined=False), quiet=True)
-    exp2 = pl.Experiment(tmp_path / "exp2", MLPState)
-    declare_tree(exp2)
-    exp2.run(executor=Watching(), quiet=True)
-    assert seen[0] is None and seen[1] is not None
+
+def test_a_run_starts_a_helper_only_when_pipelined_and_with_something_to_store(tmp_path):
+    Watching.seen = []
+    for name, pipelined in [("in-process", False), ("pipelined", True)]:
+        exp = pl.Experiment(tmp_path / name, MLPState)
+        declare_tree(exp)
+        exp.run(executor=Watching(pipelined=pipelined), quiet=True)
+        exp.run(executor=Watching(pipelined=pipelined), quiet=True)  # all stored: nothing to publish
+    in_process, _, pipelined, cached = Watching.seen
+    assert in_process is None and cached is None
+    assert pipelined is not None and pipelined.process.pid != os.getpid()
 
 
 def test_pipelined_must_be_a_bool():

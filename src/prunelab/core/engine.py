@@ -208,7 +208,8 @@ class Engine:
         self._layouts: dict[tuple[str, Any], ExperimentState] = {}
         self._stored: dict[str, Materialized] = {}
         self._preserving = False
-        self.publisher: Publisher | None = None
+        self.publisher: Publisher | None = None  # the helper publishing in a pipelined block, once started
+        self._pipelining = False
 
     @classmethod
     def open(cls, spec: EngineSpec) -> Engine:
@@ -251,40 +252,53 @@ class Engine:
     def pipelined(self, enabled: bool = True) -> Iterator[list[str]]:
         """Publish from a helper process for the duration of the block (see :mod:`.publisher`).
 
-        Yields a list that, after the block, holds the states another writer
-        turned out to have published first. Until the helper has started, and
-        where it cannot run, states are published in this process, as outside
-        the block.
+        The helper starts with the first state or result to publish (a run
+        with nothing to compute starts none). Yields a list that, after the
+        block, holds the states another writer turned out to have published
+        first. Until the helper is up, and where it cannot run, states are
+        published in this process, as outside the block.
         """
-        from .publisher import Publisher, available
+        from .publisher import available
 
         late: list[str] = []
-        if not enabled or self.publisher is not None or not available():
+        if not enabled or self._pipelining or not available():
             yield late
             return
-        publisher = self.publisher = Publisher(self.spec)
+        self._pipelining = True
         try:
             yield late
         finally:
-            self.publisher = None
-            try:
-                publisher.close()
-            finally:
-                late.extend(publisher.elsewhere)
-                self.store.counters.update(publisher.counters)
+            self._pipelining = False
+            publisher, self.publisher = self.publisher, None
+            if publisher is not None:
+                try:
+                    publisher.close()
+                finally:
+                    late.extend(publisher.elsewhere)
+                    self.store.counters.update(publisher.counters)
+
+    def publishing_helper(self) -> Publisher | None:
+        """The helper of the current :meth:`pipelined` block, started on first use; None outside one."""
+        if self._pipelining and self.publisher is None:
+            from .publisher import Publisher
+
+            self.publisher = Publisher(self.spec)
+        return self.publisher
 
     def _publish(self, record: dict[str, Any], materialized: Materialized | None, lease: Lease) -> bool:
         """Publish a state (or a failure record) made under ``lease``; False when another writer came first."""
         values, blobs = (None, {}) if materialized is None else (materialized.values, materialized.blobs)
-        if self.publisher is not None and self.publisher.ready():
-            self.publisher.publish_state(record, values, blobs, lease)
+        helper = self.publishing_helper()
+        if helper is not None and helper.ready():
+            helper.publish_state(record, values, blobs, lease)
             return True
         return self.store.publish_state(record, values, blobs, self.index.record_published, lease.owned)
 
     def _store_result(self, node_id: str, record: dict[str, Any], blobs: dict[str, Blob],
                       withheld: tuple[dict[str, Any], dict[str, Blob]] | None, lease: Lease) -> None:
-        if self.publisher is not None and self.publisher.ready():
-            self.publisher.write_result(node_id, record, blobs, withheld, lease)
+        helper = self.publishing_helper()
+        if helper is not None and helper.ready():
+            helper.write_result(node_id, record, blobs, withheld, lease)
             return
         if withheld is not None:
             self.store.write_withheld(node_id, *withheld)

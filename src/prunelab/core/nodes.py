@@ -127,7 +127,8 @@ class Node:
     @property
     def depth(self) -> int:
         """Number of recipes between the root and this state."""
-        return int(self.record.get("depth", 0))
+        known = self._record or self._pending  # a node declared here knows it without reading its stored record
+        return int((known or self.record).get("depth", 0))
 
     @property
     def results(self) -> dict[str, Any]:
