@@ -285,19 +285,24 @@ class Engine:
             self.publisher = Publisher(self.spec)
         return self.publisher
 
+    def _ready_helper(self) -> Publisher | None:
+        """The publishing helper if it is up; None while it starts, where it cannot, and outside a pipelined block."""
+        helper = self.publishing_helper()
+        return helper if helper is not None and helper.ready() else None
+
     def _publish(self, record: dict[str, Any], materialized: Materialized | None, lease: Lease) -> bool:
         """Publish a state (or a failure record) made under ``lease``; False when another writer came first."""
         values, blobs = (None, {}) if materialized is None else (materialized.values, materialized.blobs)
-        helper = self.publishing_helper()
-        if helper is not None and helper.ready():
+        helper = self._ready_helper()
+        if helper is not None:
             helper.publish_state(record, values, blobs, lease)
             return True
         return self.store.publish_state(record, values, blobs, self.index.record_published, lease.owned)
 
     def _store_result(self, node_id: str, record: dict[str, Any], blobs: dict[str, Blob],
                       withheld: tuple[dict[str, Any], dict[str, Blob]] | None, lease: Lease) -> None:
-        helper = self.publishing_helper()
-        if helper is not None and helper.ready():
+        helper = self._ready_helper()
+        if helper is not None:
             helper.write_result(node_id, record, blobs, withheld, lease)
             return
         if withheld is not None:

@@ -219,6 +219,7 @@ def serve(conn: Connection, directory: str, durable: bool) -> None:
     store = Store(directory, durable=durable)
     index = Index(store)
     store.blob_users = index.blob_users
+    store.counters.clear()  # each acknowledgement carries what its own message counted
     conn.send(("ready",))
     lost: set[str] = set()  # states whose lease was lost before their rename: their results are not ours either
     while True:
@@ -233,7 +234,6 @@ def serve(conn: Connection, directory: str, durable: bool) -> None:
             files.crash_counts.update(message[1])
             continue
         try:
-            before = Counter(store.counters)
             kind, sequence, names, *rest = message
             blobs = {name: Blob(name, memoryview(data), data) for name in names for data in [conn.recv_bytes()]}
             if kind == "state":
@@ -250,7 +250,8 @@ def serve(conn: Connection, directory: str, durable: bool) -> None:
                     if hidden is not None:
                         store.write_withheld(node_id, hidden, _of(hidden, blobs))
                     store.write_result(node_id, record, _of(record, blobs), lambda r: index.result_written(node_id, r))
-            conn.send(("ack", sequence, published, dict(Counter(store.counters) - before)))
+            conn.send(("ack", sequence, published, dict(store.counters)))  # what this message counted
+            store.counters.clear()
         except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
             conn.send(("error", traceback.format_exc()))
             return
