@@ -15,13 +15,13 @@ SURFACE = {
     "prunelab": [
         "CorruptStateError", "DaskExecutor", "Experiment", "ExperimentFormatError", "ExperimentState",
         "LocalExecutor", "Node",
-        "NodeSet", "PrunelabError", "PrunelabWarning", "PublishError", "Recipe", "RunError", "StateDefinitionError",
-        "UnhashableValueError", "UnknownNameError", "__version__", "function",
+        "NodeSet", "PrunelabError", "PrunelabWarning", "PublishError", "ReadOnlyError", "Recipe", "RunError",
+        "StateDefinitionError", "UnhashableValueError", "UnknownNameError", "__version__", "function",
     ],
     "prunelab.core": [
         "CorruptStateError", "Experiment", "ExperimentFormatError", "ExperimentState", "Function", "Node", "NodeSet",
-        "Plan", "PrunelabError", "PrunelabWarning", "PublishError", "Recipe", "RunError", "StateDefinitionError",
-        "UnhashableValueError", "UnknownNameError", "encode", "function",
+        "Plan", "PrunelabError", "PrunelabWarning", "PublishError", "ReadOnlyError", "Recipe", "RunError",
+        "StateDefinitionError", "UnhashableValueError", "UnknownNameError", "encode", "function",
     ],
     "prunelab.analysis": [
         "AnalysisError", "DEFAULT_FORMULA", "RegressionResult", "accuracy_vs_sparsity", "blind", "class_change",

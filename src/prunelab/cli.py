@@ -7,20 +7,34 @@ text a person reads. Exit codes: 0 when the command did its job; 1 when
 error (one ``error:`` line saying what to do; ``--debug`` shows the
 traceback); ``run`` exits with its script's code (1 when it raised). State
 ids are accepted by unique prefix.
+
+Terminal output shows every control character escaped (``\\n``, ``\\x1b``,
+``\\u202e``), so that a tag, name or error text read from an experiment can
+neither send escape sequences to the terminal nor forge lines: one state is one
+``ls`` line, and only multi-line texts (a stored traceback) keep their newlines.
+``--json`` prints the exact strings. A closed pipe (``prunelab ls DIR | head``)
+ends the command quietly with exit code 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import math
+import os
+import re
+import subprocess
 import sys
 import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .errors import PrunelabError, PrunelabWarning
 
 if TYPE_CHECKING:
     from .core.experiment import Experiment
@@ -36,6 +50,82 @@ class Output:
     data: Any
     text: str
     code: int = 0
+
+
+# C0 and C1 controls, DEL, the line and paragraph separators, and the bidi embeddings, overrides and isolates
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_UNSAFE_BUT_NEWLINE = re.compile("(?!\n)" + _UNSAFE.pattern)
+
+
+def _escape(text: str, *, multiline: bool = False) -> str:
+    """``text`` safe for a terminal: every control character shown as its escape (``\\n``, ``\\x1b``, ``\\u202e``).
+
+    With ``multiline=True`` newlines are kept (a traceback stays readable) and
+    every other control character is still escaped.
+    """
+    pattern = _UNSAFE_BUT_NEWLINE if multiline else _UNSAFE
+    return pattern.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class _WriteError(PrunelabError, OSError):
+    """An output file (``-o``) cannot be written."""
+
+
+def _check_writable(target: Path) -> None:
+    """Fail before any work when ``target`` cannot be written: its folder is missing or read-only, or it is a folder."""
+    folder = target.parent
+    if not folder.is_dir():
+        why = "no such directory" if not folder.exists() else "not a directory"
+        raise _WriteError(f"cannot write {target}: {why}: {folder}; create the directory or pick another -o path.")
+    if target.is_dir():
+        raise _WriteError(f"cannot write {target}: it is a directory; give a file name with -o.")
+    if not os.access(folder, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise _WriteError(f"cannot write {target}: permission denied or a read-only file system; "
+                          "pick another -o path.")
+
+
+@contextlib.contextmanager
+def _writing(target: Path) -> Iterator[None]:
+    """Check ``target`` on entry, then turn an ``OSError`` writing it (a full disk …) into one ``error:`` line.
+
+    An ``OSError`` that names another file (one read on the way) passes unchanged, as does a ``PrunelabError``.
+    """
+    _check_writable(target)
+    try:
+        yield
+    except PrunelabError:
+        raise
+    except OSError as err:
+        if err.filename is not None and os.fspath(err.filename) != os.fspath(target):
+            raise  # another file: not an output error
+        raise _WriteError(f"cannot write {target}: {err.strerror or err}; free space or pick another -o path.") from err
+
+
+def _whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``."""
+    def parse(text: str) -> int:
+        value: int | None
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"give a whole number >= {minimum}, not {text!r}")
+        return value
+
+    return parse
+
+
+def _finite_nonnegative(text: str) -> float:
+    """An argparse type: a finite number >= 0 (no nan, no inf)."""
+    value: float | None
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"give a finite number >= 0, not {text!r}")
+    return value
 
 
 def _open(directory: str) -> Experiment:
@@ -79,7 +169,7 @@ def _tree(args: argparse.Namespace) -> Output:
 
 def _ls(args: argparse.Namespace) -> Output:
     rows = [_row(n) for n in _select(_open(args.directory), args)]
-    text = "\n".join(f"{r['id']}  {r['status']:8s} d{r['depth']:<3d} {r['recipe']:16s} {','.join(r['tags'])}"
+    text = "\n".join(_escape(f"{r['id']}  {r['status']:8s} d{r['depth']:<3d} {r['recipe']:16s} {','.join(r['tags'])}")
                      for r in rows)
     return Output(rows, text)
 
@@ -89,27 +179,28 @@ def _show(args: argparse.Namespace) -> Output:
     node = exp.graph.node(args.id)
     record = node.record
     results = {name: _summarise(value) for name, value in node.results.items()} if node.stored_status else {}
-    environment = exp.store.read_env(record["environment"]) if record.get("environment") else None
+    environment = exp.store.environment(record.get("environment")) or None
     data = {**_row(node), "properties": node.properties, "lineage": node.lineage, "record": record,
             "results": results, "environment": environment}
-    lines = [f"state {node.id}  ({node.status}, depth {node.depth}, {_row(node)['recipe']})",
-             f"parent: {node.parent_id or '-'}", f"tags: {', '.join(sorted(node.tags)) or '-'}",
-             "properties: " + json.dumps(node.properties, default=str),
-             "recipe: " + json.dumps(record.get("recipe"), default=str),
-             "lineage: " + json.dumps(node.lineage, default=str),
-             f"seed {record.get('seed')}, threads {record.get('threads')}, deterministic {record.get('deterministic')}, "
-             f"wall {record.get('wall_s', 0.0):.3f} s, worker {record.get('worker')}",
-             f"fingerprint: {(record.get('recipe') or {}).get('fingerprint') or record.get('fingerprint') or '-'}",
-             f"pre-registrations: {', '.join(d[:16] for d in record.get('prereg') or []) or '-'}"]
-    if record.get("error"):
-        lines += ["error:", record["error"].rstrip()]
-    lines += ["results:"] + [f"  {name}: {json.dumps(value, default=str)[:400]}" for name, value in results.items()]
-    if environment is not None:
+    head = [f"state {node.id}  ({node.status}, depth {node.depth}, {_row(node)['recipe']})",
+            f"parent: {node.parent_id or '-'}", f"tags: {', '.join(sorted(node.tags)) or '-'}",
+            "properties: " + json.dumps(node.properties, default=str),
+            "recipe: " + json.dumps(record.get("recipe"), default=str),
+            "lineage: " + json.dumps(node.lineage, default=str),
+            f"seed {record.get('seed')}, threads {record.get('threads')}, deterministic {record.get('deterministic')}, "
+            f"wall {record.get('wall_s', 0.0):.3f} s, worker {record.get('worker')}",
+            f"fingerprint: {(record.get('recipe') or {}).get('fingerprint') or record.get('fingerprint') or '-'}",
+            f"pre-registrations: {', '.join(d[:16] for d in record.get('prereg') or []) or '-'}"]
+    tail = ["results:"] + [f"  {name}: {json.dumps(value, default=str)[:400]}" for name, value in results.items()]
+    if environment is not None and "damaged" in environment:
+        tail += [f"environment {record['environment'][:16]}: damaged ({environment['damaged']})"]
+    elif environment is not None:
         torch_info = environment.get("torch") or {}
-        lines += [f"environment {record['environment'][:16]}: Python {environment.get('python')} on "
-                  f"{environment.get('os')}, {environment.get('cpu_count')} CPUs, torch {torch_info.get('version')}, "
-                  f"git {(environment.get('git') or {}).get('commit', '-')}"]
-    return Output(data, "\n".join(lines))
+        tail += [f"environment {record['environment'][:16]}: Python {environment.get('python')} on "
+                 f"{environment.get('os')}, {environment.get('cpu_count')} CPUs, torch {torch_info.get('version')}, "
+                 f"git {(environment.get('git') or {}).get('commit', '-')}"]
+    error = ["error:", _escape(str(record["error"]).rstrip(), multiline=True)] if record.get("error") else []
+    return Output(data, "\n".join([*map(_escape, head), *error, *map(_escape, tail)]))
 
 
 def _summarise(value: Any) -> Any:
@@ -130,14 +221,14 @@ def _status(args: argparse.Namespace) -> Output:
     exp = _open(args.directory)
     counts = Counter(node.status for node in exp.graph.nodes)
     runs = exp.graph.runs
-    failed = [{"id": n.id, "error": "\n".join((n.record.get("error") or "?").strip().splitlines()[-3:])}
-              for n in exp.graph.nodes if n.status == "failed"]
+    failed = [{"id": n.id, "error": "\n".join(str(n.record.get("error") or "?").strip().split("\n")[-3:])}
+              for n in exp.graph.nodes if n.status == "failed"]  # split at newlines only: a "\r" stays visible
     leases, stale, environments = held_leases(exp), stale_states(exp), environment_groups(exp)
     text = [f"{exp.directory}: {len(exp.graph.nodes)} states of class {exp.info.get('state_class')} "
             f"({', '.join(f'{n} {s}' for s, n in sorted(counts.items())) or 'none'}); {len(runs)} run(s)"]
     for f in failed:
         text.append(f"  failed {f['id'][:12]}:")
-        text += [f"    {line}" for line in f["error"].splitlines()]
+        text += [f"    {line}" for line in f["error"].split("\n")]
     for lease in leases:
         alive = {True: "alive", False: "dead", None: "on another host"}[lease["alive"]]
         text.append(f"  lease {lease['key'][:40]} held by {lease['host']}:{lease['pid']} ({alive}), "
@@ -153,14 +244,34 @@ def _status(args: argparse.Namespace) -> Output:
                         + (f"; differs in {'; '.join(group['differences'][:6])}" if group["differences"] else ""))
     return Output({"directory": str(exp.directory), "states": len(exp.graph.nodes), "counts": dict(counts),
                    "runs": len(runs), "failed": failed, "leases": leases, "stale": stale,
-                   "environments": environments}, "\n".join(text))
+                   "environments": environments}, "\n".join(map(_escape, text)))
 
 
 def _draw(args: argparse.Namespace) -> Output:
+    """Draw the graph; what the drawing says about itself (a large graph summarised) follows ``wrote OUT``."""
     exp = _open(args.directory)
     nodes = _select(exp, args) if args.tag else None
-    exp.graph.draw(args.output, nodes=nodes)
-    return Output({"path": str(args.output)}, f"wrote {args.output}")
+    target = Path(args.output)
+    with _writing(target):
+        notes = _draw_noting(exp, target, nodes, args.max_nodes)
+    return Output({"path": str(target), "notes": notes}, "\n".join(map(_escape, [f"wrote {target}", *notes])))
+
+
+def _draw_noting(exp: Experiment, target: Path, nodes: NodeSet | None, max_nodes: int | None) -> list[str]:
+    """Draw the graph of ``exp`` to ``target``; return what its prunelab warnings said (a large graph summarised)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            exp.graph.draw(target, nodes=nodes, max_nodes=max_nodes)
+        except subprocess.CalledProcessError as err:  # Graphviz's dot writes the file itself
+            said = err.stderr.decode(errors="replace") if isinstance(err.stderr, bytes) else str(err.stderr or "")
+            reason = (said.strip().splitlines() or [f"exit status {err.returncode}"])[-1]
+            raise _WriteError(f"cannot write {target}: Graphviz's dot failed ({reason}); free space or pick "
+                              "another -o path.") from err
+    for w in caught:  # other warnings go on as if uncaught
+        if not issubclass(w.category, PrunelabWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    return [str(w.message) for w in caught if issubclass(w.category, PrunelabWarning)]
 
 
 def _export(args: argparse.Namespace) -> Output:
@@ -170,16 +281,18 @@ def _export(args: argparse.Namespace) -> Output:
     target = Path(args.output)
     if target.suffix not in (".csv", ".parquet"):
         raise UnknownNameError(f"export writes .csv or .parquet files, not {target.name!r}; pick one of those suffixes.")
-    exp = _open(args.directory)
-    frame = class_frame(exp) if args.classes else exp.graph.nodes.to_frame() if args.all else state_frame(exp)
-    if target.suffix == ".csv":
-        frame.to_csv(target, index=False)
-    else:
+    if target.suffix == ".parquet":
         import importlib.util
 
         if importlib.util.find_spec("pyarrow") is None:  # pandas writes Parquet through pyarrow
             raise UnknownNameError("Parquet needs pyarrow: pip install 'prunelab[parquet]', or export to .csv.")
-        frame.to_parquet(target, index=False)
+    exp = _open(args.directory)
+    with _writing(target):
+        frame = class_frame(exp) if args.classes else exp.graph.nodes.to_frame() if args.all else state_frame(exp)
+        if target.suffix == ".csv":
+            frame.to_csv(target, index=False)
+        else:
+            frame.to_parquet(target, index=False)
     what = "the class frame" if args.classes else "every node" if args.all else "the state frame: outcome states"
     note = "" if len(frame) or args.all else "; there are no outcome states, --all exports every node"
     return Output({"path": str(target), "rows": len(frame), "columns": list(frame.columns)},
@@ -217,10 +330,10 @@ def _verify(args: argparse.Namespace) -> Output:
     exp = _open(args.directory)
     report = verify(exp, sample=None if args.all else args.sample, atol=args.atol)
     lines = [f"damaged: {d['file']} (states: {', '.join(s[:12] for s in d['states']) or 'none known'})"
-             for d in report.damaged]
+             + ("" if d["states"] else f": {d['error']}") for d in report.damaged]
     lines += [f"{r['id'][:12]}  {r['outcome']:12s} {r['detail']}" for r in report.rows]
     lines.append(report.summary())
-    return Output({"ok": report.ok, "rows": report.rows, "damaged": report.damaged}, "\n".join(lines),
+    return Output({"ok": report.ok, "rows": report.rows, "damaged": report.damaged}, "\n".join(map(_escape, lines)),
                   0 if report.ok else 1)
 
 
@@ -237,8 +350,8 @@ def _run(args: argparse.Namespace) -> Output:
         raise UnknownNameError(f"no such script: {script}")
     if args.address and args.executor == "local":
         raise UnknownNameError("--address names a Dask scheduler; use it with --executor dask (or alone).")
-    if args.workers is not None and (args.address or args.executor == "local" or args.workers < 1):
-        raise UnknownNameError("--workers N (N >= 1) sizes a local Dask cluster; it does not go with --address "
+    if args.workers is not None and (args.address or args.executor == "local"):
+        raise UnknownNameError("--workers N sizes a local Dask cluster; it does not go with --address "
                                "or --executor local.")
     if args.address:
         executor = "dask://" + args.address.removeprefix("tcp://")
@@ -265,20 +378,34 @@ def _run(args: argparse.Namespace) -> Output:
 
 
 def _reindex(args: argparse.Namespace) -> Output:
-    exp = _open(args.directory)
-    with exp.store.lock():
-        exp.index.rebuild()
+    from .core.experiment import reindex
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # what could not be indexed is listed below
+        exp, notes = reindex(args.directory)
     states = len(exp.index.node_rows())
-    return Output({"states": states, "index": str(exp.index.path)}, f"rebuilt {exp.index.path}: {states} states")
+    where = f"{exp.index.path}" + (f" (kept in memory: the file {exp.index.in_memory})" if exp.index.in_memory else "")
+    lines = [f"rebuilt {where}: {states} states"] + [f"  not restored: {note}" for note in notes]
+    if notes:
+        lines.append("  `prunelab gc --repair` sets damaged states and results aside; re-running the script recomputes "
+                     "them.")
+    return Output({"states": states, "index": str(exp.index.path), "in_memory": exp.index.in_memory,
+                   "not_restored": notes}, "\n".join(map(_escape, lines)))
 
 
 def _gc(args: argparse.Namespace) -> Output:
     exp = _open(args.directory)
     report = exp.gc(repair=args.repair, min_age_s=args.min_age, dry_run=args.dry_run)
     lines = [("(dry run) " if args.dry_run else "") + report.summary()]
-    lines += [f"  removed {node_id[:12]} (uses a corrupt blob): re-run the script to recompute it"
+    lines += [f"  removed {node_id[:12]} ({report.why.get(node_id, 'damaged')}): re-run the script to recompute it"
               for node_id in report.states_removed]
-    return Output({**dataclasses.asdict(report), "dry_run": args.dry_run}, "\n".join(lines))
+    lines += [f"  set aside result {item}: re-run the script to compute it again" for item in report.results_removed]
+    lines += [f"  set aside {item}" for item in report.logs_removed]
+    lines += [f"  damaged: {d['file']}: {d['error']}" for d in report.damaged if not args.repair]
+    lines += [f"  left alone (a link or an entry prunelab did not write): {link}" for link in report.links]
+    if report.damaged and not args.repair:
+        lines.append("  nothing damaged was collected; `prunelab gc --repair` sets it aside for recomputation")
+    return Output({**dataclasses.asdict(report), "dry_run": args.dry_run}, "\n".join(map(_escape, lines)))
 
 
 def _demo(args: argparse.Namespace) -> Output:
@@ -297,7 +424,7 @@ def _demo(args: argparse.Namespace) -> Output:
                                                                                           "cifar10"):
         config = replace(config, imbalance=None)
     executor = None
-    if args.workers:
+    if args.workers is not None:
         from .execution import DaskExecutor
 
         executor = DaskExecutor(n_workers=args.workers)
@@ -327,7 +454,10 @@ def _demo(args: argparse.Namespace) -> Output:
 def _report(args: argparse.Namespace) -> Output:
     from .analysis import report
 
-    path = report(_open(args.directory), args.output)
+    exp = _open(args.directory)
+    target = Path(args.output) if args.output is not None else exp.directory / "report.html"
+    with _writing(target):
+        path = report(exp, target)
     return Output({"path": str(path)}, f"report: {path}")
 
 
@@ -360,21 +490,25 @@ def _add_arguments(name: str, cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("script", help="the Python script to run (as __main__)")
         cmd.add_argument("arguments", nargs="*", help="arguments for the script, right after it (before the options)")
         cmd.add_argument("--executor", choices=["local", "dask"], help="default: PRUNELAB_EXECUTOR, else local")
-        cmd.add_argument("--workers", type=int, metavar="N", help="a local Dask cluster of N workers")
+        cmd.add_argument("--workers", type=_whole_number(1), metavar="N", help="a local Dask cluster of N workers")
         cmd.add_argument("--address", metavar="ADDR", help="a running Dask scheduler (host:port)")
         return
     if name == "demo":
         cmd.add_argument("--dataset", default="digits", help="digits (default), fashion-mnist, mnist, cifar10")
         cmd.add_argument("--out", default="runs/demo", help="experiment directory (default: runs/demo)")
-        cmd.add_argument("--seeds", type=int, help="number of seeds (default 3; 1 with --quick)")
-        cmd.add_argument("--rounds", type=int, help="pruning rounds, 20%% of what remains each (default 5)")
-        cmd.add_argument("--workers", type=int, help="run on a local Dask cluster of this many workers")
+        cmd.add_argument("--seeds", type=_whole_number(1), help="number of seeds (default 3; 1 with --quick)")
+        cmd.add_argument("--rounds", type=_whole_number(0),
+                         help="pruning rounds, 20%% of what remains each (default 5)")
+        cmd.add_argument("--workers", type=_whole_number(1), help="run on a local Dask cluster of this many workers")
         cmd.add_argument("--quick", action="store_true", help="a small study, under a minute")
         return
     cmd.add_argument("directory", help="an experiment directory")
     if name in ("tree", "ls", "draw"):
         cmd.add_argument("--tag", action="append", metavar="PATTERN",
                          help="keep states whose tags match (shell-style, !negates; repeatable)")
+    if name == "draw":
+        cmd.add_argument("--max-nodes", type=_whole_number(1), default=None, metavar="N",
+                         help="above N states, draw one box per recipe path (default 1000)")
     if name == "ls":
         cmd.add_argument("--where", action="append", metavar="PROP=VALUE",
                          help="keep states whose property, lineage field or recipe property equals VALUE")
@@ -393,16 +527,16 @@ def _add_arguments(name: str, cmd: argparse.ArgumentParser) -> None:
                          help="import this script (not as __main__) to find its classes and compare their sources")
     if name == "verify":
         which = cmd.add_mutually_exclusive_group()
-        which.add_argument("--sample", type=int, default=10, metavar="N",
+        which.add_argument("--sample", type=_whole_number(0), default=10, metavar="N",
                            help="re-execute N states drawn at random (seeded; default 10)")
         which.add_argument("--all", action="store_true", help="re-execute every stored state")
-        cmd.add_argument("--atol", type=float, default=0.0, metavar="X",
+        cmd.add_argument("--atol", type=_finite_nonnegative, default=0.0, metavar="X",
                          help="tensors differing by at most X count as close (default 0: bit for bit)")
 
     if name == "gc":
         cmd.add_argument("--repair", action="store_true",
                          help="verify every blob; delete corrupt ones and the states using them")
-        cmd.add_argument("--min-age", type=float, default=3600.0, metavar="SECONDS",
+        cmd.add_argument("--min-age", type=_finite_nonnegative, default=3600.0, metavar="SECONDS",
                          help="keep anything younger (default: 3600)")
         cmd.add_argument("--dry-run", action="store_true", help="report only")
 
@@ -421,21 +555,29 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code."""
-    from .core.errors import PrunelabError
+    """Run the command line; return the exit code (0 when the reader closed the pipe: ``prunelab ls DIR | head``)."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)  # the interpreter's last flush of stdout must not fail again
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         output = COMMANDS[args.command][0](args)
     except PrunelabError as err:
         if args.debug:
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_escape(str(err), multiline=True)}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(output.data, indent=2, default=str, allow_nan=True))
     elif output.text:
-        print(output.text)
+        print(_escape(output.text, multiline=True))
+    sys.stdout.flush()  # a closed pipe shows here, inside main
     return output.code
 
 

@@ -134,6 +134,7 @@ def registrations(exp: Experiment) -> list[dict[str, Any]]:
     was written with, or when records written after it carry another digest
     for it (it was changed, and its digest rewritten to match, afterwards).
     """
+    exp.store.read_logs("prereg", strict=True)  # a damaged entry is an edit nobody can check: say which file
     prereg = exp.graph.prereg
     index = exp.index
     stamped = [r for r in index.records([i for i, _, _ in index.node_rows()]).values()]

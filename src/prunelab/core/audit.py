@@ -104,7 +104,7 @@ def environment_groups(exp: Experiment) -> list[dict[str, Any]]:
 
 
 def _environment(exp: Experiment, digest: str | None) -> dict[str, Any]:
-    return exp.store.read_env(digest) if digest and (exp.store.root / "envs" / f"{digest}.json").exists() else {}
+    return exp.store.environment(digest)
 
 
 def _differences(base: dict[str, Any], other: dict[str, Any]) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import itertools
 import os
 import socket
 import time
@@ -25,7 +26,7 @@ from .identity import class_name, encode_property
 from .lease import BUSY, Lease, acquire
 from .prereg import split_blinded
 from .seeding import derive_seed, preserved, reseed, seeded
-from .state import ExperimentState, warn_undeclared
+from .state import ExperimentState, derived_fingerprint, warn_undeclared
 
 if TYPE_CHECKING:
     from .index import Index
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
     from .recipe import Function, Recipe
     from .store import Store
 
-__all__ = ["Task", "TaskOutcome", "Materialized", "Engine", "EngineSpec", "ELSEWHERE", "BUSY", "StoreSource", "MemorySource"]
+__all__ = ["Task", "TaskOutcome", "Materialized", "Engine", "EngineSpec", "ELSEWHERE", "BUSY", "StoreSource",
+           "MemorySource", "refuse_inside_body"]
 
 
 @dataclass
@@ -188,6 +190,42 @@ class EngineSpec:
 ELSEWHERE = "elsewhere"
 
 _OPEN: dict[str, Engine] = {}
+# The recipe and function bodies running in this process, one entry each (a Dask worker may run several at once).
+_BODIES: dict[int, str] = {}
+_ENTRIES = itertools.count()
+
+
+@contextlib.contextmanager
+def _in_body(what: str) -> Iterator[None]:
+    """Mark ``what`` (a recipe or function, and its node) as running in this process for the block."""
+    entry = next(_ENTRIES)
+    _BODIES[entry] = what
+    try:
+        yield
+    finally:
+        del _BODIES[entry]
+
+
+def refuse_inside_body(call: str) -> None:
+    """Raise if a recipe or function body is running in this process, where ``call`` would wait forever.
+
+    A run started from inside a body waits for the lease of the state that
+    body is computing, which is held until the body returns.
+    """
+    if _BODIES:
+        raise StateDefinitionError(
+            f"{call} was called from inside {list(_BODIES.values())[-1]}, which cannot return before that run "
+            "ends (the run would wait forever for the state being computed); declare the nodes in the script "
+            "and call run() once."
+        )
+
+
+@dataclass
+class _Template:
+    """A root's state as ``initialize_state`` built it, and the fingerprint of its derived attributes then."""
+
+    state: ExperimentState
+    derived: dict[str, Any]
 
 
 class Engine:
@@ -204,8 +242,9 @@ class Engine:
         self.deterministic = spec.deterministic
         self.environment = spec.environment
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
-        self._templates: dict[str, ExperimentState] = {}
-        self._layouts: dict[tuple[str, Any], ExperimentState] = {}
+        self._templates: dict[str, _Template] = {}
+        self._layouts: dict[tuple[str, Any], ExperimentState] = {}  # made from the root's template in _templates
+        self._spoiled: dict[str, dict[str, Any]] = {}  # root id -> derived fingerprint before a body changed it
         self._stored: dict[str, Materialized] = {}
         self._preserving = False
         self.publisher: Publisher | None = None  # the helper publishing in a pipelined block, once started
@@ -316,6 +355,48 @@ class Engine:
         else:
             lease.release()
 
+    @contextlib.contextmanager
+    def _body(self, seed: int, root_id: str, what: str) -> Iterator[None]:
+        """Run a recipe's or function's body: seeded, marked as running, then its root's derived attributes checked.
+
+        Derived attributes are shared by every state of a root (see
+        :meth:`new_state`), so one changed in place fails the body's task and
+        the root's template is dropped: later states are built afresh.
+        """
+        try:
+            with self._seeded(seed), _in_body(what):
+                yield
+        except BaseException:
+            self._changed_derived(root_id)  # a failing body may have changed them too: drop them then as well
+            raise
+        changed = self._changed_derived(root_id)
+        if changed:
+            example = changed[0]
+            raise StateDefinitionError(
+                f"{what} changed derived attribute(s) {', '.join(map(repr, changed))} in place. Derived attributes "
+                "are built once by initialize_state and shared by every state of the root, so its other states "
+                f"would see the change; copy one before changing it (e.g. state.{example} = state.{example}.clone() "
+                f"for a tensor, copy.deepcopy(state.{example}) otherwise). The states computed next get it rebuilt."
+            )
+
+    def _changed_derived(self, root_id: str) -> list[str]:
+        """The derived attributes of the root's template changed since it was built (the template dropped if any)."""
+        template = self._templates.get(root_id)
+        if template is None:  # the body's state was the template itself: it is shared with nothing
+            return []
+        now = derived_fingerprint(template.state)
+        changed = [name for name, before in template.derived.items() if now.get(name) != before]
+        if changed:
+            self._spoiled.setdefault(root_id, template.derived)
+            self._forget(root_id)
+        return changed
+
+    def _forget(self, root_id: str) -> None:
+        """Drop a root's template and the copies shaped from it."""
+        self._templates.pop(root_id, None)
+        for key in [key for key in self._layouts if key[0] == root_id]:
+            del self._layouts[key]
+
     def _seeded(self, seed: int) -> contextlib.AbstractContextManager[None]:
         if self._preserving:
             reseed(seed, threads=self.threads, deterministic=self.deterministic)
@@ -342,7 +423,8 @@ class Engine:
         states are copies of that template (much cheaper than re-initialising
         a model). Derived attributes are shared with the template, not copied:
         like anything ``initialize_state`` rebuilds from the properties, they
-        are to be treated as read-only.
+        are read-only, and a recipe or function that changes one in place fails
+        (see :meth:`_body`).
 
         With ``stored`` (the values the caller is about to decode into the
         state), the attributes decoded from scratch are left out of the copy,
@@ -352,20 +434,40 @@ class Engine:
         cls = self.require_class()
         template = self._templates.pop(root_id, None)
         if template is None:
-            template = cls.__new__(cls)
-            for name, value in properties.items():
-                setattr(template, name, value)
-            with self._seeded(derive_seed(root_id, "recipe")):
-                template.initialize_state()
+            template = self._initialise(cls, properties, root_id)
         try:
-            source = self._shaped(template, root_id, stored) if stored is not None and stored.layout else template
+            source = template.state
+            if stored is not None and stored.layout:
+                source = self._shaped(source, root_id, stored)
             state = _copy_template(source, cls.DERIVED_ATTRIBUTES, stored)
         except (TypeError, copy.Error, RuntimeError):  # something initialize_state built cannot be copied
-            return template  # the fresh one; the next state initialises again
+            self._forget(root_id)
+            return template.state  # the template itself; the next state initialises again
         self._templates[root_id] = template  # most recently used last
         while len(self._templates) > _TEMPLATES:
-            self._templates.pop(next(iter(self._templates)))
+            self._forget(next(iter(self._templates)))
         return state
+
+    def _initialise(self, cls: type[ExperimentState], properties: dict[str, Any], root_id: str) -> _Template:
+        """Build a root's template with ``initialize_state`` under the root's seed, and fingerprint what it derived."""
+        state = cls.__new__(cls)
+        for name, value in properties.items():
+            setattr(state, name, value)
+        with self._seeded(derive_seed(root_id, "recipe")):
+            state.initialize_state()
+        template = _Template(state, derived_fingerprint(state))
+        before = self._spoiled.get(root_id)
+        if before is not None:
+            rebuilt = [name for name, value in before.items() if template.derived.get(name) != value]
+            if rebuilt:
+                raise StateDefinitionError(
+                    f"initialize_state of root {root_id[:12]} rebuilt derived attribute(s) "
+                    f"{', '.join(map(repr, rebuilt))} with the values a recipe or function changed in place (see "
+                    "its failure), not the ones it first built: it hands out a cached object (e.g. data loaded "
+                    "once per process). Make initialize_state return a fresh object or a copy."
+                )
+            del self._spoiled[root_id]
+        return template
 
     def _shaped(self, template: ExperimentState, root_id: str, stored: Materialized) -> ExperimentState:
         """The root's template with a stored state loaded into its built objects, once per layout.
@@ -546,7 +648,7 @@ class Engine:
         state = self.load_state(task.parent_id, task.properties, root_id, parent)
         recipe = task.recipe
         name = class_name(type(recipe))
-        with self._seeded(derive_seed(task.node_id, "recipe")):
+        with self._body(derive_seed(task.node_id, "recipe"), root_id, f"recipe {name} (node {task.node_id[:12]}…)"):
             out = recipe.run(state)
         if not isinstance(out, cls):
             raise StateDefinitionError(
@@ -572,8 +674,9 @@ class Engine:
         seed = derive_seed(task.node_id, f"function:{function.name}")
         owner = f"result of function {function.name!r}"
         try:
-            state = self.load_state(task.node_id, task.properties, task.record["root_id"], parent)
-            with self._seeded(seed):
+            root_id = task.record["root_id"]
+            state = self.load_state(task.node_id, task.properties, root_id, parent)
+            with self._body(seed, root_id, f"function {function.name!r} (node {task.node_id[:12]}…)"):
                 value = function.fn(state)
             value, withheld = split_blinded(value, function.name, task.blinded)
             encoded = encode_value(value, owner=owner, allow_stateful=False)

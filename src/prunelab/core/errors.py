@@ -20,6 +20,7 @@ __all__ = [
     "StateDefinitionError",
     "RunError",
     "PublishError",
+    "ReadOnlyError",
     "PrunelabWarning",
 ]
 
@@ -94,4 +95,11 @@ class PublishError(PrunelabError, OSError):
 
     Nothing is stored partially: each state and result is published whole or
     not at all, and what was not stored is computed again by the next run.
+    """
+
+
+class ReadOnlyError(PrunelabError, PermissionError):
+    """A command that writes was given an experiment directory it cannot write (a read-only mount, say).
+
+    Everything that only reads works on such a directory.
     """

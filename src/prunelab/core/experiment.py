@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import sqlite3
 import sys
 import time
 import warnings
@@ -15,24 +17,24 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .codecs import encode_value
 from .display import to_display
-from .engine import Engine, EngineSpec, Task
+from .engine import Engine, EngineSpec, Task, refuse_inside_body
 from .environment import capture
-from .errors import RunError, StateDefinitionError, UnhashableValueError
+from .errors import CorruptStateError, PrunelabError, PublishError, RunError, StateDefinitionError, UnhashableValueError
 from .graph import Graph
 from .identity import child_id, class_name, encode_property, root_id
 from .index import Index
 from .lease import Lease, acquire
 from .nodes import Node, NodeSet
 from .recipe import Function, Recipe, fingerprint
-from .state import ExperimentState, check_properties, validate_state_class
-from .files import read_file
+from .state import ExperimentState, check_properties, check_tag, validate_state_class
+from .files import disk_full
 from .gc import GCReport, collect
-from .store import FORMAT_VERSION, LAYOUT, Store, unseal
+from .store import FORMAT_VERSION, LAYOUT, Store
 
 if TYPE_CHECKING:
     from ..execution.base import Executor, RunReport
 
-__all__ = ["Experiment", "Plan", "find_state_class", "EXECUTOR_ENV"]
+__all__ = ["Experiment", "Plan", "find_state_class", "reindex", "EXECUTOR_ENV"]
 
 #: Chooses the executor when ``run()`` is given none (``local``).
 EXECUTOR_ENV = "PRUNELAB_EXECUTOR"
@@ -96,6 +98,32 @@ def find_imported(name: str, base: type[T]) -> type[T] | None:
         names = ", ".join(sorted(f"{c.__module__}.{c.__qualname__}" for c in found))
         raise StateDefinitionError(f"several imported classes are named {name!r} ({names}); pass the class itself.")
     return found[0] if found else None
+
+
+def reindex(directory: str | Path) -> tuple[Experiment, list[str]]:
+    """Rebuild the index of an experiment from its files; return it and what could not be restored.
+
+    A damaged ``experiment.json`` is first written again from the state
+    records (its state class and format; the prunelab version that created
+    it is lost). Damaged records, results and tag entries are skipped and
+    listed: ``prunelab gc --repair`` sets them aside for recomputation.
+    """
+    store = Store(directory)
+    notes = []
+    try:
+        store.read_info()
+    except CorruptStateError as err:
+        if not err.path.endswith("experiment.json"):
+            raise
+        store.require_writable("reindex")
+        name = store.restore_info()
+        notes.append(f"{err.path} was damaged: written again from the state records (state class {name}; the "
+                     "prunelab version that created the experiment is not known)")
+    exp = Experiment.restore(directory)
+    with exp.store.lock():
+        notes += exp.index.rebuild()
+    exp.graph.reload()
+    return exp, notes
 
 
 def find_state_class(name: str) -> type[ExperimentState] | None:
@@ -184,7 +212,7 @@ class Experiment:
         self.index = Index(self.store)
         self.store.blob_users = self.index.blob_users
         self.index.ensure_valid()
-        spec = EngineSpec(str(self.directory), state_class, info.get("state_class", "?"), self.allow_pickle,
+        spec = EngineSpec(str(self.store.root), state_class, info.get("state_class", "?"), self.allow_pickle,
                           threads, self.deterministic, durable, None)
         self.engine = Engine(spec, self.store, self.index)
         self.graph = Graph(self)
@@ -235,9 +263,7 @@ class Experiment:
     @contextlib.contextmanager
     def tag(self, name: str) -> Iterator[None]:
         """Tag every node declared inside the block (tags nest; they are not identity)."""
-        if not isinstance(name, str) or not name:
-            raise StateDefinitionError(f"a tag must be a non-empty str, got {name!r}.")
-        self._tag_stack.append(name)
+        self._tag_stack.append(check_tag(name))
         try:
             yield
         finally:
@@ -322,6 +348,7 @@ class Experiment:
     # ----------------------------------------------------------- tags
     def add_tag(self, nodes: Node | Iterable[Node], tag: str) -> None:
         """Add ``tag`` to stored nodes now (append-only log)."""
+        check_tag(tag)
         self._write_tags([["+", n.id, tag] for n in self._as_nodes(nodes)])
 
     def remove_tag(self, nodes: Node | Iterable[Node], tag: str) -> None:
@@ -343,6 +370,7 @@ class Experiment:
     def _write_tags(self, entries: list[list[str]]) -> None:
         if not entries:
             return
+        self.store.require_writable("changing tags")
         self.store.append_log("tags", {"entries": entries}, lambda _: self.index.tags_written(entries))
         self.graph.invalidate()
 
@@ -390,10 +418,9 @@ class Experiment:
 
     def _index_result_on_disk(self, node_id: str, function: Function) -> bool:
         """Index a result that is on disk but not in the index (a crash between the two)."""
-        path = self.store.result_path(node_id, function.name, function.version)
-        if not path.exists():
+        record = self.store.read_result(node_id, function.name, function.version)
+        if record is None:
             return False
-        record = unseal(read_file(path), path, [node_id])
         with self.store.lock():
             self.index.result_written(node_id, record)
         return True
@@ -419,9 +446,48 @@ class Experiment:
         -------
         RunReport
             Ids computed, cached, failed and skipped, and the timing.
+
+        Raises
+        ------
+        RunError
+            Some nodes failed (every other branch completed).
+        PublishError
+            Storing failed (the disk is full, the directory was deleted under
+            the run …); every state stored before is intact.
+        ReadOnlyError
+            The directory cannot be written.
         """
+        self.store.require_writable("run()")
+        self.store.read_logs("prereg", strict=True)  # damaged registrations: which metrics are blinded is unknown
+        try:
+            return self._run(executor, targets, retry_failed, raise_on_failure, quiet)
+        except (OSError, sqlite3.Error) as err:
+            if isinstance(err, PrunelabError) and not disk_full(err):
+                raise
+            raise self._storing_failed(err) from err
+
+    def _storing_failed(self, err: BaseException) -> PublishError:
+        """Say in plain words why storing failed: a full disk, or the directory gone from under the run."""
+        if disk_full(err) or "No space left" in str(err) or "disk is full" in str(err):
+            return PublishError(f"the disk holding {self.store.root} is full ({err}); every state stored before is "
+                                "intact. Free some space (`prunelab gc` removes leftovers) and re-run the script: "
+                                "it computes only what is missing.")
+        if not self.store.root.is_dir() or not os.path.lexists(self.store.root / "experiment.json"):
+            return PublishError(f"{self.store.root} was deleted or moved during the run ({err}); nothing was written "
+                                "elsewhere and nothing was recreated. Re-run the script to start it again.")
+        if isinstance(err, sqlite3.Error) or getattr(err, "errno", None) == errno.EBADF:
+            return PublishError(f"the index of {self.store.root} stopped working ({err}): its file descriptor was "
+                                "closed or replaced, as a recipe or function closing descriptors it does not own "
+                                "(os.closerange, daemonising code) does; every state stored before is intact. Leave "
+                                "descriptors 3 and up alone in recipes, and re-run the script.")
+        return PublishError(f"storing into {self.store.root} failed ({err}); every state stored before is intact. "
+                            "Fix the cause and re-run the script: it computes only what is missing.")
+
+    def _run(self, executor: Executor | None, targets: Iterable[Node] | None, retry_failed: bool,
+             raise_on_failure: bool, quiet: bool) -> RunReport:
         from ..execution import resolve_executor
 
+        refuse_inside_body("run()")
         executor = resolve_executor(executor)
         targets = None if targets is None else self._as_nodes(targets)
         started = time.time()
@@ -480,6 +546,7 @@ class Experiment:
     def remove(self, node: Node) -> list[str]:
         """Remove a stored node and its whole subtree (files are deleted by ``gc``); return the ids."""
         self._own(node, "remove()")
+        self.store.require_writable("remove()")
         subtree = [node, *NodeSet([node]).descendants()]
         ids = [n.id for n in subtree]
         with self.store.lock():
@@ -496,6 +563,7 @@ class Experiment:
 
         Returns the ids of the states added. Re-merging is harmless.
         """
+        self.store.require_writable("merge()")
         other = Store(directory)
         info = other.read_info()
         if info.get("state_class") != self.info.get("state_class"):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
 import secrets
 import signal
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,8 @@ import xxhash
 
 from .errors import CorruptStateError
 
-__all__ = ["canonical_json", "write_atomic", "read_file", "read_json", "crash_point", "check_hex", "CRASH_ENV"]
+__all__ = ["canonical_json", "write_atomic", "read_file", "read_json", "crash_point", "check_hex", "check_depth",
+           "disk_full", "CRASH_ENV", "RECORD_LIMIT", "VALUES_LIMIT", "MAX_DEPTH"]
 
 #: Test hook: ``PRUNELAB_CRASH_AT=<phase>[:<n>]`` SIGKILLs the process the n-th time (default 1st)
 #: it reaches that write phase. Phases: blobs-written, record-written, before-rename,
@@ -26,6 +29,15 @@ crash_counts: dict[str, int] = {}
 #: A process the crash hook kills first (a publishing helper's parent: the run dies as one).
 ALSO_KILL: int | None = None
 _HEX = re.compile(r"[0-9a-f]{32}")
+#: The largest record, result, log entry, environment or lease prunelab reads (bytes): checked before reading,
+#: so a crafted (e.g. sparse) file cannot exhaust memory.
+RECORD_LIMIT = 64 * 2**20
+#: The largest value file (``values.json``) prunelab reads.
+VALUES_LIMIT = 1024 * 2**20
+#: The deepest nesting of lists and dicts accepted in a stored JSON file.
+MAX_DEPTH = 200
+_KINDS = {stat.S_IFDIR: "directory", stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket", stat.S_IFCHR: "character device",
+          stat.S_IFBLK: "block device", stat.S_IFLNK: "symbolic link"}
 
 
 def crash_point(phase: str) -> None:
@@ -106,21 +118,82 @@ def write_atomic(path: str | Path, data: bytes | memoryview, *, durable: bool = 
         fsync_dir(os.path.dirname(path))
 
 
-def read_file(path: str | Path) -> bytes:
-    """Read a whole file without following a symlink at its name."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+def kind_of(mode: int) -> str:
+    """Name the kind of file a ``st_mode`` describes (``"regular file"``, ``"FIFO"``, …)."""
+    return "regular file" if stat.S_ISREG(mode) else _KINDS.get(stat.S_IFMT(mode), "special file")
+
+
+def not_regular(path: str | Path, mode: int, state_ids: list[str] | None = None) -> CorruptStateError:
+    """The error for a name in the experiment that holds something other than what prunelab put there."""
+    what = kind_of(mode)
+    follow = " prunelab never follows links inside an experiment directory." if stat.S_ISLNK(mode) else ""
+    return CorruptStateError(
+        f"{path} is a {what}, not the regular file prunelab wrote there; nothing was read through it.{follow} "
+        "Move it away (and re-run the script, or `prunelab gc --repair`, to rebuild what it held).",
+        str(path), state_ids or [])
+
+
+def read_file(path: str | Path, limit: int = RECORD_LIMIT, state_ids: list[str] | None = None) -> bytes:
+    """Read a whole regular file of at most ``limit`` bytes, never following a symlink at its name.
+
+    A FIFO, device, socket, directory or symlink is refused without blocking
+    (opened non-blocking, checked with ``fstat`` before any read), and so is a
+    file larger than ``limit`` (checked before reading), each with a
+    :class:`CorruptStateError` naming the file. A missing file raises
+    ``FileNotFoundError``.
+    """
     try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise not_regular(path, stat.S_IFLNK, state_ids) from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise not_regular(path, info.st_mode, state_ids)
+        if info.st_size > limit:
+            raise CorruptStateError(
+                f"{path} is {info.st_size:,} bytes, more than the {limit:,} a file of its kind may hold; it was "
+                "altered or is not from prunelab, and was not read.", str(path), state_ids or [])
         with os.fdopen(fd, "rb", closefd=False) as handle:
             return handle.read()
     finally:
         os.close(fd)
 
 
-def read_json(path: Path, *, state_ids: list[str] | None = None) -> Any:
-    """Read and parse a JSON file, raising :class:`CorruptStateError` naming it."""
+def check_depth(value: Any, path: str | Path, limit: int = MAX_DEPTH) -> Any:
+    """Return ``value`` if its lists and dicts nest at most ``limit`` deep, else raise naming the file."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            raise CorruptStateError(f"{path} nests deeper than {limit} levels; it was altered or is not from "
+                                    "prunelab.", str(path))
+        if isinstance(item, list):
+            stack.extend((x, depth + 1) for x in item if isinstance(x, (list, dict)))
+        elif isinstance(item, dict):
+            stack.extend((x, depth + 1) for x in item.values() if isinstance(x, (list, dict)))
+    return value
+
+
+def parse_json(data: bytes, path: str | Path, state_ids: list[str] | None = None) -> Any:
+    """Parse stored JSON bytes (depth-limited), raising :class:`CorruptStateError` naming the file."""
     try:
-        return json.loads(read_file(path))
-    except (ValueError, UnicodeDecodeError) as err:
+        return check_depth(json.loads(data), path)
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
         raise CorruptStateError(
-            f"{path} is not valid JSON ({err}); the file is damaged.", str(path), state_ids or []
+            f"{path} is not valid JSON ({str(err)[:120]}); the file is damaged.", str(path), state_ids or []
         ) from None
+
+
+def read_json(path: Path, *, state_ids: list[str] | None = None, limit: int = RECORD_LIMIT) -> Any:
+    """Read and parse a JSON file, raising :class:`CorruptStateError` naming it."""
+    return parse_json(read_file(path, limit, state_ids), path, state_ids)
+
+
+def disk_full(err: BaseException) -> bool:
+    """Whether an error says the file system is full (``ENOSPC``/``EDQUOT``, or SQLite's "disk is full")."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return type(err).__module__ == "sqlite3" and "full" in str(err)

@@ -1,12 +1,28 @@
-"""Garbage collection: delete leftovers of crashes and removals, and repair corruption."""
+"""Garbage collection: delete leftovers of crashes and removals, and repair damage.
+
+Two rules make it safe on a directory in any state:
+
+* **Nothing is followed through a symlink.** Every folder is listed without
+  following links; a link (or any entry prunelab did not write) is reported and
+  left alone, never deleted through.
+* **Damage never widens.** A blob is kept while *any* readable file names it —
+  a record, a value file whose checksum fails, a result, a withheld result — and
+  the bytes of a file that cannot be parsed at all are searched for digests,
+  which are kept too. A state with a damaged file is reported, not collected;
+  only ``repair`` sets it aside, and only so that the next run recomputes it.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+import secrets
 import shutil
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .codecs import digest
 from .errors import CorruptStateError
@@ -14,31 +30,50 @@ from .files import read_file
 
 if TYPE_CHECKING:
     from .experiment import Experiment
+    from .store import Store
 
 __all__ = ["GCReport", "collect"]
 
 #: Nothing younger than this is collected: it may belong to a writer still at work.
 MIN_AGE_S = 3600.0
+_DIGEST = re.compile(rb"[0-9a-f]{32}")
 
 
 @dataclass
 class GCReport:
-    """What :func:`collect` removed (or, with ``dry_run``, would remove)."""
+    """What :func:`collect` removed (or, with ``dry_run``, would remove), and what it found damaged.
+
+    ``damaged`` holds one entry per damaged file (``file``, ``error``,
+    ``states``); ``links`` every symlink or foreign entry left alone;
+    ``states_removed`` the states set aside for recomputation (``repair``),
+    ``results_removed`` and ``logs_removed`` the result files and log entries
+    set aside, each with what it means.
+    """
 
     leftovers: list[str] = field(default_factory=list)
     unreferenced_blobs: list[str] = field(default_factory=list)
     bytes_freed: int = 0
     corrupt_blobs: list[str] = field(default_factory=list)
+    missing_blobs: list[str] = field(default_factory=list)
     states_removed: list[str] = field(default_factory=list)
+    results_removed: list[str] = field(default_factory=list)
+    logs_removed: list[str] = field(default_factory=list)
+    damaged: list[dict[str, Any]] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
     live_runs: int = 0
+    why: dict[str, str] = field(default_factory=dict)  # state id -> why it is (or would be) removed
 
     def summary(self) -> str:
         """One line for the terminal."""
         kept = (f" (unreferenced blobs kept: {self.live_runs} run(s) in progress may still need them)"
                 if self.live_runs else "")
+        found = (f"; {len(self.damaged)} damaged file(s) found" if self.damaged else "") + (
+            f"; {len(self.links)} link(s) or foreign entries left alone" if self.links else "")
         return (f"gc: {len(self.leftovers)} leftover(s), {len(self.unreferenced_blobs)} unreferenced blob(s), "
                 f"{self.bytes_freed:,} bytes freed; {len(self.corrupt_blobs)} corrupt blob(s), "
-                f"{len(self.states_removed)} state(s) removed for recomputation{kept}")
+                f"{len(self.missing_blobs)} missing blob(s), {len(self.states_removed)} state(s) removed for "
+                f"recomputation, {len(self.results_removed)} result(s) and {len(self.logs_removed)} log entries set "
+                f"aside{found}{kept}")
 
 
 def collect(exp: Experiment, *, repair: bool = False, min_age_s: float = MIN_AGE_S,
@@ -50,8 +85,12 @@ def collect(exp: Experiment, *, repair: bool = False, min_age_s: float = MIN_AGE
     exp : Experiment
         The experiment (its lock is held throughout).
     repair : bool, default=False
-        Also verify every blob; delete corrupt ones and remove the states using
-        them, so that re-running the script recomputes exactly those states.
+        Also verify every blob, and set aside what is damaged so that
+        re-running the script recomputes exactly that: a state whose record or
+        value file is damaged or that uses a corrupt or missing blob (the blob
+        is deleted), a damaged result file, a damaged tag, run or
+        pre-registration entry, a damaged environment record. The report says
+        what each loses.
     min_age_s : float, default=3600
         Keep anything younger (a concurrent writer may still be using it); work
         in progress of a state whose lease is held is kept whatever its age, and
@@ -61,56 +100,221 @@ def collect(exp: Experiment, *, repair: bool = False, min_age_s: float = MIN_AGE
         Report only.
     """
     store, report = exp.store, GCReport()
+    if not dry_run:
+        store.require_writable("gc")
     cutoff = time.time() - min_age_s
     with store.lock():
-        leased: set[str] = set()
-        for path in sorted((store.root / "leases").glob("*.lease")) if (store.root / "leases").is_dir() else []:
-            if _holder_dead(path):  # its process died (SIGKILL): the lease is a leftover too
-                report.leftovers.append(f"leases/{path.name}")
-                if not dry_run:
-                    path.unlink(missing_ok=True)
-            elif path.name.startswith("run."):
-                report.live_runs += 1
-            else:
-                leased.add(path.name.split(".")[0])
-        for path in sorted((store.root / "tmp").iterdir()):
-            if path.name.split(".")[0] in leased:
-                continue  # a writer holding the state's lease may still be using it
-            if path.lstat().st_mtime < cutoff:
-                report.leftovers.append(path.name)
-                if not dry_run:
-                    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-        referenced: dict[str, list[str]] = {}
-        for folder in store.iter_state_dirs():
-            node_id = folder.name
-            try:
-                record = store.read_record(node_id)
-                results = store.read_results(node_id)
-            except (OSError, CorruptStateError):
-                continue  # a damaged record keeps its blobs: gc never widens damage
-            for name in [*record.get("blobs", []), *(d for r in results for d in r.get("blobs", []))]:
-                referenced.setdefault(name, []).append(node_id)
-        for blob in sorted((store.root / "blobs").glob("*/*")):
-            name, stat = blob.name, blob.lstat()
-            if name not in referenced:
-                if stat.st_mtime < cutoff and not report.live_runs:  # a live run may publish a state using it
-                    report.unreferenced_blobs.append(name)
-                    report.bytes_freed += stat.st_size
-                    if not dry_run:
-                        blob.unlink()
-            elif repair and digest(read_file(blob)) != name:
-                report.corrupt_blobs.append(name)
-                report.states_removed.extend(referenced[name])
-                if not dry_run:
-                    blob.unlink()
-        report.states_removed = sorted(set(report.states_removed))
+        leased = _leases(store, report, dry_run)
+        _leftovers(store, report, leased, cutoff, dry_run)
+        referenced, bad_states = _references(store, report)
+        _blobs(store, report, referenced, cutoff, repair, dry_run)
+        if repair:
+            for node_id, why in bad_states.items():
+                report.why.setdefault(node_id, why)
+            report.states_removed = sorted(set(report.states_removed) | set(bad_states))
+            _repair_files(store, report, dry_run)
+        if not dry_run:
+            store.forget_caches()  # what this process knew of blobs and folders may be gone now
         if report.states_removed and not dry_run:
             store.bump_generation()
             for node_id in report.states_removed:
                 store.remove_state(node_id)
+        if (report.states_removed or report.results_removed or report.logs_removed) and not dry_run:
             exp.index.rebuild()
             exp.graph.forget(report.states_removed)
+            exp.graph.reload()
     return report
+
+
+def _entries(folder: Path, report: GCReport) -> list[os.DirEntry[str]]:
+    """A folder's entries (none when it is missing); the folder itself must not be a link."""
+    try:
+        if stat.S_ISLNK(folder.lstat().st_mode):
+            report.links.append(str(folder))
+            return []
+        return sorted(os.scandir(folder), key=lambda e: e.name)
+    except FileNotFoundError:
+        return []
+
+
+def _leases(store: Store, report: GCReport, dry_run: bool) -> set[str]:
+    """Remove the leases of dead holders; return the keys of the live ones (counting live runs)."""
+    leased: set[str] = set()
+    for entry in _entries(store.root / "leases", report):
+        if not entry.name.endswith(".lease"):
+            continue  # a lease being written
+        if not entry.is_file(follow_symlinks=False):
+            report.links.append(f"leases/{entry.name}")
+        elif _holder_dead(Path(entry.path)):  # its process died (SIGKILL): the lease is a leftover too
+            report.leftovers.append(f"leases/{entry.name}")
+            if not dry_run:
+                Path(entry.path).unlink(missing_ok=True)
+        elif entry.name.startswith("run."):
+            report.live_runs += 1
+        else:
+            leased.add(entry.name.split(".")[0])
+    return leased
+
+
+def _leftovers(store: Store, report: GCReport, leased: set[str], cutoff: float, dry_run: bool) -> None:
+    for entry in _entries(store.root / "tmp", report):
+        if entry.name.split(".")[0] in leased:
+            continue  # a writer holding the state's lease may still be using it
+        info = entry.stat(follow_symlinks=False)
+        if stat.S_ISLNK(info.st_mode):
+            report.links.append(f"tmp/{entry.name}")
+        elif info.st_mtime < cutoff:
+            report.leftovers.append(entry.name)
+            if not dry_run:
+                if stat.S_ISDIR(info.st_mode):
+                    shutil.rmtree(entry.path)  # fd-based on Linux: links inside are removed, never followed
+                else:
+                    os.unlink(entry.path)
+
+
+def _references(store: Store, report: GCReport) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Blob digest -> states naming it, from every readable file; and the states with a damaged record or
+    value file (-> which)."""
+    referenced: dict[str, list[str]] = {}
+    bad: dict[str, str] = {}
+    odd: list[str] = []
+
+    def keep(names: Any, node_id: str) -> None:
+        for name in names:
+            referenced.setdefault(name, []).append(node_id)
+
+    def damaged(err: BaseException, path: Path, node_id: str) -> None:
+        report.damaged.append({"file": str(path), "error": str(err), "states": [node_id] if node_id else []})
+        keep(_digests_in(path), node_id)
+
+    for folder in store.iter_state_dirs(odd):
+        node_id = folder.name
+        try:
+            record = store.read_record(node_id)
+            keep(record.get("blobs", []), node_id)
+        except (OSError, CorruptStateError) as err:
+            record = None
+            bad[node_id] = "its record is damaged"
+            damaged(err, folder / "meta.json", node_id)
+        if record is None:
+            keep(_digests_in(folder / "values.json"), node_id)
+        elif record.get("status") == "done":
+            try:
+                store.read_values(node_id, record)
+            except (OSError, CorruptStateError) as err:
+                bad[node_id] = "its value file is damaged"
+                damaged(err, folder / "values.json", node_id)
+        errors: list[CorruptStateError] = []
+        try:
+            for result in store.read_results(node_id, errors):
+                keep(result.get("blobs", []), node_id)
+        except (OSError, CorruptStateError) as err:
+            errors.append(err if isinstance(err, CorruptStateError) else CorruptStateError(str(err), str(folder)))
+        for error in errors:
+            damaged(error, Path(error.path), node_id)
+    for node_id, path in store.iter_withheld(odd):
+        try:
+            keep(store.read_withheld(node_id, *_result_key(path)).get("blobs", []), node_id)
+        except (OSError, CorruptStateError, ValueError) as err:
+            damaged(err, path, node_id)
+    report.links += odd
+    return referenced, bad
+
+
+def _result_key(path: Path) -> tuple[str, int]:
+    name, _, version = path.name.removesuffix(".json").rpartition("@v")
+    return name, int(version)
+
+
+def _digests_in(path: Path) -> list[str]:
+    """Every 32-hex name in a file's bytes (a damaged file still keeps the blobs it may name)."""
+    try:
+        return sorted({m.decode() for m in _DIGEST.findall(read_file(path))})
+    except (OSError, CorruptStateError):
+        return []
+
+
+def _blobs(store: Store, report: GCReport, referenced: dict[str, list[str]], cutoff: float, repair: bool,
+           dry_run: bool) -> None:
+    present: set[str] = set()
+    for name, path, info in store.iter_blobs(report.links):
+        present.add(name)
+        if name not in referenced:
+            if info.st_mtime < cutoff and not report.live_runs:  # a live run may publish a state using it
+                report.unreferenced_blobs.append(name)
+                report.bytes_freed += info.st_size
+                if not dry_run:
+                    path.unlink()
+        elif repair and not _intact(path, name):
+            report.corrupt_blobs.append(name)
+            report.states_removed.extend(referenced[name])
+            report.why.update({u: f"uses the corrupt blob {name[:12]}" for u in referenced[name]})
+            if not dry_run:
+                path.unlink()
+    if repair:
+        for name in sorted(set(referenced) - present):
+            users = [u for u in referenced[name] if _names_blob(store, u, name)]
+            if users:
+                report.missing_blobs.append(name)
+                report.states_removed.extend(users)
+                report.why.update({u: f"uses the missing blob {name[:12]}" for u in users})
+
+
+def _names_blob(store: Store, node_id: str, name: str) -> bool:
+    """Whether a readable record of ``node_id`` (not just stray bytes) names the blob: it needs it."""
+    try:
+        return name in store.read_record(node_id).get("blobs", [])
+    except (OSError, CorruptStateError):
+        return False
+
+
+def _intact(path: Path, name: str) -> bool:
+    try:
+        return digest(read_file(path, limit=2**62)) == name
+    except (OSError, CorruptStateError):
+        return False
+
+
+def _repair_files(store: Store, report: GCReport, dry_run: bool) -> None:
+    """Set aside damaged result files, log entries and environments (states are removed by the caller)."""
+    removing = set(report.states_removed)
+    for item in report.damaged:
+        path = Path(item["file"])
+        if item["states"] and item["states"][0] in removing or not os.path.lexists(path):
+            continue
+        if path.parent.name == "results" or "withheld" in path.parts:
+            report.results_removed.append(f"{item['states'][0]} {path.name}")
+            _set_aside(store, path, dry_run)
+            twin = (store.withheld_path(item["states"][0], *_result_key(path)) if path.parent.name == "results"
+                    else store.result_path(item["states"][0], *_result_key(path)))
+            if os.path.lexists(twin):  # a result and its withheld part go together: both are recomputed
+                _set_aside(store, twin, dry_run)
+    store.read_logs("tags"), store.read_logs("runs"), store.read_logs("prereg")  # fills store.damaged
+    for path_text, why in sorted(store.damaged.items()):
+        kind = Path(path_text).parent.name
+        lost = {"tags": "its tag assignments are lost (add them again with exp.add_tag)",
+                "runs": "that run's manifest is lost (the states it made are intact)",
+                "prereg": "that registration, blind or unblind is lost: check your registration digests against "
+                          "your notes"}.get(kind, "")
+        report.logs_removed.append(f"{kind}/{Path(path_text).name}: {lost}")
+        report.damaged.append({"file": path_text, "error": why, "states": []})
+        _set_aside(store, Path(path_text), dry_run)
+    for path in store.log_files("envs"):
+        try:
+            store.read_env(path.stem)
+        except (OSError, CorruptStateError) as err:
+            report.logs_removed.append(f"envs/{path.name}: cannot be restored (it described the machine of a past "
+                                       "run); the states made under it are intact")
+            report.damaged.append({"file": str(path), "error": str(err), "states": []})
+            _set_aside(store, path, dry_run)
+    if not dry_run:
+        store.damaged.clear()
+
+
+def _set_aside(store: Store, path: Path, dry_run: bool) -> None:
+    """Move a damaged file into ``tmp/`` (collected by a later gc), out of every read path."""
+    if not dry_run:
+        os.rename(path, store.root / "tmp" / f"damaged.{path.name}.{secrets.token_hex(4)}")
 
 
 def _holder_dead(path: Path) -> bool:
@@ -128,3 +332,4 @@ def _holder_dead(path: Path) -> bool:
         return time.time() - path.stat().st_mtime > 2 * lease_timeout()
     except FileNotFoundError:
         return False
+

@@ -149,7 +149,7 @@ class Graph:
         out = {}
         for name, record in sorted(chosen.items()):
             value = decode_value(record["value"], source, owner=f"result {name!r}")
-            if record.get("blinded") and not blinded:  # written under a blind since lifted: show it all
+            if record.get("blinded") and not blinded and not self.prereg.damaged:  # the blind was lifted: show all
                 hidden = self.experiment.store.read_withheld(node.id, name, record["version"])
                 withheld = decode_value(hidden["value"], source, owner=f"result {name!r}")
                 value = withheld[""] if "" in withheld else {**value, **withheld}
@@ -211,14 +211,17 @@ class Graph:
 
         print(text_tree(self, nodes), file=file or sys.stdout)
 
-    def draw(self, path: str | Path | None = None, *, nodes: NodeSet | None = None) -> str | None:
+    def draw(self, path: str | Path | None = None, *, nodes: NodeSet | None = None,
+             max_nodes: int | None = None) -> str | None:
         """Draw the graph to SVG/PNG/PDF (by suffix) through Graphviz, else matplotlib.
 
-        With no ``path``, return the SVG text.
+        With no ``path``, return the SVG text. Above ``max_nodes`` states
+        (default :data:`prunelab.core.draw.MAX_NODES`) the graph is drawn
+        summarised, one box per recipe path, with a warning saying so.
         """
-        from .draw import draw
+        from .draw import MAX_NODES, draw
 
-        return draw(self, path, nodes)
+        return draw(self, path, nodes, max_nodes=MAX_NODES if max_nodes is None else max_nodes)
 
     def _repr_svg_(self) -> str | None:
         return self.draw()

@@ -18,6 +18,12 @@ those libraries are imported (:func:`register_lazy`).
 
 Changing the encoding changes ids: bump :data:`SCHEME` on purpose, and update the
 golden ids in ``tests/core/test_identity_golden.py``.
+
+A declared property (:func:`encode_property`) must also be storable in the
+records every reader opens: its ints fit in 64 bits (``-2**63`` to ``2**64 - 1``,
+so int64 and uint64 values work) and its strings, dict keys and paths are UTF-8
+text (no lone surrogates). Anything else is refused when it is declared, not
+when ``run()`` writes its record.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import pathlib
 import struct
 import types
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from .errors import UnhashableValueError
@@ -44,15 +51,20 @@ _Encoder = Callable[[Any, str], bytes]
 _ENCODERS: dict[type, _Encoder] = {}
 _LAZY = LazyInstallers()
 _CANONICAL_NAN = struct.pack(">d", math.nan)
+#: The ints a declared property may hold: what int64 and uint64 hold together.
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+# Set while a property is declared: values must then also be storable (see the module docstring).
+_DECLARING: ContextVar[bool] = ContextVar("prunelab_declaring", default=False)
 
 
 class _PathError(Exception):
-    """Internal: carries the path of an unencodable value up to the caller."""
+    """Internal: carries the path of an unencodable value (and why, for a type we encode) up to the caller."""
 
-    def __init__(self, path: str, value: Any):
+    def __init__(self, path: str, value: Any, reason: str = ""):
         super().__init__(path)
         self.path = path
         self.value = value
+        self.reason = reason
 
 
 def register(cls: type) -> Callable[[_Encoder], _Encoder]:
@@ -97,19 +109,42 @@ def encode(value: Any) -> bytes:
     try:
         return _encode(value, "")
     except _PathError as err:
-        raise UnhashableValueError(_describe(err.path, err.value)) from None
+        raise UnhashableValueError(_describe(err.path, err.value, err.reason)) from None
 
 
-def _describe(path: str, value: Any) -> str:
+def _describe(path: str, value: Any, reason: str = "") -> str:
+    where = f"'{printable(path)}'" if path else "value"
+    if reason:
+        return f"{where} is {reason}."
     is_function = isinstance(value, (types.FunctionType, types.BuiltinFunctionType, types.MethodType))
     kind = "function" if is_function else type(value).__qualname__
-    where = f"'{path}'" if path else "value"
     if callable(value) and not isinstance(value, type):
         hint = "pass its name (str) and look it up inside run(), or describe it with a dataclass"
     else:
         hint = ("use a str, number, bool, None, bytes, list, tuple, dict with str keys, set, Path, Enum, "
                 "dataclass, array or tensor")
-    return f"{where} is a {kind} ({value!r:.60}), which has no identity encoding; {hint}."
+    return f"{where} is a {kind} ({shown(value, 60)}), which has no identity encoding; {hint}."
+
+
+def printable(text: str) -> str:
+    """Return ``text`` with lone surrogates written as escapes, so that it can be printed and stored."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def shown(value: Any, width: int) -> str:
+    """Return ``repr(value)`` cut to ``width`` characters; an int longer than that is shown by its size."""
+    if isinstance(value, int) and value.bit_length() > 3 * width:  # repr fails beyond 4300 digits
+        return f"<int of {value.bit_length()} bits>"
+    return f"{value!r:.{width}}"
+
+
+def surrogate_at(text: str) -> int | None:
+    """Return the index of the first lone surrogate in ``text`` (None for UTF-8-encodable text)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return err.start
+    return None
 
 
 def _encode(value: Any, path: str) -> bytes:
@@ -146,6 +181,9 @@ def _encode_bool(value: bool, path: str) -> bytes:
 
 @register(int)
 def _encode_int(value: int, path: str) -> bytes:
+    if not INT_MIN <= value <= INT_MAX and _DECLARING.get():
+        raise _PathError(path, value, f"an int ({shown(value, 30)}) outside the 64-bit range (-2**63 to "
+                         "2**64 - 1) that records store; pass it as a str (and convert it inside run())")
     length = (value.bit_length() + 8) // 8
     return frame(b"I", value.to_bytes(length, "big", signed=True))
 
@@ -157,7 +195,18 @@ def _encode_float(value: float, path: str) -> bytes:
 
 @register(str)
 def _encode_str(value: str, path: str) -> bytes:
+    if _DECLARING.get():
+        _check_text(value, path, "a str")
     return frame(b"S", value.encode("utf-8", "surrogatepass"))
+
+
+def _check_text(text: str, path: str, kind: str) -> None:
+    """Refuse text that has no UTF-8 encoding (a lone surrogate, e.g. from ``os.fsdecode``)."""
+    index = surrogate_at(text)
+    if index is not None:
+        raise _PathError(path, text, f"{kind} holding a lone surrogate ({text[index]!a} at index {index}), which "
+                         "is not UTF-8 text and cannot be stored; pass it as bytes (e.g. "
+                         "text.encode('utf-8', 'surrogateescape')) or as a str without surrogates")
 
 
 @register(bytes)
@@ -178,7 +227,7 @@ register(tuple)(_encode_sequence(b"T"))
 
 def _encode_unordered(tag: bytes) -> _Encoder:
     def encoder(value: Any, path: str) -> bytes:
-        items = sorted(_encode(v, f"{path}{{{v!r:.30}}}") for v in value)
+        items = sorted(_encode(v, f"{path}{{{shown(v, 30)}}}") for v in value)
         return frame(tag, b"".join(items))
 
     return encoder
@@ -193,8 +242,10 @@ def encode_mapping(value: Mapping[str, Any], path: str) -> bytes:
     items = []
     for key, item in value.items():
         if not isinstance(key, str):
-            raise _PathError(f"{path}[{key!r}]" if path else repr(key), key)
+            raise _PathError(f"{path}[{shown(key, 60)}]" if path else shown(key, 60), key)
         sub = f"{path}.{key}" if path else key
+        if _DECLARING.get():
+            _check_text(key, sub, "a dict key")
         items.append(_encode_str(key, sub) + _encode(item, sub))
     return frame(b"D", b"".join(sorted(items)))
 
@@ -204,7 +255,9 @@ register(dict)(encode_mapping)
 
 @register(pathlib.PurePath)
 def _encode_path(value: pathlib.PurePath, path: str) -> bytes:
-    return frame(b"P", value.as_posix().encode("utf-8"))
+    text = value.as_posix()
+    _check_text(text, path, f"a {type(value).__qualname__}")  # never encodable: no id ever had one
+    return frame(b"P", text.encode("utf-8"))
 
 
 @register(enum.Enum)
@@ -270,9 +323,16 @@ def child_id(parent_id: str, recipe_name: str, version: int, properties: Mapping
     return _hash(["recipe", parent_id, recipe_name, version, dict(properties)])
 
 
-def encode_property(owner: str, name: str, value: Any) -> bytes:
-    """Encode one property, naming ``owner`` and the property path on failure."""
+def encode_property(owner: str, name: str, value: Any, *, kind: str = "property") -> bytes:
+    """Encode one declared property (or other recorded ``kind`` of value), naming ``owner`` and its path on failure.
+
+    Unlike :func:`encode`, it also refuses values that records cannot store
+    (ints beyond 64 bits, text that is not UTF-8; see the module docstring).
+    """
+    token = _DECLARING.set(True)
     try:
         return _encode(value, name)
     except _PathError as err:
-        raise UnhashableValueError(f"{owner} property {_describe(err.path, err.value)}") from None
+        raise UnhashableValueError(f"{owner} {kind} {_describe(err.path, err.value, err.reason)}") from None
+    finally:
+        _DECLARING.reset(token)

@@ -6,6 +6,12 @@ the count of state directories it saw; when either differs from the directory
 is rebuilt from the records. A damaged database is deleted and rebuilt. It may
 live outside the experiment (``PRUNELAB_INDEX_DIR``), e.g. on a local disk when
 the experiment is on a shared filesystem.
+
+Where the file cannot be used — the directory is read-only, the disk is full,
+or ``index.sqlite`` is a symlink or some other odd file (never followed) — the
+index lives in memory for the process, copied from the file when it can be
+read and rebuilt from the records when it is stale, so reading an experiment
+never needs a write.
 """
 
 from __future__ import annotations
@@ -14,14 +20,16 @@ import hashlib
 import json
 import os
 import sqlite3
+import stat
+import urllib.parse
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from .errors import CorruptStateError, PrunelabWarning
-from .files import crash_point, read_file
-from .store import Store, unseal
+from .files import crash_point, disk_full, kind_of, read_file
+from .store import Store
 
 __all__ = ["Index", "INDEX_DIR_ENV"]
 
@@ -53,35 +61,105 @@ def _blobs_of(record: dict[str, Any]) -> list[str]:
     return list(record.get("blobs", []))
 
 
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back, if a transaction is still open: SQLite ends one itself on some errors (a full disk), and a
+    failing ROLLBACK must not hide the error that caused it."""
+    try:
+        db.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
+
+
 class Index:
-    """The SQLite cache of one store's records."""
+    """The SQLite cache of one store's records.
+
+    Attributes
+    ----------
+    in_memory : str or None
+        Why the index is kept in memory for this process (None: it is the file).
+    skipped : list of str
+        What the last :meth:`rebuild` could not index (damaged records, results, log entries), one line each.
+    """
 
     def __init__(self, store: Store):
         self.store = store
         self.path = _index_path(store)
+        self.in_memory: str | None = None
+        self.skipped: list[str] = []
         with store.lock():  # two processes opening a new index at once would race on its schema and WAL switch
             self.db = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
+        reason = self._unusable()
+        if reason is None:
+            try:
+                return self._open_file()
+            except (sqlite3.Error, OSError) as err:
+                if not (disk_full(err) or isinstance(err, sqlite3.OperationalError)):
+                    raise
+                reason = f"cannot be written ({err})"
+        return self._memory(reason)
+
+    def _open_file(self) -> sqlite3.Connection:
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=OFF")
             db.executescript(_SCHEMA)
             return db
-        except sqlite3.DatabaseError:
+        except sqlite3.DatabaseError as err:
+            if isinstance(err, sqlite3.OperationalError) and "locking" not in str(err):
+                raise  # read-only, full, unreachable: not damage (the caller keeps it in memory)
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.executescript(_SCHEMA)
             return db
 
+    def _unusable(self) -> str | None:
+        """Why the index file must not be opened (None when it may be)."""
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            path = Path(f"{self.path}{suffix}")
+            try:
+                mode = path.lstat().st_mode
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(mode):
+                return f"is not used: {path.name} is a {kind_of(mode)}, and prunelab never opens one there"
+        if not os.access(self.path.parent, os.W_OK) or (self.path.exists() and not os.access(self.path, os.W_OK)):
+            return "is read-only"
+        return None
+
+    def _memory(self, reason: str) -> sqlite3.Connection:
+        """An in-memory index for this process: a copy of the file when it can be read, else empty (then rebuilt)."""
+        self.in_memory = reason
+        if not reason.startswith("is read-only"):
+            warnings.warn(f"index: {self.path} {reason}; this process keeps the index in memory instead (rebuilt "
+                          "from the records). Move the odd file away, or free space, to have it stored again.",
+                          PrunelabWarning, stacklevel=4)
+        db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        if reason.startswith("is read-only") and self.path.is_file() and not self.path.is_symlink():
+            try:  # immutable: reads the file without the locks and journal a read-only directory cannot hold
+                source = sqlite3.connect(f"file:{urllib.parse.quote(str(self.path))}?immutable=1", uri=True)
+                try:
+                    source.backup(db)
+                finally:
+                    source.close()
+            except sqlite3.Error:
+                pass  # unreadable: rebuilt from the records
+        db.executescript(_SCHEMA)
+        return db
+
     # ------------------------------------------------------------ validity
     def _info(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT key, value FROM info").fetchall())
 
     def ensure_valid(self) -> bool:
-        """Rebuild the index if it is stale; return whether it was rebuilt."""
+        """Rebuild the index if it is stale; return whether it was rebuilt.
+
+        A file index that cannot be rebuilt for want of space (or write access)
+        is replaced by an in-memory one for this process.
+        """
         with self.store.lock():
             info = self._info()
             fresh = (
@@ -90,7 +168,14 @@ class Index:
                 and info.get("count") == str(self.store.count_states())
             )
             if not fresh:
-                self.rebuild()
+                try:
+                    self.rebuild()
+                except sqlite3.OperationalError as err:
+                    if self.in_memory is not None:
+                        raise
+                    self.db.close()
+                    self.db = self._memory(f"cannot be written ({err})")
+                    self.rebuild()
             return not fresh
 
     def _set_info(self, count_delta: int, bumped: bool) -> None:
@@ -108,9 +193,14 @@ class Index:
             self.db.execute("UPDATE info SET value = ? WHERE key = 'generation' AND value = ?",
                             (str(generation), str(generation - 1)))
 
-    def rebuild(self) -> None:
-        """Rebuild every table from the files (call under the lock)."""
+    def rebuild(self) -> list[str]:
+        """Rebuild every table from the files (call under the lock); return what could not be indexed.
+
+        A damaged record, result or tag entry is skipped (and warned about),
+        never fatal: the rest is indexed. The list is also kept in :attr:`skipped`.
+        """
         db = self.db
+        skipped: list[str] = []
         db.execute("BEGIN")
         try:
             for table in ("nodes", "results", "tags", "blob_users", "info"):
@@ -120,30 +210,78 @@ class Index:
                 count += 1
                 path = folder / "meta.json"
                 try:
-                    data = read_file(path)
-                    record = unseal(data, path, [folder.name])
+                    data = read_file(path, state_ids=[folder.name])
+                    record = self.store.parse_record(data, path, folder.name)
                 except (OSError, CorruptStateError) as err:
-                    warnings.warn(f"index: skipping {folder.name[:12]}: {err}", PrunelabWarning, stacklevel=2)
+                    skipped.append(f"state {folder.name}: {err}")
                     continue
                 self._put_node(record, data)
-                try:
-                    results = self.store.read_results(record["id"])
-                except CorruptStateError as err:
-                    warnings.warn(f"index: skipping a result of {folder.name[:12]}: {err}", PrunelabWarning,
-                                  stacklevel=2)
-                    results = []
-                for result in results:
+                errors: list[CorruptStateError] = []
+                for result in self.store.read_results(record["id"], errors):
                     self._put_result(record["id"], result)
-            for _, entry in self.store.read_logs("tags"):
-                self._apply_tags(entry.get("entries", []))
+                skipped += [f"a result of {folder.name}: {err}" for err in errors]
+            for line in skipped:
+                warnings.warn(f"index: skipping {line}", PrunelabWarning, stacklevel=2)
+            for _, entry in self.store.read_logs("tags"):  # a damaged entry is skipped, and warned about there
+                self._apply_tags(entry["entries"])
+            skipped += [f"tags entry {Path(p).name}: {why}" for p, why in self.store.damaged.items() if "/tags/" in p]
             db.executemany(
                 "INSERT OR REPLACE INTO info VALUES (?, ?)",
                 [("schema", _SCHEMA_VERSION), ("generation", str(self.store.generation())), ("count", str(count))],
             )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
+        self.skipped = skipped
+        return skipped
+
+    def differences(self) -> list[str]:
+        """Every way the index disagrees with the files, one line each (empty: it is true to them).
+
+        The index is a cache: ``verify`` checks it with this, ``reindex``
+        rebuilds it. Damaged files are left out here (verify reports them).
+        """
+        out: list[str] = []
+        rows = {i: (p, st, bytes(d)) for i, p, st, d in self.db.execute("SELECT id, parent_id, status, record FROM nodes")}
+        results: dict[tuple[str, str], Any] = {(i, k): json.loads(d) for i, k, d in
+                                               self.db.execute("SELECT node_id, key, record FROM results")}
+        users = set(self.db.execute("SELECT DISTINCT digest, node_id FROM blob_users").fetchall())
+        expected_users: set[tuple[str, str]] = set()
+        for folder in self.store.iter_state_dirs():
+            node_id = folder.name
+            try:
+                data = read_file(folder / "meta.json", state_ids=[node_id])
+                record = self.store.parse_record(data, folder / "meta.json", node_id)
+            except (OSError, CorruptStateError):
+                rows.pop(node_id, None)
+                continue
+            held = rows.pop(node_id, None)
+            if held is None:
+                out.append(f"state {node_id} is stored but missing from the index")
+            elif held != (record.get("parent_id"), record["status"], data):
+                out.append(f"state {node_id}: the index's copy of its record differs from {folder / 'meta.json'}")
+            expected_users.update((d, node_id) for d in _blobs_of(record))
+            for result in self.store.read_results(node_id, []):
+                key = (node_id, f"{result['name']}@v{result['version']}")
+                held = results.pop(key, None)
+                if held is None or {**held, "digest": None} != {**result, "digest": None}:
+                    out.append(f"result {key[1]} of {node_id}: the index's copy differs from its file")
+                expected_users.update((d, node_id) for d in _blobs_of(result))
+        out += [f"state {node_id} is in the index but not stored" for node_id in sorted(rows)]
+        out += [f"result {key} of {node_id} is in the index but not stored" for node_id, key in sorted(results)]
+        if users != expected_users:
+            out.append(f"{len(users ^ expected_users)} blob reference(s) in the index differ from the records")
+        tags: set[tuple[str, str]] = set()
+        for _, entry in self.store.read_logs("tags"):
+            for op, node_id, tag in entry["entries"]:
+                (tags.add if op == "+" else tags.discard)((node_id, tag))
+        stored = {i for (i,) in self.db.execute("SELECT id FROM nodes")}  # tags of states not stored: no matter
+        indexed = {(i, t) for i, t in self.db.execute("SELECT node_id, tag FROM tags") if i in stored}
+        tags = {(i, t) for i, t in tags if i in stored}
+        if indexed != tags:
+            out.append(f"{len(indexed ^ tags)} tag assignment(s) in the index differ from the tag log")
+        return out
 
     # ------------------------------------------------------------- writes
     def _put_node(self, record: dict[str, Any], data: bytes, new: bool = False) -> None:
@@ -179,7 +317,7 @@ class Index:
             crash_point("index-update")
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            _rollback(self.db)
             raise
 
     def record_published(self, data: bytes, new_dir: bool) -> None:

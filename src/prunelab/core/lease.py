@@ -13,6 +13,8 @@ decide correctness.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import secrets
@@ -23,7 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .files import write_atomic
+from .errors import CorruptStateError
+from .files import read_file, temp_name, write_atomic, write_file
 
 __all__ = ["Lease", "acquire", "lease_timeout", "read_lease", "pid_alive", "BUSY", "LEASE_TIMEOUT_ENV"]
 
@@ -60,8 +63,8 @@ def pid_alive(pid: int) -> bool:
 def read_lease(path: Path) -> dict[str, Any] | None:
     """A lease file's content (host, pid, token, counter), or None when it is gone or torn."""
     try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        data = json.loads(read_file(path, limit=4096))  # a regular file only: a FIFO there must not block
+    except (OSError, ValueError, CorruptStateError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -172,7 +175,7 @@ def acquire(folder: Path, key: str, is_done: Callable[[], bool], *, timeout: flo
             return None
         lease = Lease(path, durable)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            _create(path, lease._content())
         except FileNotFoundError:  # the folder was removed since this process made it
             folder.mkdir(exist_ok=True)
             continue
@@ -198,13 +201,39 @@ def acquire(folder: Path, key: str, is_done: Callable[[], bool], *, timeout: flo
             time.sleep(delay)
             delay = min(delay * 1.5, max(poll, timeout / 20))
             continue
-        try:
-            os.write(fd, lease._content())
-        finally:
-            os.close(fd)
         _SEEN.pop(path, None)
         lease.start(interval=max(timeout / 4, 0.05))
         return lease
+
+
+def _create(path: Path, content: bytes) -> None:
+    """Create the lease file with its whole content, or raise ``FileExistsError``.
+
+    The content is written to a private file first and linked into place, so
+    a lease file is never seen empty or torn (a full disk fails the private
+    write, before any lease exists). Where hard links are not supported, an
+    exclusive create is used instead (and removed again if its write fails).
+    """
+    tmp = temp_name(path)
+    try:
+        write_file(tmp, content, durable=False)
+        try:
+            os.link(tmp, path)
+            return
+        except OSError as err:
+            if isinstance(err, FileExistsError) or err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV):
+                raise
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        os.write(fd, content)
+    except BaseException:
+        os.unlink(path)
+        raise
+    finally:
+        os.close(fd)
 
 
 def _break(path: Path, observed: dict[str, Any] | None) -> None:

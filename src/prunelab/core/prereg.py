@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -84,6 +85,7 @@ class Prereg:
 
     registrations: list[Registration]
     blinds: list[dict[str, Any]]
+    damaged: bool = False  # an entry could not be read: which metrics are blinded is not known
 
     @classmethod
     def read(cls, store: Store) -> Prereg:
@@ -102,7 +104,8 @@ class Prereg:
                 blinds.append(entry)
             elif kind == "unblind":
                 blinds = []
-        return cls(registrations, blinds)
+        damaged = any(os.path.dirname(p) == str(store.root / "prereg") for p in store.damaged)
+        return cls(registrations, blinds, damaged)
 
     @property
     def digests(self) -> list[str]:

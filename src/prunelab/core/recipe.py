@@ -9,6 +9,7 @@ import textwrap
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, overload
 
+from .display import to_display
 from .errors import StateDefinitionError
 from .identity import class_name, encode_property
 from .state import ExperimentState, check_properties
@@ -85,6 +86,8 @@ class Recipe:
         self.properties = check_properties(owner, declared, kwargs, defaults)
         self.options = {**cls.OPTIONS, **options}
         self.encoded = {name: encode_property(owner, name, v) for name, v in self.properties.items()}
+        for name, value in self.options.items():  # recorded as shown, so what is shown must be storable
+            encode_property(owner, name, to_display(value), kind="option")
         for name, value in {**self.options, **self.properties}.items():
             setattr(self, name, value)
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Any, ClassVar
 
-from .errors import PrunelabWarning, StateDefinitionError, UnknownNameError
+import xxhash
 
-__all__ = ["ExperimentState", "check_properties", "attribute_names"]
+from .errors import PrunelabWarning, StateDefinitionError, UnknownNameError
+from .identity import surrogate_at
+
+__all__ = ["ExperimentState", "check_properties", "check_tag", "attribute_names", "derived_fingerprint"]
+
+#: How many levels of containers and objects inside a derived attribute :func:`derived_fingerprint` follows.
+FINGERPRINT_DEPTH = 8
 
 
 class ExperimentState:
@@ -109,6 +116,19 @@ def check_properties(owner: str, declared: list[str], given: dict[str, Any],
     return {p: given[p] if p in given else defaults[p] for p in declared}
 
 
+def check_tag(tag: Any) -> str:
+    """Return ``tag`` if it is a non-empty str of UTF-8 text (it is stored and printed), else raise naming it."""
+    if not isinstance(tag, str) or not tag:
+        raise StateDefinitionError(f"a tag must be a non-empty str, got {tag!r}.")
+    index = surrogate_at(tag)
+    if index is not None:
+        raise StateDefinitionError(
+            f"tag {tag!a} holds a lone surrogate ({tag[index]!a} at index {index}), which is not UTF-8 text and "
+            "cannot be stored; use a str without surrogates."
+        )
+    return tag
+
+
 def warn_undeclared(state: ExperimentState, where: str) -> list[str]:
     """Warn about (and return) attributes a state holds but does not declare."""
     extra = sorted(set(vars(state)) - attribute_names(type(state)))
@@ -122,3 +142,68 @@ def warn_undeclared(state: ExperimentState, where: str) -> list[str]:
             stacklevel=2,
         )
     return extra
+
+
+def derived_fingerprint(state: ExperimentState) -> dict[str, Any]:
+    """Return a cheap fingerprint of each derived attribute, to tell whether one was changed in place.
+
+    Tensors, arrays and bytearrays count by dtype, shape and an xxh3 checksum
+    of their bytes; a ``torch.Generator`` by its state; numbers, str and bytes
+    by value; lists, tuples, dicts and sets item by item; an object with
+    ``state_dict()``/``load_state_dict()`` by its state dict; any other object
+    by its public attributes (private ones, often caches, are left out). It
+    follows :data:`FINGERPRINT_DEPTH` levels, each object once; what lies
+    deeper, and anything else, is not covered.
+    """
+    values = vars(state)
+    return {name: _fingerprint(values[name], FINGERPRINT_DEPTH, {})
+            for name in type(state).DERIVED_ATTRIBUTES if name in values}
+
+
+def _fingerprint(value: Any, depth: int, seen: dict[int, Any]) -> Any:
+    """Fingerprint ``value``; ``seen`` holds what was visited (alive, so that no id is reused meanwhile)."""
+    if value is None or isinstance(value, (bool, int, str, bytes)):
+        return value
+    if isinstance(value, (float, complex)):
+        return repr(value)  # exact, and NaN equals itself
+    if depth == 0 or id(value) in seen:
+        return "..."
+    seen[id(value)] = value
+    deeper = depth - 1
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, *[_fingerprint(v, deeper, seen) for v in value])
+    if isinstance(value, dict):
+        return ("dict", *[(_fingerprint(k, deeper, seen), _fingerprint(v, deeper, seen)) for k, v in value.items()])
+    if isinstance(value, (set, frozenset)):
+        return ("set", *sorted(repr(_fingerprint(v, deeper, seen)) for v in value))
+    array = _array_fingerprint(value)
+    if array is not None:
+        return array
+    if callable(getattr(value, "state_dict", None)) and callable(getattr(value, "load_state_dict", None)):
+        return (type(value).__qualname__, _fingerprint(value.state_dict(), deeper, seen))
+    attributes = getattr(value, "__dict__", None)
+    if not isinstance(attributes, dict):
+        return type(value).__qualname__
+    public = [(k, _fingerprint(v, deeper, seen)) for k, v in attributes.items() if not k.startswith("_")]
+    return (type(value).__qualname__, *public)
+
+
+def _array_fingerprint(value: Any) -> tuple[Any, ...] | None:
+    """Dtype, shape and checksum of a tensor, array or bytearray; a generator's state; None for anything else."""
+    if isinstance(value, bytearray):
+        return ("bytearray", xxhash.xxh3_64_intdigest(value))
+    torch = sys.modules.get("torch")  # a tensor exists only once torch is imported; never import it here
+    if torch is not None:
+        if isinstance(value, torch.Generator):
+            return ("generator", _array_fingerprint(value.get_state()))
+        if isinstance(value, torch.Tensor):
+            data = value.detach()
+            if data.layout != torch.strided or data.is_meta:
+                return ("tensor", str(data.dtype), tuple(data.shape))
+            flat = data.cpu().resolve_conj().resolve_neg().contiguous().reshape(-1).view(torch.uint8)
+            return ("tensor", str(data.dtype), tuple(data.shape), xxhash.xxh3_64_intdigest(flat.numpy()))
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.ndarray) and not value.dtype.hasobject:
+        flat = numpy.ascontiguousarray(value).reshape(-1).view(numpy.uint8)
+        return ("ndarray", value.dtype.str, value.shape, xxhash.xxh3_64_intdigest(flat))
+    return None

@@ -64,7 +64,16 @@ def check_files(exp: Experiment) -> tuple[list[dict[str, Any]], dict[str, str]]:
         for user in users:
             bad.setdefault(user, str(err))
 
-    for folder in store.iter_state_dirs():
+    for kind in ("tags", "runs", "prereg"):
+        store.read_logs(kind)  # a damaged entry is remembered in store.damaged
+    for path in store.log_files("envs"):
+        try:
+            store.read_env(path.stem)
+        except (OSError, CorruptStateError) as err:
+            damaged.append({"file": str(path), "error": str(err), "states": []})
+    damaged += [{"file": path, "error": why, "states": []} for path, why in store.damaged.items()]
+    odd: list[str] = []
+    for folder in store.iter_state_dirs(odd):
         node_id = folder.name
         try:
             record = store.read_record(node_id)
@@ -73,8 +82,8 @@ def check_files(exp: Experiment) -> tuple[list[dict[str, Any]], dict[str, str]]:
                 store.read_values(node_id, record)
             for result in store.read_results(node_id):
                 blobs += list(result.get("blobs") or [])
-        except CorruptStateError as err:
-            fail(err, [node_id])
+        except (OSError, CorruptStateError) as err:
+            fail(err if isinstance(err, CorruptStateError) else CorruptStateError(str(err), str(folder)), [node_id])
             continue
         for digest in blobs:
             if digest not in seen_blobs:
@@ -86,6 +95,9 @@ def check_files(exp: Experiment) -> tuple[list[dict[str, Any]], dict[str, str]]:
                     damaged.append({"file": err.path, "error": str(err), "states": list(err.state_ids)})
             if seen_blobs[digest] is not None:
                 bad.setdefault(node_id, str(seen_blobs[digest]))
+    damaged += [{"file": str(store.root / entry), "states": [],
+                 "error": "not a state prunelab wrote (a link, a stray file or a misnamed folder); it is ignored"}
+                for entry in odd]
     return damaged, bad
 
 
@@ -105,6 +117,12 @@ def verify(exp: Experiment, node_ids: list[str] | None = None, *, sample: int | 
         Tensors differing by at most this much count as *close*.
     """
     damaged, bad = check_files(exp)
+    differences = exp.index.differences()
+    if differences:  # the index is a cache, but queries answer from it: rot there is damage too
+        shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
+        damaged.append({"file": str(exp.index.path), "states": [],
+                        "error": f"the index disagrees with the records ({shown}); `prunelab reindex "
+                                 f"{exp.store.root}` rebuilds it from them"})
     report = VerifyReport(damaged=damaged)
     done = [n for n in exp.graph.nodes if n.stored_status == "done"]
     if node_ids is not None:
