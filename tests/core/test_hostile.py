@@ -491,6 +491,13 @@ def test_a_full_disk_is_a_clear_error_with_everything_stored_intact(tmp_path):
         assert code == 0 and "0 damaged" in out, (out, err)
         code, out, err = run_cli("ls", str(mount / "exp"))  # reading needs no space
         assert code == 0, err
+        with open(mount / "filler", "wb", buffering=0) as handle:  # what the failed state left free
+            with pytest.raises(OSError):
+                while True:
+                    handle.write(b"\0" * 4096)
+        with pytest.raises(pl.PublishError, match="disk is full"):
+            pl.Experiment(mount / "new", MLPState)
+        (mount / "filler").unlink()
         subprocess.run(["mount", "-o", "remount,size=64m", str(mount)], check=True)
         proc = subprocess.run([sys.executable, str(script), str(mount / "exp"), "600"], capture_output=True,
                               text=True, env=env, timeout=120)  # no torn lease stalls it for 600 s

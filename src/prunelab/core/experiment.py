@@ -199,9 +199,15 @@ class Experiment:
 
             assert state_class is not None  # only restore() opens without a class, and never creates
             self.directory.mkdir(parents=True, exist_ok=True)
-            with self.store.lock():  # two drivers may create the same new experiment at once
-                if not self.store.is_experiment():
-                    self.store.create({"state_class": class_name(state_class), "prunelab": __version__})
+            try:
+                with self.store.lock():  # two drivers may create the same new experiment at once
+                    if not self.store.is_experiment():
+                        self.store.create({"state_class": class_name(state_class), "prunelab": __version__})
+            except OSError as err:
+                if not disk_full(err):
+                    raise
+                raise PublishError(f"cannot create the experiment {self.store.root}: the disk is full ({err}). Free "
+                                   "some space and open it again; nothing else was changed.") from err
         info = self.store.read_info()
         if state_class is not None and info.get("state_class") != class_name(state_class):
             raise StateDefinitionError(
