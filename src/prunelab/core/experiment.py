@@ -463,6 +463,7 @@ class Experiment:
         ReadOnlyError
             The directory cannot be written.
         """
+        refuse_inside_body("run()")
         self.store.require_writable("run()")
         self.store.read_logs("prereg", strict=True)  # damaged registrations: which metrics are blinded is unknown
         try:
@@ -493,7 +494,6 @@ class Experiment:
              raise_on_failure: bool, quiet: bool) -> RunReport:
         from ..execution import resolve_executor
 
-        refuse_inside_body("run()")
         executor = resolve_executor(executor)
         targets = None if targets is None else self._as_nodes(targets)
         started = time.time()

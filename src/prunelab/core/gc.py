@@ -37,6 +37,11 @@ __all__ = ["GCReport", "collect"]
 #: Nothing younger than this is collected: it may belong to a writer still at work.
 MIN_AGE_S = 3600.0
 _DIGEST = re.compile(rb"[0-9a-f]{32}")
+#: What setting aside a damaged entry of each log loses.
+_LOST = {"tags": "its tag assignments are lost (add them again with exp.add_tag)",
+         "runs": "that run's manifest is lost (the states it made are intact)",
+         "prereg": "that registration, blind or unblind is lost: check your registration digests against your notes",
+         "envs": "cannot be restored (it described the machine of a past run); the states made under it are intact"}
 
 
 @dataclass
@@ -106,12 +111,12 @@ def collect(exp: Experiment, *, repair: bool = False, min_age_s: float = MIN_AGE
     with store.lock():
         leased = _leases(store, report, dry_run)
         _leftovers(store, report, leased, cutoff, dry_run)
-        referenced, bad_states = _references(store, report)
-        _blobs(store, report, referenced, cutoff, repair, dry_run)
+        refs = _references(store, report)
+        _blobs(store, report, refs, cutoff, repair, dry_run)
         if repair:
-            for node_id, why in bad_states.items():
+            for node_id, why in refs.bad.items():
                 report.why.setdefault(node_id, why)
-            report.states_removed = sorted(set(report.states_removed) | set(bad_states))
+            report.states_removed = sorted(set(report.states_removed) | set(refs.bad))
             _repair_files(store, report, dry_run)
         if not dry_run:
             store.forget_caches()  # what this process knew of blobs and folders may be gone now
@@ -172,16 +177,24 @@ def _leftovers(store: Store, report: GCReport, leased: set[str], cutoff: float, 
                     os.unlink(entry.path)
 
 
-def _references(store: Store, report: GCReport) -> tuple[dict[str, list[str]], dict[str, str]]:
-    """Blob digest -> states naming it, from every readable file; and the states with a damaged record or
-    value file (-> which)."""
-    referenced: dict[str, list[str]] = {}
-    bad: dict[str, str] = {}
+@dataclass
+class _References:
+    """Blob digest -> states: ``named`` by any readable file or damaged bytes (kept), ``needed`` by an intact
+    record (missing: the state is recomputed); and the states whose record or value file is damaged (-> which)."""
+
+    named: dict[str, list[str]] = field(default_factory=dict)
+    needed: dict[str, list[str]] = field(default_factory=dict)
+    bad: dict[str, str] = field(default_factory=dict)
+
+
+def _references(store: Store, report: GCReport) -> _References:
+    """Read every state, result and withheld file once, for what names which blob."""
+    refs = _References()
     odd: list[str] = []
 
     def keep(names: Any, node_id: str) -> None:
         for name in names:
-            referenced.setdefault(name, []).append(node_id)
+            refs.named.setdefault(name, []).append(node_id)
 
     def damaged(err: BaseException, path: Path, node_id: str) -> None:
         report.damaged.append({"file": str(path), "error": str(err), "states": [node_id] if node_id else []})
@@ -192,9 +205,11 @@ def _references(store: Store, report: GCReport) -> tuple[dict[str, list[str]], d
         try:
             record = store.read_record(node_id)
             keep(record.get("blobs", []), node_id)
+            for name in record.get("blobs", []):
+                refs.needed.setdefault(name, []).append(node_id)
         except (OSError, CorruptStateError) as err:
             record = None
-            bad[node_id] = "its record is damaged"
+            refs.bad[node_id] = "its record is damaged"
             damaged(err, folder / "meta.json", node_id)
         if record is None:
             keep(_digests_in(folder / "values.json"), node_id)
@@ -202,7 +217,7 @@ def _references(store: Store, report: GCReport) -> tuple[dict[str, list[str]], d
             try:
                 store.read_values(node_id, record)
             except (OSError, CorruptStateError) as err:
-                bad[node_id] = "its value file is damaged"
+                refs.bad[node_id] = "its value file is damaged"
                 damaged(err, folder / "values.json", node_id)
         errors: list[CorruptStateError] = []
         try:
@@ -218,7 +233,7 @@ def _references(store: Store, report: GCReport) -> tuple[dict[str, list[str]], d
         except (OSError, CorruptStateError, ValueError) as err:
             damaged(err, path, node_id)
     report.links += odd
-    return referenced, bad
+    return refs
 
 
 def _result_key(path: Path) -> tuple[str, int]:
@@ -234,8 +249,8 @@ def _digests_in(path: Path) -> list[str]:
         return []
 
 
-def _blobs(store: Store, report: GCReport, referenced: dict[str, list[str]], cutoff: float, repair: bool,
-           dry_run: bool) -> None:
+def _blobs(store: Store, report: GCReport, refs: _References, cutoff: float, repair: bool, dry_run: bool) -> None:
+    referenced = refs.named
     present: set[str] = set()
     for name, path, info in store.iter_blobs(report.links):
         present.add(name)
@@ -252,20 +267,10 @@ def _blobs(store: Store, report: GCReport, referenced: dict[str, list[str]], cut
             if not dry_run:
                 path.unlink()
     if repair:
-        for name in sorted(set(referenced) - present):
-            users = [u for u in referenced[name] if _names_blob(store, u, name)]
-            if users:
-                report.missing_blobs.append(name)
-                report.states_removed.extend(users)
-                report.why.update({u: f"uses the missing blob {name[:12]}" for u in users})
-
-
-def _names_blob(store: Store, node_id: str, name: str) -> bool:
-    """Whether a readable record of ``node_id`` (not just stray bytes) names the blob: it needs it."""
-    try:
-        return name in store.read_record(node_id).get("blobs", [])
-    except (OSError, CorruptStateError):
-        return False
+        for name in sorted(set(refs.needed) - present):
+            report.missing_blobs.append(name)
+            report.states_removed.extend(refs.needed[name])
+            report.why.update({u: f"uses the missing blob {name[:12]}" for u in refs.needed[name]})
 
 
 def _intact(path: Path, name: str) -> bool:
@@ -289,24 +294,11 @@ def _repair_files(store: Store, report: GCReport, dry_run: bool) -> None:
                     else store.result_path(item["states"][0], *_result_key(path)))
             if os.path.lexists(twin):  # a result and its withheld part go together: both are recomputed
                 _set_aside(store, twin, dry_run)
-    store.read_logs("tags"), store.read_logs("runs"), store.read_logs("prereg")  # fills store.damaged
-    for path_text, why in sorted(store.damaged.items()):
-        kind = Path(path_text).parent.name
-        lost = {"tags": "its tag assignments are lost (add them again with exp.add_tag)",
-                "runs": "that run's manifest is lost (the states it made are intact)",
-                "prereg": "that registration, blind or unblind is lost: check your registration digests against "
-                          "your notes"}.get(kind, "")
-        report.logs_removed.append(f"{kind}/{Path(path_text).name}: {lost}")
+    for path_text, why in sorted(store.damaged_logs().items()):
+        path = Path(path_text)
+        report.logs_removed.append(f"{path.parent.name}/{path.name}: {_LOST[path.parent.name]}")
         report.damaged.append({"file": path_text, "error": why, "states": []})
-        _set_aside(store, Path(path_text), dry_run)
-    for path in store.log_files("envs"):
-        try:
-            store.read_env(path.stem)
-        except (OSError, CorruptStateError) as err:
-            report.logs_removed.append(f"envs/{path.name}: cannot be restored (it described the machine of a past "
-                                       "run); the states made under it are intact")
-            report.damaged.append({"file": str(path), "error": str(err), "states": []})
-            _set_aside(store, path, dry_run)
+        _set_aside(store, path, dry_run)
     if not dry_run:
         store.damaged.clear()
 

@@ -115,12 +115,17 @@ def _check(record: Any, fields: dict[str, tuple[_Check, bool]], path: Path | str
     return record
 
 
+def _of_state(record: dict[str, Any], field: str, path: Path | str, node_id: str, what: str) -> dict[str, Any]:
+    """``record`` if its ``field`` names ``node_id``, the state whose folder holds it; else raise."""
+    if record[field] != node_id:
+        raise CorruptStateError(f"{path} holds {what} of {record[field][:12]}, not of {node_id[:12]} whose folder "
+                                "it is in; the file was moved or altered.", str(path), [node_id])
+    return record
+
+
 def check_state_record(record: Any, path: Path | str, node_id: str) -> dict[str, Any]:
     """Return ``record`` if it is a well-formed state record of ``node_id``, else raise naming the field."""
-    checked = _check(record, _STATE, path, "state record", [node_id])
-    if checked["id"] != node_id:
-        raise CorruptStateError(f"{path} holds the record of {checked['id'][:12]}, not of {node_id[:12]} whose "
-                                "directory it is in; the file was moved or altered.", str(path), [node_id])
+    checked = _of_state(_check(record, _STATE, path, "state record", [node_id]), "id", path, node_id, "the record")
     if checked.get("recipe") is not None:
         _check(checked["recipe"], _RECIPE, path, "recipe description", [node_id])
     return checked
@@ -128,11 +133,8 @@ def check_state_record(record: Any, path: Path | str, node_id: str) -> dict[str,
 
 def check_result_record(record: Any, path: Path | str, node_id: str) -> dict[str, Any]:
     """Return ``record`` if it is a well-formed function result of ``node_id``, else raise naming the field."""
-    checked = _check(record, _RESULT, path, "function result", [node_id])
-    if checked["node_id"] != node_id:
-        raise CorruptStateError(f"{path} holds a result of {checked['node_id'][:12]}, not of {node_id[:12]}; the "
-                                "file was moved or altered.", str(path), [node_id])
-    return checked
+    return _of_state(_check(record, _RESULT, path, "function result", [node_id]), "node_id", path, node_id,
+                     "a result")
 
 
 def check_log_entry(kind: str, entry: Any, path: Path | str) -> dict[str, Any]:

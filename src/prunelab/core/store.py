@@ -47,6 +47,7 @@ from .files import (
     checksum,
     crash_point,
     fsync_dir,
+    kind_of,
     not_regular,
     parse_json,
     read_file,
@@ -217,8 +218,6 @@ class Store:
                     raise self._odd_part(Path(entry.path), mode, folder)
 
     def _odd_part(self, path: Path, mode: int, folder: bool) -> CorruptStateError:
-        from .files import kind_of
-
         link = f" (to {os.readlink(path)!r:.80})" if stat.S_ISLNK(mode) else ""
         return CorruptStateError(
             f"{path} is a {kind_of(mode)}{link}, where prunelab keeps a {'folder' if folder else 'regular file'}; "
@@ -330,7 +329,6 @@ class Store:
         folders are looked at every time, since another process may remove them.
         """
         key = os.fspath(path)
-        remember = key.count(os.sep) - str(self.root).count(os.sep) <= 2
         if key in self._real_dirs:
             return True
         try:
@@ -347,7 +345,7 @@ class Store:
             mode = os.lstat(key).st_mode
         if not stat.S_ISDIR(mode):
             raise self._odd_part(Path(key), mode, True)
-        if remember:
+        if key.count(os.sep) - str(self.root).count(os.sep) <= 2:
             self._real_dirs.add(key)
         return True
 
@@ -381,16 +379,16 @@ class Store:
         count; writes that do not (tags, replacing a failed record, removals)
         bump the generation instead.
         """
-        return sum(1 for _ in self._state_entries(None))
+        return sum(1 for _ in self._state_entries(None, ordered=False))
 
-    def _prefixed(self, folder: str, odd: list[str] | None) -> Iterator[tuple[os.DirEntry[str], bool]]:
-        """Every entry of ``folder/ab/`` (sorted; work in progress left out), with whether it is well placed.
-
-        Well placed: named by a 32-hex id under its own two-character prefix.
-        A prefix that is not a real two-character folder goes to ``odd``.
-        """
+    def _prefixed(self, folder: str, odd: list[str] | None, ordered: bool = True
+                  ) -> Iterator[tuple[os.DirEntry[str], bool]]:
+        """Every entry of ``folder/ab/`` (sorted when ``ordered``; work in progress left out), with whether it
+        is well placed: named by a 32-hex id under its own two-character prefix. A prefix that is not a real
+        two-character folder goes to ``odd``."""
+        order = (lambda items: sorted(items, key=lambda e: e.name)) if ordered else list
         try:
-            prefixes = sorted(os.scandir(self.root / folder), key=lambda e: e.name)
+            prefixes = order(os.scandir(self.root / folder))
         except FileNotFoundError:
             return
         for prefix in prefixes:
@@ -399,19 +397,19 @@ class Store:
                     odd.append(f"{folder}/{prefix.name}")
                 continue
             with os.scandir(prefix.path) as listing:
-                entries = sorted(listing, key=lambda e: e.name)
+                entries = order(listing)
             for entry in entries:
                 if not entry.name.startswith("."):
                     yield entry, is_id(entry.name) and entry.name[:2] == prefix.name
 
-    def _state_entries(self, odd: list[str] | None) -> Iterator[os.DirEntry[str]]:
+    def _state_entries(self, odd: list[str] | None, ordered: bool = True) -> Iterator[os.DirEntry[str]]:
         """Every ``states/ab/<id>`` that is a real directory named by its id; the rest goes to ``odd``.
 
         Work in progress (names starting with ``.``) is neither. Anything else —
         a stray file, a symlink, a folder not named by a 32-hex id under its
         prefix — is no state: it is never counted, listed or followed.
         """
-        for entry, placed in self._prefixed("states", odd):
+        for entry, placed in self._prefixed("states", odd, ordered):
             if placed and entry.is_dir(follow_symlinks=False):
                 yield entry
             elif odd is not None:
@@ -638,6 +636,12 @@ class Store:
         """Verify a state record's bytes: its seal, then its fields (see :mod:`.schema`)."""
         return check_state_record(unseal(data, path, [node_id]), path, node_id)
 
+    @staticmethod
+    def _read_result_file(path: Path, node_id: str) -> dict[str, Any]:
+        """Read and verify one result file (or withheld part): its seal, then its fields."""
+        data = read_file(path, state_ids=[node_id])
+        return check_result_record(unseal(data, path, [node_id], _RESULT_ADVICE), path, node_id)
+
     def read_values(self, node_id: str, record: dict[str, Any]) -> dict[str, Any]:
         """Read a state's value file, verifying it against the record's checksum."""
         path = self._state_file(node_id, "values.json")
@@ -684,7 +688,7 @@ class Store:
         path = self.result_path(node_id, name, version)
         try:
             self._state_file(node_id, "results", path.name)
-            return check_result_record(unseal(read_file(path, state_ids=[node_id]), path, [node_id]), path, node_id)
+            return self._read_result_file(path, node_id)
         except (OSError, CorruptStateError):
             return None
 
@@ -707,7 +711,7 @@ class Store:
         path = self.withheld_path(node_id, name, version)
         if not (self._real_dir(path.parent.parent) and _lstat_dir(path.parent)):
             raise FileNotFoundError(errno.ENOENT, "no withheld result", str(path))
-        return check_result_record(unseal(read_file(path, state_ids=[node_id]), path, [node_id]), path, node_id)
+        return self._read_result_file(path, node_id)
 
     def iter_withheld(self, odd: list[str] | None = None) -> Iterator[tuple[str, Path]]:
         """Yield (state id, path) of every withheld result file (links and odd names go to ``odd``)."""
@@ -738,10 +742,8 @@ class Store:
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
             if entry.name.startswith("."):
                 continue  # a result being written
-            path = Path(entry.path)
             try:
-                data = read_file(path, state_ids=[node_id])
-                out.append(check_result_record(unseal(data, path, [node_id], _RESULT_ADVICE), path, node_id))
+                out.append(self._read_result_file(Path(entry.path), node_id))
             except CorruptStateError as err:
                 if errors is None:
                     raise
@@ -779,6 +781,18 @@ class Store:
                     self.damaged[str(path)] = str(err)
                     warnings.warn(f"skipping a damaged {kind} entry: {err}", PrunelabWarning, stacklevel=2)
         return out
+
+    def damaged_logs(self) -> dict[str, str]:
+        """Every damaged tag, run or pre-registration entry and environment record (path -> why)."""
+        for kind in ("tags", "runs", "prereg"):
+            self.read_logs(kind)  # a damaged entry is remembered in self.damaged
+        found = dict(self.damaged)
+        for path in self.log_files("envs"):
+            try:
+                self.read_env(path.stem)
+            except (OSError, CorruptStateError) as err:
+                found[str(path)] = str(err)
+        return found
 
     def log_files(self, kind: str) -> list[Path]:
         """The entries of one append-only log folder, by name (oldest first); work in progress is left out."""

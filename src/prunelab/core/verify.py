@@ -64,14 +64,7 @@ def check_files(exp: Experiment) -> tuple[list[dict[str, Any]], dict[str, str]]:
         for user in users:
             bad.setdefault(user, str(err))
 
-    for kind in ("tags", "runs", "prereg"):
-        store.read_logs(kind)  # a damaged entry is remembered in store.damaged
-    for path in store.log_files("envs"):
-        try:
-            store.read_env(path.stem)
-        except (OSError, CorruptStateError) as err:
-            damaged.append({"file": str(path), "error": str(err), "states": []})
-    damaged += [{"file": path, "error": why, "states": []} for path, why in store.damaged.items()]
+    damaged += [{"file": path, "error": why, "states": []} for path, why in store.damaged_logs().items()]
     odd: list[str] = []
     for folder in store.iter_state_dirs(odd):
         node_id = folder.name
