@@ -15,12 +15,12 @@ SURFACE = {
     "prunelab": [
         "CorruptStateError", "DaskExecutor", "Experiment", "ExperimentFormatError", "ExperimentState",
         "LocalExecutor", "Node",
-        "NodeSet", "PrunelabError", "PrunelabWarning", "PublishError", "ReadOnlyError", "Recipe", "RunError",
+        "NodeSet", "PrunelabError", "PrunelabWarning", "PublishError", "REQUIRED", "ReadOnlyError", "Recipe", "RunError",
         "StateDefinitionError", "UnhashableValueError", "UnknownNameError", "__version__", "function",
     ],
     "prunelab.core": [
         "CorruptStateError", "Experiment", "ExperimentFormatError", "ExperimentState", "Function", "Node", "NodeSet",
-        "Plan", "PrunelabError", "PrunelabWarning", "PublishError", "ReadOnlyError", "Recipe", "RunError",
+        "Plan", "PrunelabError", "PrunelabWarning", "PublishError", "REQUIRED", "ReadOnlyError", "Recipe", "RunError",
         "StateDefinitionError", "UnhashableValueError", "UnknownNameError", "encode", "function",
     ],
     "prunelab.analysis": [

@@ -20,9 +20,10 @@ from .experiment import Experiment, Plan
 from .identity import encode
 from .nodes import Node, NodeSet
 from .recipe import Function, Recipe, function
-from .state import ExperimentState
+from .state import REQUIRED, ExperimentState
 
 __all__ = [
+    "REQUIRED",
     "CorruptStateError",
     "Experiment",
     "ExperimentFormatError",

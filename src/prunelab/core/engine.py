@@ -11,22 +11,25 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import inspect
 import itertools
 import os
 import socket
+import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .codecs import Blob, Encoded, copy_values, decode_value, encode_value, loads_into_current
-from .errors import CorruptStateError, StateDefinitionError
+from .errors import CorruptStateError, PrunelabWarning, StateDefinitionError
 from .identity import class_name, encode_property
 from .lease import BUSY, Lease, acquire
 from .prereg import split_blinded
 from .seeding import derive_seed, preserved, reseed, seeded
-from .state import ExperimentState, derived_fingerprint, warn_undeclared
+from .state import NODE_KEY, ExperimentState, bind_node, derived_fingerprint, warn_undeclared
 
 if TYPE_CHECKING:
     from .index import Index
@@ -50,6 +53,7 @@ class Task:
     compute: bool
     functions: list[Function] = field(default_factory=list)
     blinded: list[str] = field(default_factory=list)  # metric patterns withheld for this node (see prereg)
+    tags: list[str] = field(default_factory=list)  # the node's tags, as state.tags shows them to bodies
 
 
 @dataclass
@@ -454,7 +458,9 @@ class Engine:
         for name, value in properties.items():
             setattr(state, name, value)
         with self._seeded(derive_seed(root_id, "recipe")):
-            state.initialize_state()
+            state.initialize_state(**_accepted(state.initialize_state, properties))
+        _check_kept(state, properties, f"{cls.__qualname__}.initialize_state", " It builds from them: read them, "
+                    "never assign them (they are passed to it as keyword arguments too).")
         template = _Template(state, derived_fingerprint(state))
         before = self._spoiled.get(root_id)
         if before is not None:
@@ -618,7 +624,8 @@ class Engine:
                   "seed": derive_seed(task.node_id, "recipe"), "threads": self.threads,
                   "deterministic": self.deterministic}
         try:
-            state = self._make(task, parent)
+            state, in_force = self._make(task, parent)
+            record.update(in_force)
             materialized, pickled = self.encode_state(state)
         except Exception:  # noqa: BLE001 - a user's recipe may raise anything; it is recorded
             error = traceback.format_exc()
@@ -638,35 +645,46 @@ class Engine:
                   "deterministic": self.deterministic, "blobs": [], "pickled": False}
         self.store.publish_state(record, None, {}, self.index.record_published)
 
-    def _make(self, task: Task, parent: Materialized | None) -> ExperimentState:
+    def _make(self, task: Task, parent: Materialized | None) -> tuple[ExperimentState, dict[str, Any]]:
+        """Build a task's state; return it and the torch settings its recipe left in force (when they differ)."""
         cls = self.require_class()
         root_id = task.record["root_id"]
         if task.recipe is None or task.parent_id is None:
             state = self.new_state(task.properties, root_id)
             warn_undeclared(state, f"{cls.__qualname__}.initialize_state")
-            return state
-        state = self.load_state(task.parent_id, task.properties, root_id, parent)
+            return state, {}
+        state = bind_node(self.load_state(task.parent_id, task.properties, root_id, parent), task.node_id, task.tags)
         recipe = task.recipe
         name = class_name(type(recipe))
-        with self._body(derive_seed(task.node_id, "recipe"), root_id, f"recipe {name} (node {task.node_id[:12]}…)"):
+        what = f"recipe {name} (node {task.node_id[:12]}…)"
+        with self._body(derive_seed(task.node_id, "recipe"), root_id, what):
             out = recipe.run(state)
+            in_force = self._settings_changed(what)
         if not isinstance(out, cls):
             raise StateDefinitionError(
                 f"{name}.run returned {type(out).__qualname__}, not a {cls.__qualname__}; "
                 "a recipe must return the state it was given (or another instance of the state class)."
             )
-        owner = cls.__qualname__
-        for prop in cls.PROPERTIES:
-            before = encode_property(owner, prop, task.properties[prop])
-            after = getattr(out, prop, _MISSING)
-            if after is _MISSING or encode_property(owner, prop, after) != before:
-                raise StateDefinitionError(
-                    f"{name} changed state property {prop!r} (from {task.properties[prop]!r} to "
-                    f"{'<deleted>' if after is _MISSING else repr(after)}); properties are the state's identity. "
-                    "Keep it fixed, or make the varying value a recipe property or a non-hashed attribute."
-                )
+        _check_kept(out, task.properties, name, " Keep it fixed, or make the varying value a recipe property or a "
+                    "non-hashed attribute.")
         warn_undeclared(out, f"{name}.run")
-        return out
+        return out, in_force
+
+    def _settings_changed(self, what: str) -> dict[str, Any]:
+        """The thread count and deterministic flag in force now, where a body changed them (with a warning)."""
+        torch = sys.modules.get("torch")
+        if torch is None:
+            return {}
+        now = {"threads": torch.get_num_threads(), "deterministic": torch.are_deterministic_algorithms_enabled()}
+        changed = {k: v for k, v in now.items() if v != getattr(self, k)}
+        if changed:
+            warnings.warn(
+                f"{what} changed torch's {' and '.join(f'{k} to {v}' for k, v in changed.items())} (the experiment "
+                f"sets threads={self.threads}, deterministic={self.deterministic}); they change the bits, so the "
+                "record says what was in force when it returned. Set them on the Experiment instead.",
+                PrunelabWarning, stacklevel=2,
+            )
+        return changed
 
     def _run_function(self, task: Task, function: Function, parent: Materialized | None, lease: Lease
                       ) -> tuple[bool, str | None]:
@@ -675,9 +693,11 @@ class Engine:
         owner = f"result of function {function.name!r}"
         try:
             root_id = task.record["root_id"]
-            state = self.load_state(task.node_id, task.properties, root_id, parent)
-            with self._body(seed, root_id, f"function {function.name!r} (node {task.node_id[:12]}…)"):
+            state = bind_node(self.load_state(task.node_id, task.properties, root_id, parent), task.node_id, task.tags)
+            what = f"function {function.name!r} (node {task.node_id[:12]}…)"
+            with self._body(seed, root_id, what):
                 value = function.fn(state)
+                self._settings_changed(what)
             value, withheld = split_blinded(value, function.name, task.blinded)
             encoded = encode_value(value, owner=owner, allow_stateful=False)
             hidden = encode_value(withheld, owner=owner, allow_stateful=False) if withheld else None
@@ -686,7 +706,8 @@ class Engine:
         from .recipe import fingerprint
 
         record = {"name": function.name, "version": function.version, "node_id": task.node_id, "seed": seed,
-                  "fingerprint": fingerprint(function.fn), "value": encoded.spec, "blobs": sorted(encoded.blobs),
+                  "fingerprint": fingerprint(function.fn), "module": getattr(function.fn, "__module__", None),
+                  "qualname": getattr(function.fn, "__qualname__", None), "value": encoded.spec, "blobs": sorted(encoded.blobs),
                   "started": started, "wall_s": time.time() - started, "worker": self.worker, **self._stamps()}
         withheld_part = None
         if hidden is not None:
@@ -728,7 +749,32 @@ def _read_blobs(values: dict[str, Any], store: Store) -> dict[str, Blob]:
 
 
 _MISSING = object()
-_TEMPLATES = 4  # initialised states kept per process, one per root
+_TEMPLATES = 4
+
+
+def _accepted(method: Any, properties: dict[str, Any]) -> dict[str, Any]:
+    """The properties ``method`` (an ``initialize_state``) accepts as keyword arguments: all with ``**kwargs``."""
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a builtin): pass nothing, as before
+        return {}
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return dict(properties)
+    names = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {k: v for k, v in properties.items() if k in names}
+
+
+def _check_kept(state: ExperimentState, properties: dict[str, Any], who: str, advice: str) -> None:
+    """Raise, naming ``who``, if ``state`` no longer holds the ``properties`` it was given."""
+    owner = type(state).__qualname__
+    for prop, value in properties.items():
+        before = encode_property(owner, prop, value)
+        after = getattr(state, prop, _MISSING)
+        if after is _MISSING or encode_property(owner, prop, after) != before:
+            raise StateDefinitionError(
+                f"{who} changed state property {prop!r} (from {value!r} to "
+                f"{'<deleted>' if after is _MISSING else repr(after)}); properties are the state's identity.{advice}"
+            )  # initialised states kept per process, one per root
 
 
 def _copy_template(template: ExperimentState, derived: list[str], stored: Materialized | None) -> ExperimentState:
@@ -741,7 +787,7 @@ def _copy_template(template: ExperimentState, derived: list[str], stored: Materi
     memo = {id(value): value for value in shared.values()}
     state = type(template).__new__(type(template))
     replaced = frozenset() if stored is None else stored.replaced
-    rest = {k: v for k, v in template.__dict__.items() if k not in shared and k not in replaced}
+    rest = {k: v for k, v in template.__dict__.items() if k not in shared and k not in replaced and k != NODE_KEY}
     loaded = frozenset() if stored is None else frozenset(stored.values) - replaced
     state.__dict__.update(copy_values(rest, memo, loaded))
     state.__dict__.update(shared)

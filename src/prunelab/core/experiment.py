@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import os
 import secrets
@@ -19,14 +20,15 @@ from .codecs import encode_value
 from .display import to_display
 from .engine import Engine, EngineSpec, Task, refuse_inside_body
 from .environment import capture
-from .errors import CorruptStateError, PrunelabError, PublishError, RunError, StateDefinitionError, UnhashableValueError
+from .errors import (CorruptStateError, PrunelabError, PrunelabWarning, PublishError, RunError, StateDefinitionError,
+                     UnhashableValueError)
 from .graph import Graph
 from .identity import child_id, class_name, encode_property, root_id
 from .index import Index
 from .lease import Lease, acquire
 from .nodes import Node, NodeSet
 from .recipe import Function, Recipe, fingerprint
-from .state import ExperimentState, check_properties, check_tag, validate_state_class
+from .state import ExperimentState, check_properties, check_tag, property_defaults, validate_state_class
 from .files import disk_full
 from .gc import GCReport, collect
 from .store import FORMAT_VERSION, LAYOUT, Store
@@ -34,10 +36,27 @@ from .store import FORMAT_VERSION, LAYOUT, Store
 if TYPE_CHECKING:
     from ..execution.base import Executor, RunReport
 
-__all__ = ["Experiment", "Plan", "find_state_class", "reindex", "EXECUTOR_ENV"]
+__all__ = ["Experiment", "Plan", "declaring_only", "find_state_class", "reindex", "EXECUTOR_ENV"]
 
 #: Chooses the executor when ``run()`` is given none (``local``).
 EXECUTOR_ENV = "PRUNELAB_EXECUTOR"
+
+_DECLARING_ONLY: list[str] = []  # why run() only declares now, innermost last (see declaring_only)
+
+
+@contextlib.contextmanager
+def declaring_only(why: str) -> Iterator[None]:
+    """Make every :meth:`Experiment.run` inside the block compute and write nothing.
+
+    For importing a user's script to learn its classes (``prunelab status
+    --script``): the script's ``run()`` calls return an empty report instead
+    of training. ``why`` is said in the warning each such call gives.
+    """
+    _DECLARING_ONLY.append(why)
+    try:
+        yield
+    finally:
+        _DECLARING_ONLY.pop()
 
 
 @dataclass
@@ -172,6 +191,10 @@ class Experiment:
     2
     """
 
+    #: The classes of the graph and of its nodes (:mod:`prunelab.compat.dagger` extends them with dagger's spellings).
+    graph_class: type[Graph] = Graph
+    node_class: type[Node] = Node
+
     def __init__(self, directory: str | Path, state_class: type[ExperimentState], *, allow_pickle: bool = False,
                  deterministic: bool = False, threads: int = 1, durable: bool = False):
         self._open(directory, validate_state_class(state_class), allow_pickle=allow_pickle,
@@ -221,7 +244,7 @@ class Experiment:
         spec = EngineSpec(str(self.store.root), state_class, info.get("state_class", "?"), self.allow_pickle,
                           threads, self.deterministic, durable, None)
         self.engine = Engine(spec, self.store, self.index)
-        self.graph = Graph(self)
+        self.graph = self.graph_class(self)
         self._tag_stack: list[str] = []
         self._declared: dict[str, Node] = {}
         self._recipe_classes: dict[str, type] = {}
@@ -267,13 +290,20 @@ class Experiment:
 
     # ------------------------------------------------------------ declaring
     @contextlib.contextmanager
-    def tag(self, name: str) -> Iterator[None]:
-        """Tag every node declared inside the block (tags nest; they are not identity)."""
-        self._tag_stack.append(check_tag(name))
+    def tag(self, name: str | Iterable[str]) -> Iterator[None]:
+        """Tag every node declared inside the block (tags nest; they are not identity).
+
+        Parameters
+        ----------
+        name : str or iterable of str
+            One tag, or several (``exp.tag(["a", "b"])`` tags with both).
+        """
+        names = [check_tag(name)] if isinstance(name, str) else [check_tag(n) for n in _tag_list(name)]
+        self._tag_stack.extend(names)
         try:
             yield
         finally:
-            self._tag_stack.pop()
+            del self._tag_stack[len(self._tag_stack) - len(names):]
 
     def _declare(self, node_id: str, parent_id: str | None, pending: dict[str, Any], values: dict[str, Any]) -> Node:
         node = self.graph.declare(node_id, parent_id)
@@ -288,7 +318,8 @@ class Experiment:
         """Declare a root state with these properties and return its node."""
         state_class = self.engine.require_class()
         owner = class_name(state_class)
-        values = check_properties(owner, list(state_class.PROPERTIES), properties)
+        values = check_properties(owner, list(state_class.PROPERTIES), properties,
+                                  property_defaults(state_class.PROPERTIES))
         for name, value in values.items():
             encode_property(owner, name, value)
         node_id = root_id(owner, values)
@@ -314,9 +345,11 @@ class Experiment:
                 f"two different recipe classes are named {name!r} ({known.__module__}.{known.__qualname__} and "
                 f"{cls.__module__}.{cls.__qualname__}); set NAME on one of them so their ids differ."
             )
-        node_id = child_id(parent.id, name, cls.VERSION, recipe.properties)
+        recipe = recipe.applied()  # what is hashed and recorded is what runs
+        properties = recipe.properties
+        node_id = child_id(parent.id, name, cls.VERSION, properties)
         parent_record = parent.record
-        shown = {k: to_display(v) for k, v in recipe.properties.items()}
+        shown = {k: to_display(v) for k, v in properties.items()}
         lineage = dict(parent_record.get("lineage") or {})
         for key, source in cls.LINEAGE.items():
             if isinstance(source, str) and source in shown:
@@ -327,9 +360,10 @@ class Experiment:
         pending = {"id": node_id, "parent_id": parent.id, "root_id": parent_record.get("root_id"),
                    "depth": int(parent_record.get("depth", 0)) + 1, "state_class": parent_record.get("state_class"),
                    "recipe": {"name": name, "version": cls.VERSION, "properties": shown,
-                              "property_specs": _property_specs(recipe.properties),
+                              "property_specs": _property_specs(properties),
                               "options": {k: to_display(v) for k, v in recipe.options.items()},
-                              "fingerprint": fingerprint(cls)},
+                              "fingerprint": fingerprint(cls), "module": cls.__module__,
+                              "qualname": cls.__qualname__},
                    "properties": parent_record.get("properties"), "property_specs": parent_record.get("property_specs"),
                    "lineage": lineage, "seed": None}
         child = self._declare(node_id, parent.id, pending, parent.properties)
@@ -345,7 +379,7 @@ class Experiment:
                 f"{known.fn.__qualname__} and {function.fn.__module__}.{function.fn.__qualname__}); "
                 "give one another name with @pl.function(name=...)."
             )
-        node.functions[function.name] = function
+        node.functions[function.name] = copy.copy(function)  # its name and version now are what runs
         for tag in self._tag_stack:
             node.add_tag_in_memory(tag)
         self._declared.setdefault(node.id, node)
@@ -419,7 +453,7 @@ class Experiment:
             record = node._pending or node.record  # a retried failure starts from what this script declares
             blinded = prereg.blind_patterns(self.graph.tags_of(node)) if functions and prereg.blinds else []
             plan.tasks.append(Task(node.id, node.parent_id, node.properties, node.recipe_obj, record, compute,
-                                   functions, blinded))
+                                   functions, blinded, sorted(self.graph.tags_of(node))))
         return plan
 
     def _index_result_on_disk(self, node_id: str, function: Function) -> bool:
@@ -464,6 +498,12 @@ class Experiment:
             The directory cannot be written.
         """
         refuse_inside_body("run()")
+        if _DECLARING_ONLY:
+            warnings.warn(f"run() on {self.directory} computed nothing: {_DECLARING_ONLY[-1]}.", PrunelabWarning,
+                          stacklevel=2)
+            from ..execution.base import RunReport
+
+            return RunReport()
         self.store.require_writable("run()")
         self.store.read_logs("prereg", strict=True)  # damaged registrations: which metrics are blinded is unknown
         try:
@@ -590,6 +630,14 @@ class Experiment:
 
     def __repr__(self) -> str:
         return f"Experiment({str(self.directory)!r}, {self.info.get('state_class')}, {len(self.graph.nodes)} nodes)"
+
+
+def _tag_list(names: Any) -> list[Any]:
+    """The tags of an iterable given to :meth:`Experiment.tag`, or an error saying what a tag is."""
+    try:
+        return list(names)
+    except TypeError:
+        raise StateDefinitionError(f"a tag must be a non-empty str (or a list of them), got {names!r}.") from None
 
 
 def _property_specs(values: dict[str, Any]) -> dict[str, Any]:

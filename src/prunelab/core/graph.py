@@ -39,7 +39,7 @@ class Graph:
         for node_id, parent_id, status in index.node_rows():
             node = nodes.get(node_id)
             if node is None:
-                nodes[node_id] = Node(self.experiment, node_id, parent_id, status)
+                nodes[node_id] = self.experiment.node_class(self.experiment, node_id, parent_id, status)
             else:
                 node.stored_status = status
                 node.invalidate()
@@ -67,7 +67,7 @@ class Graph:
         """Return the node with this id, creating a declared one if it is new."""
         node = self._nodes.get(node_id)
         if node is None:
-            node = Node(self.experiment, node_id, parent_id, None)
+            node = self.experiment.node_class(self.experiment, node_id, parent_id, None)
             self._nodes[node_id] = node
             if self._children is not None:
                 self._children.setdefault(parent_id, []).append(node_id)

@@ -10,6 +10,7 @@ from .display import to_display
 from .errors import UnknownNameError
 from .recipe import Function, Recipe, fingerprint
 from .seeding import derive_seed
+from .state import bind_node
 
 if TYPE_CHECKING:
     import pandas
@@ -137,14 +138,15 @@ class Node:
 
     # ------------------------------------------------------------- values
     def restore(self) -> ExperimentState:
-        """Load the state's values (once) and return the state."""
+        """Load the state's values (once) and return the state (``state.id`` and ``state.tags`` are the node's)."""
         if self._state is None:
             if self.stored_status != "done":
                 raise UnknownNameError(
                     f"state {self.id[:12]} is {self.status}, so it has no stored values; run the experiment first."
                 )
             engine = self.experiment.engine
-            self._state = engine.load_state(self.id, self.properties, self.record["root_id"])
+            state = engine.load_state(self.id, self.properties, self.record["root_id"])
+            self._state = bind_node(state, self.id, self.experiment.graph.tags_of(self))
         return self._state
 
     def deflate(self) -> Node:
@@ -205,15 +207,24 @@ class NodeSet:
     def __contains__(self, node: object) -> bool:
         return isinstance(node, Node) and any(n.id == node.id for n in self._nodes)
 
-    def __and__(self, other: NodeSet) -> NodeSet:
-        ids = {n.id for n in other}
+    def __and__(self, other: object) -> NodeSet:
+        nodes = _operand(other)
+        if nodes is None:
+            return NotImplemented
+        ids = {n.id for n in nodes}
         return NodeSet(n for n in self._nodes if n.id in ids)
 
-    def __or__(self, other: NodeSet) -> NodeSet:
-        return NodeSet([*self._nodes, *other])
+    def __or__(self, other: object) -> NodeSet:
+        nodes = _operand(other)
+        if nodes is None:
+            return NotImplemented
+        return NodeSet([*self._nodes, *nodes])
 
-    def __sub__(self, other: NodeSet) -> NodeSet:
-        ids = {n.id for n in other}
+    def __sub__(self, other: object) -> NodeSet:
+        nodes = _operand(other)
+        if nodes is None:
+            return NotImplemented
+        ids = {n.id for n in nodes}
         return NodeSet(n for n in self._nodes if n.id not in ids)
 
     def __repr__(self) -> str:
@@ -228,8 +239,11 @@ class NodeSet:
         """Keep nodes whose tags match every pattern and whose fields equal ``properties``.
 
         Patterns are shell-style (``"lr:*"``); ``"!pattern"`` keeps nodes with no
-        matching tag. A keyword matches a state property, a lineage field or a
-        property of the node's recipe, compared in their readable form.
+        matching tag. A keyword matches a state property, a lineage field
+        (``root_id``, ``depth`` and the fields recipes' ``LINEAGE`` records) or
+        a property of the node's recipe, compared in their readable form; a
+        keyword that names no field of any node in the set is an error listing
+        the fields there are.
         """
         nodes = self._nodes
         if tag_patterns:
@@ -240,9 +254,18 @@ class NodeSet:
                 if all(_match_tags(tags, p) for p in tag_patterns):
                     kept.append(node)
             nodes = kept
-        if properties:
+        if properties and self._nodes:
+            fields = {n.id: _fields(n) for n in self._nodes}
+            known = set().union(*fields.values())
+            unknown = sorted(set(properties) - known)
+            if unknown:
+                raise UnknownNameError(
+                    f"no node of this set has the field(s) {', '.join(map(repr, unknown))}; filter on one of "
+                    f"{sorted(known)} (state properties, lineage fields and recipe properties), or on tags by "
+                    "passing them as strings."
+                )
             wanted = {k: to_display(v) for k, v in properties.items()}
-            nodes = [n for n in nodes if _fields_match(n, wanted)]
+            nodes = [n for n in nodes if all(k in fields[n.id] and fields[n.id][k] == v for k, v in wanted.items())]
         return NodeSet(nodes)
 
     def where(self, predicate: Callable[[Node], bool]) -> NodeSet:
@@ -289,8 +312,17 @@ class NodeSet:
         return pd.DataFrame(self._nodes[0].experiment.graph.frame_rows(self._nodes))
 
 
-def _fields_match(node: Node, wanted: dict[str, Any]) -> bool:
+def _fields(node: Node) -> dict[str, Any]:
+    """The fields a node can be filtered on, in readable form: recipe properties, lineage, state properties."""
     record = node.record
-    fields = {**((record.get("recipe") or {}).get("properties") or {}), **record.get("lineage", {}),
-              **record.get("properties", {})}
-    return all(k in fields and fields[k] == v for k, v in wanted.items())
+    return {**((record.get("recipe") or {}).get("properties") or {}), **node.lineage,
+            **(record.get("properties") or {})}
+
+
+def _operand(other: object) -> list[Node] | None:
+    """The nodes of the other side of a set operation (a NodeSet, or a list, tuple or set of nodes); else None."""
+    if isinstance(other, NodeSet):
+        return other._nodes
+    if isinstance(other, (list, tuple, set, frozenset)) and all(isinstance(n, Node) for n in other):
+        return list(other)
+    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import inspect
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, overload
 from .display import to_display
 from .errors import StateDefinitionError
 from .identity import class_name, encode_property
-from .state import ExperimentState, check_properties
+from .state import ExperimentState, check_properties, property_defaults
 
 if TYPE_CHECKING:
     from .nodes import Node
@@ -37,6 +38,24 @@ def fingerprint(obj: object) -> str | None:
         else:
             _FINGERPRINTS[obj] = hashlib.sha256(textwrap.dedent(source).encode()).hexdigest()[:16]
     return _FINGERPRINTS[obj]
+
+
+def _read_attributes(recipe: Recipe, names: list[str], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The values of a recipe's declared attributes; a missing one without a default is an error naming it."""
+    values = {}
+    for name in names:
+        try:
+            values[name] = getattr(recipe, name)
+        except AttributeError:
+            if name not in defaults:
+                owner = class_name(type(recipe))
+                raise StateDefinitionError(
+                    f"{owner} has no attribute {name!r}, which its PROPERTIES declare; set self.{name} in "
+                    f"{owner}.__init__, pass {name}= to Recipe.__init__, or give it a default "
+                    f"(PROPERTIES = {{{name!r}: default, ...}})."
+                ) from None
+            values[name] = defaults[name]
+    return values
 
 
 def _require_node(value: Any, what: str, hint: str = "") -> Node:
@@ -80,16 +99,48 @@ class Recipe:
     def __init__(self, **kwargs: Any):
         cls = type(self)
         declared = list(cls.PROPERTIES)
-        defaults = dict(cls.PROPERTIES) if isinstance(cls.PROPERTIES, dict) else {}
         options = {k: kwargs.pop(k) for k in list(kwargs) if k in cls.OPTIONS and k not in declared}
-        owner = class_name(cls)
-        self.properties = check_properties(owner, declared, kwargs, defaults)
-        self.options = {**cls.OPTIONS, **options}
-        self.encoded = {name: encode_property(owner, name, v) for name, v in self.properties.items()}
-        for name, value in self.options.items():  # recorded as shown, so what is shown must be storable
-            encode_property(owner, name, to_display(value), kind="option")
-        for name, value in {**self.options, **self.properties}.items():
+        values = check_properties(class_name(cls), declared, kwargs, property_defaults(cls.PROPERTIES))
+        for name, value in {**cls.OPTIONS, **options, **values}.items():
             setattr(self, name, value)
+        self.applied()  # a value that cannot be hashed or recorded is refused here, where it was given
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        """The recipe's properties, read from its attributes now (a declared default where one is unset)."""
+        return _read_attributes(self, list(type(self).PROPERTIES), property_defaults(type(self).PROPERTIES))
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The recipe's options, read from its attributes now (the declared default where one is unset)."""
+        return _read_attributes(self, list(type(self).OPTIONS), type(self).OPTIONS)
+
+    def applied(self) -> Recipe:
+        """Return a copy of this recipe that holds private copies of its property and option values now.
+
+        Applying a recipe hashes and records what this copy holds, and
+        ``run()`` is called on the copy: changing the original's attributes
+        afterwards changes nothing that runs. Recipes that set their
+        properties in their own ``__init__`` (as dagger's do, without calling
+        ``Recipe.__init__``) are read the same way. An option that cannot be
+        copied is shared with the original.
+        """
+        owner = class_name(type(self))
+        values, options = self.properties, self.options
+        for name, value in values.items():
+            encode_property(owner, name, value)
+        for name, value in options.items():  # recorded as shown, so what is shown must be storable
+            encode_property(owner, name, to_display(value), kind="option")
+        frozen = copy.copy(self)
+        for name, value in options.items():
+            try:
+                value = copy.deepcopy(value)
+            except Exception:  # noqa: BLE001 - an uncopyable option (an open resource) stays shared
+                pass
+            setattr(frozen, name, value)
+        for name, value in values.items():
+            setattr(frozen, name, copy.deepcopy(value))  # hashable values are plain data: always copyable
+        return frozen
 
     def run(self, state: ExperimentState) -> ExperimentState:
         """Transform ``state`` (a private copy of the parent) and return the new state."""

@@ -61,7 +61,8 @@ def _is_spec(value: Any) -> bool:
 _RECIPE: dict[str, tuple[_Check, bool]] = {
     "name": (_is_str, True), "version": (_is_int, True), "properties": (_is_dict, True),
     "property_specs": (_optional(_is_dict), False), "options": (_optional(_is_dict), False),
-    "fingerprint": (_optional(_is_str), False),
+    "fingerprint": (_optional(_is_str), False), "module": (_optional(_is_str), False),
+    "qualname": (_optional(_is_str), False),
 }
 _STATE: dict[str, tuple[_Check, bool]] = {
     "id": (is_id, True), "parent_id": (_optional(is_id), True), "root_id": (_optional(is_id), False),
@@ -77,8 +78,8 @@ _STATE: dict[str, tuple[_Check, bool]] = {
 _RESULT: dict[str, tuple[_Check, bool]] = {
     "name": (_is_str, True), "version": (_is_int, True), "node_id": (is_id, True), "value": (_is_spec, True),
     "blobs": (_list_of(is_id), False), "blinded": (_list_of(_is_str), False),
-    "fingerprint": (_optional(_is_str), False), "environment": (_optional(is_id), False),
-    "prereg": (_list_of(_is_str), False), "wall_s": (_optional(_is_number), False),
+    "fingerprint": (_optional(_is_str), False), "module": (_optional(_is_str), False),
+    "qualname": (_optional(_is_str), False), "environment": (_optional(is_id), False), "prereg": (_list_of(_is_str), False), "wall_s": (_optional(_is_number), False),
 }
 
 

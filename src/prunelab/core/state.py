@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import xxhash
@@ -11,10 +12,48 @@ import xxhash
 from .errors import PrunelabWarning, StateDefinitionError, UnknownNameError
 from .identity import surrogate_at
 
-__all__ = ["ExperimentState", "check_properties", "check_tag", "attribute_names", "derived_fingerprint"]
+__all__ = ["ExperimentState", "check_properties", "check_tag", "attribute_names", "derived_fingerprint", "bind_node",
+           "property_defaults", "NODE_KEY", "REQUIRED"]
 
 #: How many levels of containers and objects inside a derived attribute :func:`derived_fingerprint` follows.
 FINGERPRINT_DEPTH = 8
+#: Where a state holds the id and tags of its node (set by the engine, never stored).
+NODE_KEY = "_prunelab_node"
+
+
+class _NodeField:
+    """``state.id`` and ``state.tags``: the id and tags of the state's node, read-only and never stored."""
+
+    def __init__(self, index: int, what: str):
+        self.index = index
+        self.what = what
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, state: ExperimentState | None, owner: type | None = None) -> Any:
+        if state is None:
+            return self
+        node = state.__dict__.get(NODE_KEY)
+        if node is None:
+            raise AttributeError(
+                f"state.{self.name} is {self.what}, known for a state of a node: inside a recipe's run() or a "
+                f"function, or from node.restore(); this {type(state).__qualname__} belongs to no node."
+            )
+        value = node[self.index]
+        return list(value) if isinstance(value, tuple) else value
+
+    def __set__(self, state: ExperimentState, value: Any) -> None:
+        raise AttributeError(
+            f"state.{self.name} is read-only: it is {self.what}, set by prunelab and never stored. Tag nodes with "
+            "`with exp.tag(...)` or exp.add_tag(); keep your own values in a declared attribute."
+        )
+
+
+def bind_node(state: ExperimentState, node_id: str, tags: Iterable[str]) -> ExperimentState:
+    """Give ``state`` the id and (sorted) tags of its node, as ``state.id`` and ``state.tags``; return it."""
+    state.__dict__[NODE_KEY] = (node_id, tuple(sorted(tags)))
+    return state
 
 
 class ExperimentState:
@@ -23,7 +62,9 @@ class ExperimentState:
     Subclasses declare three kinds of attribute:
 
     ``PROPERTIES``
-        Identity: hashed into the root's id and inherited by every child.
+        Identity: hashed into the root's id and inherited by every child. A
+        list of names, or a dict of names to defaults (a default enters the id
+        exactly as if it were passed; :data:`REQUIRED` marks one without).
     ``NONHASHED_ATTRIBUTES``
         Stored and carried to children (the model, an optimizer, snapshots…).
     ``DERIVED_ATTRIBUTES``
@@ -35,6 +76,11 @@ class ExperimentState:
     structure, and into which the stored values are loaded. Any other attribute
     is dropped with a warning. Set ``NAME`` to keep ids when renaming the class.
 
+    Inside a recipe's ``run()`` and a function, and on what
+    ``node.restore()`` returns, ``state.id`` is the node's id and
+    ``state.tags`` its tags (a sorted list); both are read-only and never
+    stored or carried to children.
+
     Examples
     --------
     >>> import prunelab as pl
@@ -45,17 +91,23 @@ class ExperimentState:
     ...         self.weights = [0.0] * self.width
     """
 
-    PROPERTIES: ClassVar[list[str]] = []
+    PROPERTIES: ClassVar[list[str] | dict[str, Any]] = []
     NONHASHED_ATTRIBUTES: ClassVar[list[str]] = []
     DERIVED_ATTRIBUTES: ClassVar[list[str]] = []
     NAME: ClassVar[str | None] = None
+
+    id = _NodeField(0, "the 32-hex id of the state's node")
+    tags = _NodeField(1, "the sorted tags of the state's node")
 
     def initialize_state(self, **kwargs: Any) -> None:
         """Build the structure (models, data) from the properties; override in subclasses.
 
         It runs for a new root and again whenever a state is loaded or handed
         to a child, always seeded with the root's seed, before stored values
-        are loaded into what it built.
+        are loaded into what it built. The properties are set on the state
+        before it runs, and passed as keyword arguments too (those the
+        signature accepts: all of them with ``**kwargs``); it must not change
+        them.
         """
 
     def __repr__(self) -> str:
@@ -82,8 +134,14 @@ def validate_state_class(state_class: Any) -> type[ExperimentState]:
     seen: dict[str, str] = {}
     for kind, names in kinds.items():
         if isinstance(names, str) or not all(isinstance(n, str) and n.isidentifier() for n in names):
-            raise StateDefinitionError(f"{state_class.__qualname__}.{kind} must be a list of attribute names.")
+            also = " (or, for PROPERTIES, a dict of names to defaults)" if kind == "PROPERTIES" else ""
+            raise StateDefinitionError(f"{state_class.__qualname__}.{kind} must be a list of attribute names{also}.")
         for name in names:
+            if name in ("id", "tags"):
+                raise StateDefinitionError(
+                    f"{state_class.__qualname__}.{kind} declares {name!r}, which prunelab reserves: state.{name} "
+                    f"is the {name} of the state's node. Rename the attribute."
+                )
             if name in seen:
                 raise StateDefinitionError(
                     f"{state_class.__qualname__} declares {name!r} in both {seen[name]} and {kind}; "
@@ -91,6 +149,25 @@ def validate_state_class(state_class: Any) -> type[ExperimentState]:
                 )
             seen[name] = kind
     return state_class
+
+
+class _Required:
+    """The default of a property that has none: ``PROPERTIES = {"name": pl.REQUIRED, "lr": 0.1}`` must be given a name."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+    def __reduce__(self) -> str:
+        return "REQUIRED"  # unpickles as this module's one instance
+
+
+#: The default of a property that must be given (in a ``PROPERTIES`` dict of names to defaults).
+REQUIRED = _Required()
+
+
+def property_defaults(declared: list[str] | dict[str, Any]) -> dict[str, Any]:
+    """The defaults of a ``PROPERTIES`` declaration (a dict of names to defaults but :data:`REQUIRED`; a list has none)."""
+    return {k: v for k, v in declared.items() if v is not REQUIRED} if isinstance(declared, dict) else {}
 
 
 def check_properties(owner: str, declared: list[str], given: dict[str, Any],
@@ -131,7 +208,7 @@ def check_tag(tag: Any) -> str:
 
 def warn_undeclared(state: ExperimentState, where: str) -> list[str]:
     """Warn about (and return) attributes a state holds but does not declare."""
-    extra = sorted(set(vars(state)) - attribute_names(type(state)))
+    extra = sorted(set(vars(state)) - attribute_names(type(state)) - {NODE_KEY})
     if extra:
         warnings.warn(
             f"{where} left undeclared attribute(s) {', '.join(map(repr, extra))} on the state; they are "

@@ -35,7 +35,8 @@ class ModelState(pl.ExperimentState):
 
     Properties (identity): ``dataset_name``, ``model_name``, ``replicate`` (the
     seed is derived from the id, so replicates differ), ``split_seed``,
-    ``val_fraction`` and ``imbalance`` (``None`` or one training fraction per class).
+    ``val_fraction`` and ``imbalance`` (``None`` or one training fraction per
+    class); the last three default to ``0``, ``0.1`` and ``None``.
     Carried: ``model``, ``init_weights`` (a snapshot at initialisation, for
     rewinding to init), ``rewind_snapshot`` (taken by ``Train`` at a chosen
     epoch) and ``train_config`` (what training has happened). Derived: ``data``
@@ -55,7 +56,8 @@ class ModelState(pl.ExperimentState):
     data: Dataset
 
     NAME = "ModelState"
-    PROPERTIES = ["dataset_name", "model_name", "replicate", "split_seed", "val_fraction", "imbalance"]
+    PROPERTIES = {"dataset_name": pl.REQUIRED, "model_name": pl.REQUIRED, "replicate": pl.REQUIRED, "split_seed": 0,
+                  "val_fraction": 0.1, "imbalance": None}
     NONHASHED_ATTRIBUTES = ["model", "init_weights", "rewind_snapshot", "train_config"]
     DERIVED_ATTRIBUTES = ["data"]
 
