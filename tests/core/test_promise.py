@@ -345,3 +345,17 @@ def test_tag_takes_a_list_of_tags(exp_dir):
     with pytest.raises(pl.StateDefinitionError, match="a tag must be a non-empty str"):
         with exp.tag(3):
             pass
+
+
+def test_run_inside_declaring_only_computes_and_writes_nothing(exp_dir):
+    from prunelab.core.experiment import declaring_only
+
+    exp = pl.Experiment(exp_dir, MLPState)
+    node = Look(k=1)(exp.spawn_new_tree(width=4, replicate=0))
+    with declaring_only("importing the script to find its classes"):
+        with pytest.warns(pl.PrunelabWarning, match="computed nothing: importing the script to find its classes"):
+            report = exp.run(quiet=True)
+    assert report.done == [] and SEEN == [] and node.status == "declared"
+    assert exp.graph.runs == [] and not list((exp_dir / "states").rglob("meta.json"))
+    exp.run(quiet=True)  # outside the block, run() computes again
+    assert node.status == "done" and len(list((exp_dir / "states").rglob("meta.json"))) == 2
