@@ -78,9 +78,13 @@ def test_a_worker_killed_mid_recipe_is_replaced_and_the_run_completes(tmp_path):
     flag = tmp_path / "killed"
     exp = pl.Experiment(tmp_path / "exp", MLPState)
     root = exp.spawn_new_tree(width=8, replicate=0)
-    node = Train(steps=1, lr=0.1)(KillOnce(flag=str(flag))(root))
+    killer = KillOnce(flag=str(flag))(root)
+    node = Train(steps=1, lr=0.1)(killer)
     report = exp.run(executor=pl.DaskExecutor(n_workers=1), quiet=True)
-    assert flag.exists() and node.status == "done" and len(report.done) == 3
+    assert flag.exists() and node.status == "done" and report.failed == {}
+    assert {killer.id, node.id} <= set(report.done)
+    # the root's result lived on the killed worker: Dask may run its task again, which then finds it stored
+    assert root.id in report.done or report.elsewhere == [root.id]
     assert list((tmp_path / "exp" / "leases").iterdir()) == []  # the dead worker's lease was taken over
     for folder in (tmp_path / "exp" / "states").glob("*/*"):
         assert (folder / "meta.json").is_file()
