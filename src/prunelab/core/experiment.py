@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from .codecs import encode_value
 from .display import to_display
@@ -252,7 +252,7 @@ class Experiment:
 
     @classmethod
     def restore(cls, directory: str | Path, state_class: type[ExperimentState] | None = None, slim: bool = True,
-                *, allow_pickle: bool = False) -> Experiment:
+                *, allow_pickle: bool = False) -> Self:
         """Open a stored experiment.
 
         Parameters

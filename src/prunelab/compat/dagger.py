@@ -1,0 +1,258 @@
+"""prunelab with FAIR dagger's spellings: ``import prunelab.compat.dagger as dg``.
+
+Everything ``import prunelab`` exports is here too, and dagger's names are added
+where the concept is the same, and only there:
+
+- ``exp.root``: the experiment's single root node (an error naming the roots
+  when there are none or several);
+- ``node.get()``: run what the node needs, then return its restored state;
+- ``with node.lazy_load() as state:``: restore, and deflate when the block ends;
+- ``exp.graph.nodes_at_distance(d)``: the nodes ``d`` recipes below a root;
+- ``exp.graph.draw(filename=..., format=...)``: write ``filename.format``;
+- ``ExperimentStatePromise``: dagger's name for a node, here :class:`Node`;
+- ``Function``: :class:`prunelab.core.Function` (dagger's ``Function(op)``).
+
+What differs from dagger on purpose (no pickle by default, seeds from ids,
+:class:`RunError`, no save or load hooks) is listed in the README's "Coming
+from dagger".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import prunelab
+from prunelab import (
+    CorruptStateError,
+    DaskExecutor,
+    ExperimentFormatError,
+    ExperimentState,
+    LocalExecutor,
+    NodeSet,
+    PrunelabError,
+    PrunelabWarning,
+    PublishError,
+    REQUIRED,
+    ReadOnlyError,
+    Recipe,
+    RunError,
+    StateDefinitionError,
+    UnhashableValueError,
+    UnknownNameError,
+    __version__,
+    function,
+)
+from prunelab.core import Function
+from prunelab.core import graph as _graph
+
+if TYPE_CHECKING:
+    from prunelab.execution.base import Executor
+
+__all__ = [
+    "CorruptStateError",
+    "DaskExecutor",
+    "Experiment",
+    "ExperimentFormatError",
+    "ExperimentState",
+    "ExperimentStatePromise",
+    "Function",
+    "LocalExecutor",
+    "Node",
+    "NodeSet",
+    "PrunelabError",
+    "PrunelabWarning",
+    "PublishError",
+    "REQUIRED",
+    "ReadOnlyError",
+    "Recipe",
+    "RunError",
+    "StateDefinitionError",
+    "UnhashableValueError",
+    "UnknownNameError",
+    "__version__",
+    "function",
+]
+
+_SHOWN = 5  # roots named in an error, at most
+
+
+class Node(prunelab.Node):
+    """A node with dagger's ``get()`` and ``lazy_load()`` (see :class:`prunelab.Node`)."""
+
+    __slots__ = ()
+
+    def get(self, executor: Executor | None = None) -> ExperimentState:
+        """Compute what this node needs, if anything, and return its restored state.
+
+        Parameters
+        ----------
+        executor : Executor, optional
+            Runs what is missing (dagger's ``scheduler``); the default is
+            :meth:`Experiment.run`'s. Nothing runs, and nothing is printed,
+            when everything the node needs is stored.
+
+        Returns
+        -------
+        ExperimentState
+            The node's state, loaded once and kept (``deflate()`` drops it).
+
+        Raises
+        ------
+        RunError
+            The node's recipe, an ancestor's or a function failed.
+        """
+        if self.experiment.plan(targets=[self]).tasks:
+            self.experiment.run(executor, targets=[self])
+        return self.restore()
+
+    @contextlib.contextmanager
+    def lazy_load(self) -> Iterator[ExperimentState]:
+        """Restore the state for the block and deflate it when the block ends, even if it raises.
+
+        Unlike dagger, which loaded the values into the node object, the
+        state is what the block binds: ``with node.lazy_load() as state:``.
+        A node restored before the block is deflated after it too, as in dagger.
+        """
+        try:
+            yield self.restore()
+        finally:
+            self.deflate()
+
+
+#: dagger's name for a state that may not be computed yet: a node.
+ExperimentStatePromise = Node
+
+
+class Graph(_graph.Graph):
+    """The graph with dagger's ``nodes_at_distance`` and ``draw(filename=, format=)``."""
+
+    def nodes_at_distance(self, distance: int) -> NodeSet:
+        """Return the nodes ``distance`` recipes below a root (empty below the deepest).
+
+        Parameters
+        ----------
+        distance : int
+            0 for the roots, 1 for their children, and so on.
+
+        Raises
+        ------
+        StateDefinitionError
+            ``distance`` is not an int of at least 0.
+        """
+        if not isinstance(distance, int) or isinstance(distance, bool) or distance < 0:
+            raise StateDefinitionError(f"nodes_at_distance() needs an int of at least 0, got {distance!r}.")
+        level = NodeSet(self.roots())
+        for _ in range(distance):
+            if not level:
+                break
+            level = level.children()
+        return level
+
+    def draw(self, path: str | Path | None = None, *, nodes: NodeSet | None = None, max_nodes: int | None = None,
+             filename: str | os.PathLike[str] | None = None, format: str | None = None) -> str | None:
+        """Draw the graph; with dagger's ``filename``/``format``, write ``filename.format`` and return that path.
+
+        Parameters
+        ----------
+        path : str or Path, optional
+            prunelab's form: write this file (``.svg``, ``.png`` or ``.pdf``);
+            with no argument at all, return the SVG text.
+        nodes : NodeSet, optional
+            Draw only these nodes.
+        max_nodes : int, optional
+            Above this many states, draw one box per recipe path (see
+            :meth:`prunelab.core.graph.Graph.draw`).
+        filename : str or path-like, optional
+            dagger's form: the file written is ``filename`` plus ``.`` plus
+            ``format`` (default ``"graph"``).
+        format : {"svg", "png", "pdf"}, optional
+            dagger's form: the format (default ``"pdf"``, as in dagger).
+
+        Returns
+        -------
+        str or None
+            dagger's form: the path written; prunelab's form: the SVG text when
+            no ``path`` is given, else None.
+
+        Raises
+        ------
+        StateDefinitionError
+            ``path`` is given with ``filename`` or ``format``, or the format is
+            not one of svg, png, pdf.
+        """
+        if filename is None and format is None:
+            return super().draw(path, nodes=nodes, max_nodes=max_nodes)
+        if path is not None:
+            raise StateDefinitionError(
+                f"draw() takes a path ({str(path)!r}) or dagger's filename=/format=, not both; pass one of them."
+            )
+        target = f"{os.fspath('graph' if filename is None else filename)}.{'pdf' if format is None else format}"
+        super().draw(target, nodes=nodes, max_nodes=max_nodes)
+        return target
+
+
+class Experiment(prunelab.Experiment):
+    """An experiment with dagger's ``root``, whose nodes and graph have dagger's spellings.
+
+    Takes the arguments of :class:`prunelab.Experiment`;
+    ``Experiment.restore(directory)`` opens a stored one as this class.
+
+    Examples
+    --------
+    >>> import prunelab.compat.dagger as dg, tempfile
+    >>> class S(dg.ExperimentState):
+    ...     PROPERTIES = ["n"]
+    ...     NONHASHED_ATTRIBUTES = ["total"]
+    ...     def initialize_state(self, **kwargs):
+    ...         self.total = self.n
+    >>> class Add(dg.Recipe):
+    ...     PROPERTIES = ["k"]
+    ...     def __init__(self, k):
+    ...         self.k = k
+    ...     def run(self, state):
+    ...         state.total += self.k
+    ...         return state
+    >>> exp = dg.Experiment(tempfile.mkdtemp(), S)
+    >>> child = Add(2)(exp.spawn_new_tree(n=1))
+    >>> exp.root.id == child.parent_id
+    True
+    >>> child.get().total  # runs the root and the child (the summary goes to stderr)
+    3
+    >>> exp.graph.nodes_at_distance(1).ids == [child.id]
+    True
+    """
+
+    graph_class = Graph
+    node_class = Node
+    graph: Graph
+
+    @property
+    def root(self) -> Node:
+        """The experiment's root node, when it has exactly one.
+
+        Raises
+        ------
+        UnknownNameError
+            The experiment has no root yet, or several (they are named).
+        """
+        roots = self.graph.roots()
+        if len(roots) == 1:
+            root = roots[0]
+            assert isinstance(root, Node)  # the graph makes every node of node_class
+            return root
+        if not roots:
+            raise UnknownNameError(f"{self.directory} has no root yet; declare one with exp.spawn_new_tree(...).")
+        named = ", ".join(f"{r.id[:12]} ({_properties(r)})" for r in roots[:_SHOWN])
+        raise UnknownNameError(
+            f"{self.directory} has {len(roots)} roots, so exp.root is ambiguous: {named}"
+            f"{', …' if len(roots) > _SHOWN else ''}. Pick one with exp.graph.node(id), or take them all with "
+            "exp.graph.nodes_at_distance(0)."
+        )
+
+
+def _properties(node: prunelab.Node) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in (node.record.get("properties") or {}).items())
