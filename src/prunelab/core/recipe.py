@@ -87,7 +87,10 @@ class Recipe:
 
     Applying a recipe to a node, ``Train(nb_epochs=3, lr=0.1)(node)``, declares
     the child and returns its :class:`~prunelab.Node`; nothing runs until
-    :meth:`Experiment.run`.
+    :meth:`Experiment.run`. The properties are read from the recipe's
+    attributes when it is applied (see :meth:`applied`), so a recipe may set
+    them in its own ``__init__`` instead of calling ``Recipe.__init__``, and
+    changing an attribute afterwards changes neither the id nor the run.
     """
 
     PROPERTIES: ClassVar[list[str] | dict[str, Any]] = []
@@ -103,7 +106,7 @@ class Recipe:
         values = check_properties(class_name(cls), declared, kwargs, property_defaults(cls.PROPERTIES))
         for name, value in {**cls.OPTIONS, **options, **values}.items():
             setattr(self, name, value)
-        self.applied()  # a value that cannot be hashed or recorded is refused here, where it was given
+        self._checked()  # a value that cannot be hashed or recorded is refused here, where it was given
 
     @property
     def properties(self) -> dict[str, Any]:
@@ -115,6 +118,16 @@ class Recipe:
         """The recipe's options, read from its attributes now (the declared default where one is unset)."""
         return _read_attributes(self, list(type(self).OPTIONS), type(self).OPTIONS)
 
+    def _checked(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The properties and options now, if they can be hashed and recorded; else raise naming the one at fault."""
+        owner = class_name(type(self))
+        values, options = self.properties, self.options
+        for name, value in values.items():
+            encode_property(owner, name, value)
+        for name, value in options.items():  # recorded as shown, so what is shown must be storable
+            encode_property(owner, name, to_display(value), kind="option")
+        return values, options
+
     def applied(self) -> Recipe:
         """Return a copy of this recipe that holds private copies of its property and option values now.
 
@@ -125,12 +138,7 @@ class Recipe:
         ``Recipe.__init__``) are read the same way. An option that cannot be
         copied is shared with the original.
         """
-        owner = class_name(type(self))
-        values, options = self.properties, self.options
-        for name, value in values.items():
-            encode_property(owner, name, value)
-        for name, value in options.items():  # recorded as shown, so what is shown must be storable
-            encode_property(owner, name, to_display(value), kind="option")
+        values, options = self._checked()
         frozen = copy.copy(self)
         for name, value in options.items():
             try:
