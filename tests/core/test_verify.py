@@ -58,3 +58,35 @@ def test_a_recipe_whose_version_changed_is_unverifiable_not_different(exp_dir):
     finally:
         Drift.VERSION = 1
     assert row["outcome"] == "unverifiable" and "VERSION 2" in row["detail"]
+
+
+class KwargsState(pl.ExperimentState):
+    """dagger's way: initialize_state reads the root's properties from its keyword arguments."""
+
+    PROPERTIES = ["width"]
+    NONHASHED_ATTRIBUTES = ["model"]
+
+    def initialize_state(self, **kwargs):
+        self.model = torch.nn.Linear(kwargs["width"], 2)
+
+
+class Scale(pl.Recipe):
+    """dagger's way: its own __init__, positional, never calling Recipe.__init__; it reads state.id."""
+
+    PROPERTIES = ["factor"]
+
+    def __init__(self, by):
+        self.factor = by
+
+    def run(self, state):
+        with torch.no_grad():
+            state.model.weight.mul_(self.factor + int(state.id[:2], 16))
+        return state
+
+
+def test_dagger_style_states_and_recipes_are_re_executed_bit_for_bit(exp_dir):
+    exp = pl.Experiment(exp_dir, KwargsState)
+    Scale(3)(exp.spawn_new_tree(width=4))
+    exp.run(quiet=True)
+    report = verify(pl.Experiment(exp_dir, KwargsState))
+    assert [r["outcome"] for r in report.rows] == ["identical"] * 2, report.rows

@@ -2,23 +2,28 @@
 
 A state is *stale* when the source of the recipe (or function) that made it
 has changed since: the fingerprint in its record differs from that of the
-class or function imported now. Only code already imported is compared (the
-caller imports the script), since opening a directory never imports a module.
+same class or function (the recorded module and qualname) imported now. Only
+code already imported is compared (the caller imports the script), since
+opening a directory never imports a module; the rest is *not checked*.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .identity import class_name
 from .lease import pid_alive, read_lease
+from .recipe import Function, Recipe, fingerprint
 
 if TYPE_CHECKING:
     from .experiment import Experiment
 
-__all__ = ["held_leases", "stale_states", "environment_groups"]
+__all__ = ["held_leases", "stale_states", "Staleness", "environment_groups"]
 
 
 def held_leases(exp: Experiment) -> list[dict[str, Any]]:
@@ -40,47 +45,129 @@ def held_leases(exp: Experiment) -> list[dict[str, Any]]:
     return out
 
 
-def _imported_code() -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
-    """Imported recipe classes and functions, by name (several may share one)."""
+def _imported_code() -> dict[str, dict[str, list[Any]]]:
+    """Imported recipe classes and functions by kind (``recipe``, ``function``), then by name (several may share one)."""
     from .experiment import imported
-    from .recipe import Function, Recipe
 
-    recipes: dict[str, list[Any]] = {}
-    functions: dict[str, list[Any]] = {}
-    for value in imported(lambda v: isinstance(v, Function) or (isinstance(v, type) and issubclass(v, Recipe)
-                                                                and v is not Recipe)):
+    code: dict[str, dict[str, list[Any]]] = {"recipe": {}, "function": {}}
+    for value in imported(lambda v: isinstance(v, Function) or _is_recipe(v)):
         if isinstance(value, Function):
-            functions.setdefault(value.name, []).append(value)
+            code["function"].setdefault(value.name, []).append(value)
         else:
-            recipes.setdefault(class_name(value), []).append(value)
-    return recipes, functions
+            code["recipe"].setdefault(class_name(value), []).append(value)
+    return code
 
 
-def stale_states(exp: Experiment) -> list[dict[str, Any]]:
-    """States (and results) whose recipe's (or function's) source changed since they were computed.
+def _is_recipe(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, Recipe) and value is not Recipe
 
-    Where several imported classes share a recipe's name, the state is stale
-    only when none of them has the recorded source.
+
+def _lookup(module: str, qualname: str, scripts: Sequence[str]) -> Any:
+    """The object at ``qualname`` in the imported module ``module`` (None if it is not imported there).
+
+    A recorded module ``__main__`` (a script run directly) is looked for in
+    ``scripts`` (the names such a script was imported under), then in
+    ``__main__``. Only namespaces are read: nothing is imported or executed.
     """
-    from .recipe import fingerprint
+    for name in [*scripts, "__main__"] if module == "__main__" else [module]:
+        value: Any = sys.modules.get(name)
+        for part in qualname.split("."):
+            value = getattr(value, "__dict__", {}).get(part)
+        if value is not None:
+            return value
+    return None
 
-    recipes, functions = _imported_code()
-    out = []
+
+def _candidates(kind: str, record: dict[str, Any], scripts: Sequence[str],
+                code: dict[str, dict[str, list[Any]]]) -> list[tuple[Any, Any]]:
+    """(version, source object) of the imported code that made ``record``.
+
+    Found by the recorded module and qualname; records without them (made
+    before prunelab recorded them) by name among ``code``.
+    """
+    module, qualname = record.get("module"), record.get("qualname")
+    if isinstance(module, str) and isinstance(qualname, str):
+        found = _lookup(module, qualname, scripts)
+        fits = _is_recipe(found) if kind == "recipe" else isinstance(found, Function)
+        matches = [found] if fits else []
+    else:
+        matches = code[kind].get(str(record.get("name")), [])
+    return [(c.VERSION, c) if kind == "recipe" else (c.version, c.fn) for c in matches]
+
+
+def _judge(record: dict[str, Any], candidates: list[tuple[Any, Any]]) -> set[str] | None:
+    """The current fingerprints to compare ``record`` with; None when it cannot be checked.
+
+    An empty set means the code imported now is another version (the record
+    is an older version's, not stale).
+    """
+    same_version = [source for version, source in candidates if version == record.get("version")]
+    if candidates and not same_version:
+        return set()
+    current = {f for f in map(fingerprint, same_version) if f}
+    return current if current and record.get("fingerprint") else None
+
+
+@dataclass(frozen=True)
+class Staleness:
+    """What :func:`stale_states` found.
+
+    Attributes
+    ----------
+    stale : list of dict
+        One entry per stale state or result: ``id``, ``kind`` (``recipe`` or
+        ``function``), ``name``, ``recorded`` and ``current`` fingerprints.
+    not_checked_states, not_checked_results : int
+        States (and results) whose recipe (function) is not imported here, or
+        whose source is unknown: nothing to compare them with.
+    """
+
+    stale: list[dict[str, Any]]
+    not_checked_states: int
+    not_checked_results: int
+
+
+def stale_states(exp: Experiment, *, scripts: Sequence[str] = ()) -> Staleness:
+    """Find the states (and results) whose recipe's (or function's) source changed since they were computed.
+
+    Each is judged only against the class (or function) that made it: the one
+    at the recorded module and qualname, if that module is imported. States
+    recorded before prunelab kept the module are compared with every imported
+    recipe of their name (stale only when none has the recorded source).
+    Results of another version than the imported function's are not compared.
+
+    Parameters
+    ----------
+    exp : Experiment
+        The experiment whose stored states are checked.
+    scripts : sequence of str, default=()
+        Names under which scripts were imported (``prunelab status --script``
+        imports one as ``prunelab_script_<stem>``): a class recorded in
+        ``__main__`` (its script run directly) is looked for there, then in
+        ``__main__``.
+
+    Returns
+    -------
+    Staleness
+        The stale states and results, and how many could not be checked.
+    """
+    code = _imported_code()
+    stale: list[dict[str, Any]] = []
+    not_checked = Counter[str]()
     for node in exp.graph.nodes:
         if node.stored_status is None:
             continue
-        spec = node.record.get("recipe") or {}
-        current = {fingerprint(c) for c in recipes.get(str(spec.get("name")), [])}
-        if current and spec.get("fingerprint") and spec["fingerprint"] not in current:
-            out.append({"id": node.id, "kind": "recipe", "name": spec["name"], "recorded": spec["fingerprint"],
-                        "current": sorted(c for c in current if c)})
-        for key, record in exp.index.results(node.id).items():
-            current = {fingerprint(f.fn) for f in functions.get(str(record.get("name")), [])
-                       if f.version == record.get("version")}
-            if current and record.get("fingerprint") and record["fingerprint"] not in current:
-                out.append({"id": node.id, "kind": "function", "name": key, "recorded": record["fingerprint"],
-                            "current": sorted(c for c in current if c)})
-    return out
+        spec = node.record.get("recipe")
+        items = [("recipe", str(spec.get("name")), spec)] if isinstance(spec, dict) else []
+        items += [("function", key, record) for key, record in exp.index.results(node.id).items()]
+        for kind, name, record in items:
+            current = _judge(record, _candidates(kind, record, scripts, code))
+            if current is None:
+                not_checked[kind] += 1
+            elif current and record["fingerprint"] not in current:
+                stale.append({"id": node.id, "kind": kind, "name": name, "recorded": record["fingerprint"],
+                              "current": sorted(current)})
+    return Staleness(stale, not_checked["recipe"], not_checked["function"])
 
 
 def environment_groups(exp: Experiment) -> list[dict[str, Any]]:

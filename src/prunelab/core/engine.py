@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import inspect
 import itertools
 import os
 import socket
@@ -25,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 from .codecs import Blob, Encoded, copy_values, decode_value, encode_value, loads_into_current
 from .errors import CorruptStateError, PrunelabWarning, StateDefinitionError
-from .identity import class_name, encode_property
+from .identity import class_name
 from .lease import BUSY, Lease, acquire
 from .prereg import split_blinded
 from .seeding import derive_seed, preserved, reseed, seeded
-from .state import NODE_KEY, ExperimentState, bind_node, derived_fingerprint, warn_undeclared
+from .state import NODE_KEY, ExperimentState, bind_node, build_state, check_kept, derived_fingerprint, warn_undeclared
 
 if TYPE_CHECKING:
     from .index import Index
@@ -454,13 +453,8 @@ class Engine:
 
     def _initialise(self, cls: type[ExperimentState], properties: dict[str, Any], root_id: str) -> _Template:
         """Build a root's template with ``initialize_state`` under the root's seed, and fingerprint what it derived."""
-        state = cls.__new__(cls)
-        for name, value in properties.items():
-            setattr(state, name, value)
         with self._seeded(derive_seed(root_id, "recipe")):
-            state.initialize_state(**_accepted(state.initialize_state, properties))
-        _check_kept(state, properties, f"{cls.__qualname__}.initialize_state", " It builds from them: read them, "
-                    "never assign them (they are passed to it as keyword arguments too).")
+            state = build_state(cls, properties)
         template = _Template(state, derived_fingerprint(state))
         before = self._spoiled.get(root_id)
         if before is not None:
@@ -665,7 +659,7 @@ class Engine:
                 f"{name}.run returned {type(out).__qualname__}, not a {cls.__qualname__}; "
                 "a recipe must return the state it was given (or another instance of the state class)."
             )
-        _check_kept(out, task.properties, name, " Keep it fixed, or make the varying value a recipe property or a "
+        check_kept(out, task.properties, name, " Keep it fixed, or make the varying value a recipe property or a "
                     "non-hashed attribute.")
         warn_undeclared(out, f"{name}.run")
         return out, in_force
@@ -748,33 +742,7 @@ def _read_blobs(values: dict[str, Any], store: Store) -> dict[str, Blob]:
     return blobs
 
 
-_MISSING = object()
-_TEMPLATES = 4
-
-
-def _accepted(method: Any, properties: dict[str, Any]) -> dict[str, Any]:
-    """The properties ``method`` (an ``initialize_state``) accepts as keyword arguments: all with ``**kwargs``."""
-    try:
-        parameters = inspect.signature(method).parameters.values()
-    except (TypeError, ValueError):  # no signature to read (a builtin): pass nothing, as before
-        return {}
-    if any(p.kind is p.VAR_KEYWORD for p in parameters):
-        return dict(properties)
-    names = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    return {k: v for k, v in properties.items() if k in names}
-
-
-def _check_kept(state: ExperimentState, properties: dict[str, Any], who: str, advice: str) -> None:
-    """Raise, naming ``who``, if ``state`` no longer holds the ``properties`` it was given."""
-    owner = type(state).__qualname__
-    for prop, value in properties.items():
-        before = encode_property(owner, prop, value)
-        after = getattr(state, prop, _MISSING)
-        if after is _MISSING or encode_property(owner, prop, after) != before:
-            raise StateDefinitionError(
-                f"{who} changed state property {prop!r} (from {value!r} to "
-                f"{'<deleted>' if after is _MISSING else repr(after)}); properties are the state's identity.{advice}"
-            )  # initialised states kept per process, one per root
+_TEMPLATES = 4  # initialised states kept per process, one per root
 
 
 def _copy_template(template: ExperimentState, derived: list[str], stored: Materialized | None) -> ExperimentState:

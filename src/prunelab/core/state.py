@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 import warnings
 from collections.abc import Iterable
@@ -10,10 +11,10 @@ from typing import Any, ClassVar
 import xxhash
 
 from .errors import PrunelabWarning, StateDefinitionError, UnknownNameError
-from .identity import surrogate_at
+from .identity import encode_property, surrogate_at
 
 __all__ = ["ExperimentState", "check_properties", "check_tag", "attribute_names", "derived_fingerprint", "bind_node",
-           "property_defaults", "NODE_KEY", "REQUIRED"]
+           "build_state", "check_kept", "property_defaults", "NODE_KEY", "REQUIRED"]
 
 #: How many levels of containers and objects inside a derived attribute :func:`derived_fingerprint` follows.
 FINGERPRINT_DEPTH = 8
@@ -191,6 +192,51 @@ def check_properties(owner: str, declared: list[str], given: dict[str, Any],
             f"pass every one of {declared}."
         )
     return {p: given[p] if p in given else defaults[p] for p in declared}
+
+
+def _accepted(method: Any, properties: dict[str, Any]) -> dict[str, Any]:
+    """The properties ``method`` (an ``initialize_state``) accepts as keyword arguments: all with ``**kwargs``."""
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a builtin): pass nothing, as before
+        return {}
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return dict(properties)
+    names = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {k: v for k, v in properties.items() if k in names}
+
+
+_GONE = object()
+
+
+def check_kept(state: ExperimentState, properties: dict[str, Any], who: str, advice: str) -> None:
+    """Raise, naming ``who`` (and ending with ``advice``), if ``state`` no longer holds the ``properties`` it was given."""
+    owner = type(state).__qualname__
+    for prop, value in properties.items():
+        before = encode_property(owner, prop, value)
+        after = getattr(state, prop, _GONE)
+        if after is _GONE or encode_property(owner, prop, after) != before:
+            raise StateDefinitionError(
+                f"{who} changed state property {prop!r} (from {value!r} to "
+                f"{'<deleted>' if after is _GONE else repr(after)}); properties are the state's identity.{advice}"
+            )
+
+
+
+def build_state(cls: type[ExperimentState], properties: dict[str, Any]) -> ExperimentState:
+    """Return a new ``cls`` state: properties set, then built by ``initialize_state`` (seed the call).
+
+    ``initialize_state`` receives the properties it accepts as keyword
+    arguments (all of them with ``**kwargs``, as dagger passed them), and must
+    not change them: that is refused here, naming it.
+    """
+    state = cls.__new__(cls)
+    for name, value in properties.items():
+        setattr(state, name, value)
+    state.initialize_state(**_accepted(state.initialize_state, properties))
+    check_kept(state, properties, f"{cls.__qualname__}.initialize_state", " It builds from them: read them, never "
+               "assign them (they are passed to it as keyword arguments too).")
+    return state
 
 
 def check_tag(tag: Any) -> str:

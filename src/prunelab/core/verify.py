@@ -22,10 +22,12 @@ from .errors import CorruptStateError, PrunelabError
 from .files import canonical_json, checksum
 from .identity import child_id, class_name, root_id
 from .seeding import derive_seed, seeded
+from .state import bind_node, build_state
 
 if TYPE_CHECKING:
     from .experiment import Experiment
     from .nodes import Node
+    from .recipe import Recipe
 
 __all__ = ["verify", "VerifyReport", "OUTCOMES"]
 
@@ -153,11 +155,8 @@ def _reexecute(exp: Experiment, node: Node, atol: float) -> tuple[str, str, floa
     if node.parent_id is None:
         if root_id(class_name(cls), properties) != node.id:
             return "unverifiable", "the root's properties do not give its id back from the record", None
-        state = cls.__new__(cls)
-        for name, value in properties.items():
-            setattr(state, name, value)
         with seeded(derive_seed(node.id, "recipe"), threads=threads, deterministic=deterministic):
-            state.initialize_state()
+            state = build_state(cls, properties)
     else:
         spec = record.get("recipe") or {}
         candidates = named_subclasses(str(spec.get("name")), Recipe)
@@ -167,13 +166,14 @@ def _reexecute(exp: Experiment, node: Node, atol: float) -> tuple[str, str, floa
             why = "is not imported" if not candidates else f"names {len(candidates)} imported classes"
             return "unverifiable", (f"recipe class {spec.get('name')!r} {why}; pass the script that defines it "
                                     "(--script)"), None
-        recipe_cls = candidates[0]
-        recipe = recipe_cls(**exp.graph.decode_properties(spec), **(spec.get("options") or {}))
+        recipe = _rebuilt(candidates[0], exp.graph.decode_properties(spec), spec.get("options") or {})
+        recipe_cls = type(recipe)
         if child_id(node.parent_id, spec["name"], recipe_cls.VERSION, recipe.properties) != node.id:
             return "unverifiable", (f"{spec['name']} as imported now (VERSION {recipe_cls.VERSION}) with the recorded "
                                     "properties makes another id: the code or its VERSION changed"), None
         parent = exp.graph.node(node.parent_id)
-        state = engine.load_state(parent.id, parent.properties, record["root_id"])
+        state = bind_node(engine.load_state(parent.id, parent.properties, record["root_id"]), node.id,
+                          exp.graph.tags_of(node))
         with seeded(derive_seed(node.id, "recipe"), threads=threads, deterministic=deterministic):
             state = recipe.run(state)
     materialized, _ = engine.encode_state(state)
@@ -181,6 +181,21 @@ def _reexecute(exp: Experiment, node: Node, atol: float) -> tuple[str, str, floa
         return "identical", "every value and tensor bit for bit", 0.0
     stored = exp.store.read_values(node.id, record)
     return _compare(stored, materialized.values, StoreSource(exp.store), MemorySource(materialized.blobs), atol)
+
+
+def _rebuilt(cls: type[Recipe], properties: dict[str, Any], options: dict[str, Any]) -> Recipe:
+    """The recipe of a record: made by its ``__init__`` from the recorded values, else holding them as attributes.
+
+    A recipe whose own ``__init__`` takes other arguments (dagger's way) is
+    made without it; either way it is then read as at application.
+    """
+    try:
+        recipe = cls(**properties, **options)
+    except TypeError:
+        recipe = cls.__new__(cls)
+        for name, value in {**options, **properties}.items():
+            setattr(recipe, name, value)
+    return recipe.applied()
 
 
 def _compare(stored: Any, fresh: Any, old: Any, new: Any, atol: float) -> tuple[str, str, float | None]:
