@@ -359,3 +359,15 @@ def test_run_inside_declaring_only_computes_and_writes_nothing(exp_dir):
     assert exp.graph.runs == [] and not list((exp_dir / "states").rglob("meta.json"))
     exp.run(quiet=True)  # outside the block, run() computes again
     assert node.status == "done" and len(list((exp_dir / "states").rglob("meta.json"))) == 2
+
+
+def test_a_recipe_whose_properties_are_not_set_yet_has_a_repr():
+    class Later(pl.Recipe):
+        PROPERTIES = ["op"]
+
+        def __init__(self):
+            pass
+
+    assert repr(Later()) == "<test_a_recipe_whose_properties_are_not_set_yet_has_a_repr.<locals>.Later with properties " \
+        "not set>"
+    assert repr(OpRecipe("add", 1)) == "OpRecipe(op='add', value=1)"

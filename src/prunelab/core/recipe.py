@@ -159,7 +159,11 @@ class Recipe:
         return _require_node(node, class_name(type(self))).experiment._apply_recipe(self, node)
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.properties.items())
+        try:
+            properties = self.properties
+        except StateDefinitionError:  # a property attribute not set yet: repr must not raise
+            return f"<{class_name(type(self))} with properties not set>"
+        args = ", ".join(f"{k}={v!r}" for k, v in properties.items())
         return f"{class_name(type(self))}({args})"
 
 
