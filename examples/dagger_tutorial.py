@@ -2,10 +2,10 @@
 
 A state holding data loaders and a model, ``TrainRecipe`` and ``PruneRecipe`` with their own ``__init__``, a
 function printing accuracy, then a restore, a drawing and ``lazy_load``, all written as in dagger's tutorial
-(tutorials/Tutorial.ipynb), on the bundled digits with a small MLP. Against the same script for dagger, three
-places differ (see the README's "Coming from dagger"): the import, the attribute declarations (the loaders are
-``DERIVED_ATTRIBUTES``, rebuilt from the properties, since prunelab stores no pickles), and ``as state`` on
-``lazy_load``, whose block then reads the state rather than the node (a prunelab node is not its state).
+(tutorials/Tutorial.ipynb), on the bundled digits with a small MLP. Against the same script for dagger, only
+two places differ (see the README's "Coming from dagger"): the import line and the attribute declarations (the
+loaders are ``DERIVED_ATTRIBUTES``, rebuilt from the properties, since prunelab stores no pickles). As in dagger,
+the ``lazy_load`` block reads the state's attributes through the node.
 
 Run it with ``python examples/dagger_tutorial.py [DIRECTORY]`` (default ``runs/dagger-tutorial``). Running it
 again computes nothing: every state and result is already stored.
@@ -120,8 +120,8 @@ def main(directory):
     for distance in range(4):
         print(f"distance {distance}: {len(exp.graph.nodes_at_distance(distance))} state(s)")
     for node in exp.graph.nodes_at_distance(3):
-        with node.lazy_load() as state:
-            print(state.tags, float(state.model[1].weight_mask.mean()))
+        with node.lazy_load():
+            print(node.tags, float(node.model[1].weight_mask.mean()))
 
 if __name__ == "__main__":
     main(sys.argv[1] if len(sys.argv) > 1 else "runs/dagger-tutorial")

@@ -7,7 +7,9 @@ The ported tests keep dagger's names and structure; where prunelab differs from 
 
 from __future__ import annotations
 
+import copy
 import operator
+import pickle
 import random
 import shutil
 
@@ -54,17 +56,21 @@ class TestExperimentState:
         # By default, slim=True: nothing is loaded until lazy_load restores it, and it is deflated after
         exp = dg.Experiment.restore(exp_dir, EmptyState)
         for node in exp.graph.nodes:
-            with node.lazy_load() as state:  # dagger loaded into the node itself; here the block binds the state
-                assert state.a == 1.0
-            assert node.restore() is not state  # deflated: restoring loads afresh
+            with pytest.raises(AttributeError, match="not loaded"):
+                node.a
+            with node.lazy_load():  # as in dagger, the block reads the state's attributes through the node
+                assert node.a == 1.0
+            with pytest.raises(AttributeError, match="not loaded"):  # deflated
+                node.a
 
         # With slim=False every state is loaded already, and lazy_load still deflates it
         exp = dg.Experiment.restore(exp_dir, EmptyState, slim=False)
         for node in exp.graph.nodes:
-            loaded = node.restore()
-            with node.lazy_load() as state:
-                assert state is loaded
-            assert node.restore() is not loaded
+            assert node.a == 1.0
+            with node.lazy_load():
+                assert node.a == 1.0
+            with pytest.raises(AttributeError, match="not loaded"):
+                node.a
 
 
 class TestExperiment:
@@ -376,11 +382,136 @@ def test_lazy_load_deflates_when_the_block_raises(exp_dir):
     assert x1.restore() is not state
 
 
+def test_lazy_load_binds_the_state_too(exp_dir):
+    exp, root, x1, x2, y1 = _two_level(exp_dir)
+    exp.run(quiet=True)
+    with x1.lazy_load() as state:
+        assert state is x1.restore() and state.c == x1.c == 6.0
+    with pytest.raises(AttributeError, match="not loaded"):
+        x1.c
+
+
 def test_lazy_load_of_a_node_not_computed_says_so(exp_dir):
     exp, root, x1, x2, y1 = _two_level(exp_dir)
     with pytest.raises(dg.UnknownNameError, match="is declared, so it has no stored values; run the experiment"):
         with x1.lazy_load():
             pass
+
+
+class ShadowState(dg.ExperimentState):
+    """A state whose attributes share names with the node's own."""
+
+    PROPERTIES = ["a"]
+    NONHASHED_ATTRIBUTES = ["c", "status", "results", "restore"]
+
+    def initialize_state(self, **kwargs):
+        self.c = self.a * 10
+        self.status, self.results, self.restore = "the state's status", "the state's results", "the state's restore"
+
+
+def test_a_loaded_node_reads_its_states_attributes(exp_dir):
+    exp, root, x1, x2, y1 = _two_level(exp_dir)
+    exp.run(quiet=True)
+    node = dg.Experiment.restore(exp_dir, EmptyState).graph.node(y1.id)
+    with node.lazy_load():
+        assert node.c == 10.0 and node.a == 2.0 and node.B == "b"
+    assert node.get().c == 10.0 and node.c == 10.0  # get() keeps the state loaded, so the node reads it
+    node.deflate()
+    assert node.restore().c == 10.0 and node.c == 10.0  # as does restore()
+    with node.lazy_load():
+        with pytest.raises(AttributeError, match="'EmptyState' object has no attribute 'd'"):
+            node.d  # the state has no such attribute either
+
+
+def test_a_node_not_loaded_says_how_to_load_it(exp_dir):
+    exp, root, x1, x2, y1 = _two_level(exp_dir)
+    with pytest.raises(AttributeError, match="not loaded") as declared:  # declared: nothing to load yet
+        x1.c
+    exp.run(quiet=True)
+    node = dg.Experiment.restore(exp_dir, EmptyState).graph.node(x1.id)
+    with node.lazy_load():
+        node.c
+    with pytest.raises(AttributeError) as info:
+        node.c
+    message = str(info.value)
+    assert "'Node' object has no attribute 'c'" in message and f"state {x1.id[:12]} is not loaded" in message
+    assert "node.get().c" in message and "with node.lazy_load(): node.c" in message
+    assert "node.restore().c" in message
+    assert info.value.name == "c" and info.value.obj is node
+    assert str(declared.value) == message  # a declared node, never loaded, says the same
+    assert getattr(node, "c", None) is None and not hasattr(node, "c")
+
+
+def test_the_nodes_own_attributes_win_over_the_states(exp_dir):
+    exp = dg.Experiment(exp_dir, ShadowState)
+    node = exp.spawn_new_tree(a=1)
+    dg.function(lambda s: s.c, name="value")(node)
+    exp.run(quiet=True)
+    with node.lazy_load() as state:
+        assert node.c == 10 and state.status == "the state's status"
+        assert node.status == "done" and node.results == {"value": 10}
+        assert node.restore() is state  # the node's method, not the state's string
+        assert node.id == state.id and node.tags == frozenset() and isinstance(node.properties, dict)
+
+
+def test_a_failing_attribute_of_the_node_is_not_read_from_the_state(exp_dir, monkeypatch):
+    exp, root, x1, x2, y1 = _two_level(exp_dir)
+    exp.run(quiet=True)
+    state = x1.restore()
+    assert state.tags == []  # the state has tags too, which the failing node property must not fall back to
+    monkeypatch.setattr(x1, "experiment", object())  # so the node's tags property fails with an AttributeError
+    with pytest.raises(AttributeError, match="'object' object has no attribute 'graph'"):
+        x1.tags
+    bare = object.__new__(dg.Node)  # no slot set: its own AttributeError, no recursion
+    with pytest.raises(AttributeError, match="'Node' object has no attribute 'id'"):
+        bare.id
+    with pytest.raises(AttributeError, match="'Node' object has no attribute 'c'"):
+        bare.c
+
+
+def test_private_names_are_not_read_from_the_state(exp_dir):
+    exp, root, x1, x2, y1 = _two_level(exp_dir)
+    exp.run(quiet=True)
+    state = x1.restore()
+    state._private = 1
+    state.__dict__["__custom__"] = 2
+    assert x1.c == 6.0  # loaded, and public names are read through
+    for name in ("_private", "__custom__", "__setstate__", "__getnewargs_ex__", "_ipython_display_"):
+        with pytest.raises(AttributeError, match=f"'Node' object has no attribute '{name}'"):
+            getattr(x1, name)
+    assert x1._state is state  # the node's own private slots still read as usual
+
+
+def test_copy_and_pickle_of_a_node_behave_as_a_core_nodes(exp_dir):
+    exp, root, x1, x2, y1 = _two_level(exp_dir)
+    exp.run(quiet=True)
+    core = prunelab.Experiment.restore(exp_dir, EmptyState).graph.node(x1.id)
+    for loaded in (False, True):
+        if loaded:
+            x1.restore()
+            core.restore()
+        else:
+            x1.deflate()
+            core.deflate()
+        for node in (x1, core):
+            twin = copy.copy(node)  # shallow, as before: the same experiment and the same loaded state
+            assert type(twin) is type(node) and twin == node and twin.experiment is node.experiment
+            assert twin._state is node._state
+            for clone in (copy.deepcopy, lambda n: pickle.loads(pickle.dumps(n))):
+                with pytest.raises(TypeError, match="cannot pickle 'sqlite3.Connection' object"):
+                    clone(node)  # the experiment holds its index's connection
+        if loaded:
+            assert copy.copy(x1).c == 6.0
+        else:
+            with pytest.raises(AttributeError, match="not loaded"):
+                copy.copy(x1).c
+
+    bare = dg.Node(None, "0" * 32, None, None)  # a node with nothing unpicklable: it round-trips
+    for clone in (copy.copy, copy.deepcopy, lambda n: pickle.loads(pickle.dumps(n))):
+        twin = clone(bare)
+        assert type(twin) is dg.Node and twin.id == bare.id and twin.parent_id is None and twin.functions == {}
+        with pytest.raises(AttributeError, match="is not loaded"):
+            twin.c
 
 
 def test_nodes_at_distance(exp_dir):

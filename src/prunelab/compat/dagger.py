@@ -6,7 +6,12 @@ where the concept is the same, and only there:
 - ``exp.root``: the experiment's single root node (an error naming the roots
   when there are none or several);
 - ``node.get()``: run what the node needs, then return its restored state;
-- ``with node.lazy_load() as state:``: restore, and deflate when the block ends;
+- ``with node.lazy_load():``: restore, and deflate when the block ends (``as
+  state`` binds the state too);
+- ``node.<name>`` while the node's state is loaded (inside ``lazy_load()``, after
+  ``get()`` or ``restore()``): the state's attribute, as dagger loaded a state
+  into its node; the node's own attributes (``id``, ``tags``, ``status``,
+  ``results``, ...) win, and names starting with ``_`` are never read through;
 - ``exp.graph.nodes_at_distance(d)``: the nodes ``d`` recipes below a root;
 - ``exp.graph.draw(filename=..., format=...)``: write ``filename.format``;
 - ``ExperimentStatePromise``: dagger's name for a node, here :class:`Node`;
@@ -23,7 +28,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import prunelab
 from prunelab import (
@@ -81,9 +86,41 @@ _SHOWN = 5  # roots named in an error, at most
 
 
 class Node(prunelab.Node):
-    """A node with dagger's ``get()`` and ``lazy_load()`` (see :class:`prunelab.Node`)."""
+    """A node with dagger's ``get()`` and ``lazy_load()`` that reads its loaded state (see :class:`prunelab.Node`).
+
+    While the node's state is loaded (inside ``with node.lazy_load():``, after
+    ``node.get()`` or ``node.restore()``, until ``node.deflate()``), an
+    attribute the node does not have is read from the state, as dagger loaded a
+    state into its node: ``node.model`` is ``node.restore().model``. The node's
+    own attributes always win (``id``, ``tags``, ``status``, ``results``,
+    ``properties``, ``restore``, ...: a state attribute of the same name is read
+    as ``node.restore().<name>``), names starting with ``_`` are never read
+    through, and assigning to the node is not forwarded. When the state is not
+    loaded, such a name raises an AttributeError saying how to load it.
+    """
 
     __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only when normal lookup failed: not one of the node's attributes, or one whose own lookup raised
+        # AttributeError (an unset slot, a property that failed). Those, and private and dunder names (which copy
+        # and pickle probe), are looked up again as they are, so that their own error propagates.
+        if name.startswith("_") or any(name in vars(cls) for cls in type(self).__mro__):
+            return object.__getattribute__(self, name)
+        try:
+            state = object.__getattribute__(self, "_state")
+            node_id = object.__getattribute__(self, "id")
+        except AttributeError:  # a node not fully built (being copied or unpickled): nothing to read through
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}", name=name,
+                                 obj=self) from None
+        if state is None:
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute {name!r}, and state {node_id[:12]} is not loaded, "
+                f"so it is not read from the state; load it first: node.get().{name}, "
+                f"with node.lazy_load(): node.{name}, or node.restore().{name}.",
+                name=name, obj=self,
+            )
+        return getattr(state, name)
 
     def get(self, executor: Executor | None = None) -> ExperimentState:
         """Compute what this node needs, if anything, and return its restored state.
@@ -113,9 +150,10 @@ class Node(prunelab.Node):
     def lazy_load(self) -> Iterator[ExperimentState]:
         """Restore the state for the block and deflate it when the block ends, even if it raises.
 
-        Unlike dagger, which loaded the values into the node object, the
-        state is what the block binds: ``with node.lazy_load() as state:``.
-        A node restored before the block is deflated after it too, as in dagger.
+        As in dagger, the block reads the state's attributes through the node
+        (``with node.lazy_load(): node.model``); the block also binds the state
+        itself (``with node.lazy_load() as state: state.model``). A node
+        restored before the block is deflated after it too, as in dagger.
         """
         try:
             yield self.restore()
