@@ -76,11 +76,10 @@ def test_draw_export_report_reindex_and_gc(finished, tmp_path):
     directory = finished.directory
     assert cli("draw", directory, "-o", tmp_path / "g.png")[1].strip() == f"wrote {tmp_path / 'g.png'}"
     assert (tmp_path / "g.png").read_bytes().startswith(b"\x89PNG")
-    out = cli("export", directory, "--all", "-o", tmp_path / "nodes.csv")[1]
+    out = cli("export", directory, "-o", tmp_path / "nodes.csv")[1]
     assert "3 rows (every node)" in out and len(pd.read_csv(tmp_path / "nodes.csv")) == 3
-    cli("export", directory, "--all", "-o", tmp_path / "nodes.parquet")
+    cli("export", directory, "-o", tmp_path / "nodes.parquet")
     assert list(pd.read_parquet(tmp_path / "nodes.parquet")["id"]) == list(pd.read_csv(tmp_path / "nodes.csv")["id"])
-    assert "no outcome states" in cli("export", directory, "-o", tmp_path / "s.csv")[1]
     assert json.loads(cli("report", directory, "-o", tmp_path / "r.html", "--json")[1]) == {
         "path": str(tmp_path / "r.html")}
     assert cli("reindex", directory)[1].startswith("rebuilt") and "3 states" in cli("reindex", directory)[1]
@@ -89,10 +88,25 @@ def test_draw_export_report_reindex_and_gc(finished, tmp_path):
 
 def test_export_of_a_study_writes_the_state_and_class_frames(quick_study, tmp_path):
     exp, outcomes = quick_study
-    cli("export", exp.directory, "-o", tmp_path / "states.parquet")
+    out = cli("export", exp.directory, "--outcomes", "-o", tmp_path / "states.parquet")[1]
+    assert f"{len(outcomes)} rows (the state frame: outcome states)" in out
     cli("export", exp.directory, "--classes", "-o", tmp_path / "classes.csv")
     assert len(pd.read_parquet(tmp_path / "states.parquet")) == len(outcomes)
     assert len(pd.read_csv(tmp_path / "classes.csv")) == 10 * len(outcomes)
+    cli("export", exp.directory, "-o", tmp_path / "nodes.csv")
+    assert len(pd.read_csv(tmp_path / "nodes.csv")) == len(exp.graph.nodes) > len(outcomes)
+
+
+def test_export_writes_every_node_of_an_experiment_that_is_not_a_study(finished, tmp_path):
+    code, out, _ = cli("export", finished.directory, "-o", tmp_path / "nodes.csv")
+    frame = pd.read_csv(tmp_path / "nodes.csv")
+    assert code == 0 and len(frame) == 3 and set(frame["id"]) == {n.id for n in finished.graph.nodes}
+    assert out.strip() == f"wrote {tmp_path / 'nodes.csv'}: 3 rows (every node)"
+    for option in ("--outcomes", "--classes"):
+        out = cli("export", finished.directory, option, "-o", tmp_path / "none.csv")[1]
+        assert "0 rows" in out and "there are no outcome states" in out and "without --outcomes or --classes" in out
+    code, _, err = cli("export", finished.directory, "--outcomes", "--classes", "-o", tmp_path / "x.csv", check=False)
+    assert code == 2 and "not allowed with argument" in err
 
 
 @pytest.mark.parametrize("args, message", [
@@ -325,3 +339,174 @@ def test_the_demo_command_through_a_subprocess(tmp_path):
     assert code == 0 and data["states"] == len(pl.Experiment.restore(tmp_path / "demo").graph.nodes) > 0
     assert {row["technique"] for row in data["rows"]} == {"dense", "global_magnitude", "l1_structured"}
     assert data["report"] == str(tmp_path / "demo" / "report.html") and (tmp_path / "demo" / "report.html").exists()
+
+
+CLASHING = '''
+import sys
+import torch
+import prunelab as pl
+
+
+class Tiny(pl.ExperimentState):
+    PROPERTIES = ["width"]
+    NONHASHED_ATTRIBUTES = ["model"]
+
+    def initialize_state(self):
+        self.model = torch.nn.Linear(4, self.width)
+
+
+class Train(pl.Recipe):  # the names of prunelab's own recipes, on the user's own classes
+    PROPERTIES = ["scale"]
+
+    def run(self, state):
+        with torch.no_grad():
+            state.model.weight.mul_(self.scale)
+        return state
+
+
+class Prune(pl.Recipe):
+    PROPERTIES = ["amount"]
+
+    def run(self, state):
+        torch.nn.utils.prune.l1_unstructured(state.model, "weight", amount=self.amount)
+        return state
+
+
+@pl.function
+def norm(state):
+    return {"norm": float(state.model.weight.norm())}
+
+
+if __name__ == "__main__":
+    exp = pl.Experiment(sys.argv[1], Tiny)
+    norm(Prune(amount=0.5)(Train(scale=2.0)(exp.spawn_new_tree(width=3))))
+    exp.run(quiet=True)
+'''
+
+
+def test_status_judges_a_state_only_against_the_class_that_made_it(tmp_path):
+    """A user's recipes named Train and Prune are not prunelab's: without their script they are not checked."""
+    script = tmp_path / "clash.py"
+    script.write_text(CLASHING)
+    subprocess.run([sys.executable, str(script), str(tmp_path / "exp")], check=True)
+    status = json.loads(cli("status", tmp_path / "exp", "--json")[1])
+    assert status["stale"] == [] and status["not_checked"] == {"states": 2, "results": 1}
+    text = cli("status", tmp_path / "exp")[1]
+    assert "  stale " not in text
+    assert ("  not checked for staleness: 2 state(s) and 1 result(s) whose recipe or function is not imported here; "
+            "--script FILE imports the script that defines them") in text
+    status = json.loads(cli("status", tmp_path / "exp", "--script", script, "--json")[1])
+    assert status["stale"] == [] and status["not_checked"] == {"states": 0, "results": 0}
+    assert "not checked" not in cli("status", tmp_path / "exp", "--script", script)[1]
+    script.write_text(CLASHING.replace("mul_(self.scale)", "mul_(float(self.scale))").replace(
+        '"norm": float(', '"norm": 1.0 * float('))
+    status = json.loads(cli("status", tmp_path / "exp", "--script", script, "--json")[1])
+    assert sorted((s["kind"], s["name"]) for s in status["stale"]) == [("function", "norm@v1"), ("recipe", "Train")]
+    assert json.loads(cli("status", tmp_path / "exp", "--json")[1])["stale"] == []  # prunelab's Train is not it
+
+
+def test_status_checks_prunelabs_own_recipes_against_prunelabs_classes(tmp_path):
+    from prunelab.recipes import ModelState, Train, evaluate
+
+    exp = pl.Experiment(tmp_path / "exp", ModelState)
+    evaluate(Train(epochs=0)(exp.spawn_new_tree(dataset_name="digits", model_name="mlp", replicate=0)))
+    exp.run(quiet=True)
+    status = json.loads(cli("status", tmp_path / "exp", "--json")[1])
+    assert status["stale"] == [] and status["not_checked"] == {"states": 0, "results": 0}
+
+
+def _forget_where_the_code_was(exp_dir):
+    """Make the records look like those of an older prunelab, which kept no module or qualname (resealed)."""
+    from prunelab.core.experiment import reindex
+    from prunelab.core.store import seal
+
+    for path in [*exp_dir.glob("states/*/*/meta.json"), *exp_dir.glob("states/*/*/results/*.json")]:
+        record = json.loads(path.read_text())
+        for part in (record, record.get("recipe") or {}):
+            part.pop("module", None)
+            part.pop("qualname", None)
+        record.pop("digest")
+        path.write_bytes(seal(record))
+    reindex(exp_dir)
+
+
+def test_status_on_older_records_compares_by_name(tmp_path):
+    script = tmp_path / "tiny.py"
+    script.write_text(SCRIPT)
+    subprocess.run([sys.executable, str(script), str(tmp_path / "exp")], check=True)
+    _forget_where_the_code_was(tmp_path / "exp")
+    assert "module" not in pl.Experiment.restore(tmp_path / "exp").graph.nodes[1].record["recipe"]
+    status = json.loads(cli("status", tmp_path / "exp", "--json")[1])
+    assert status["stale"] == [] and status["not_checked"] == {"states": 2, "results": 0}
+    script.write_text(SCRIPT.replace("* self.scale", "* float(self.scale)"))
+    status = json.loads(cli("status", tmp_path / "exp", "--script", script, "--json")[1])
+    assert {s["name"] for s in status["stale"]} == {"Shake"} and len(status["stale"]) == 2
+
+
+STUDY = '''
+import sys
+import torch
+import prunelab as pl
+
+ARGV = list(sys.argv)
+
+
+class Quiet(pl.ExperimentState):
+    PROPERTIES = ["width"]
+    NONHASHED_ATTRIBUTES = ["model"]
+
+    def initialize_state(self):
+        self.model = torch.nn.Linear(4, self.width)
+
+
+class Wobble(pl.Recipe):
+    PROPERTIES = ["scale"]
+
+    def run(self, state):
+        with torch.no_grad():
+            state.model.weight.add_(torch.randn_like(state.model.weight) * self.scale)
+        return state
+
+
+exp = pl.Experiment(EXPERIMENT, Quiet)  # no main guard: importing the script declares, runs and reads
+node = Wobble(scale=0.5)(Wobble(scale=0.1)(exp.spawn_new_tree(width=WIDTH)))
+exp.run(quiet=True)
+print(node.restore().model.weight.sum())
+
+
+class Later(pl.Recipe):
+    pass
+'''
+
+
+def test_a_script_given_to_status_or_verify_computes_nothing(tmp_path, capsys):
+    directory = tmp_path / "exp"
+    script = tmp_path / "study.py"
+    script.write_text(STUDY.replace("EXPERIMENT", repr(str(directory))).replace("WIDTH", "3"))
+    subprocess.run([sys.executable, str(script)], check=True, capture_output=True)  # run directly: 3 states
+    script.write_text(STUDY.replace("EXPERIMENT", repr(str(directory))).replace("WIDTH", "5"))  # 2 states more
+    with pytest.warns(pl.PrunelabWarning) as caught:
+        assert main(["status", str(directory), "--script", str(script), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["states"] == 3 and status["counts"] == {"done": 3} and status["stale"] == []
+    messages = [str(w.message) for w in caught]
+    assert messages[0] == (f"run() on {directory} computed nothing: prunelab status --script imports study.py only to "
+                           "learn its classes; run the script itself to compute.")
+    line = STUDY.splitlines().index("print(node.restore().model.weight.sum())") + 1
+    assert messages[1].startswith(f"--script {script}: its module-level code failed at line {line} "
+                                  "(UnknownNameError: state ")
+    assert "any defined after it are not checked" in messages[1] and caught[1].filename == str(script)
+    module = sys.modules["prunelab_script_study"]
+    assert module.ARGV == [str(script)] and hasattr(module, "Wobble") and not hasattr(module, "Later")
+    with pytest.warns(pl.PrunelabWarning) as caught:
+        assert main(["verify", str(directory), "--script", str(script), "--sample", "0"]) == 0
+    assert "prunelab verify --script imports study.py" in str(caught[0].message) and len(caught) == 2
+    assert len(pl.Experiment.restore(directory).graph.nodes) == 3
+
+
+def test_a_script_that_cannot_be_imported_is_an_error(tmp_path):
+    script = tmp_path / "broken.py"
+    script.write_text("import prunelab as pl\n\nclass Half(pl.Recipe:\n    pass\n")
+    code, _, err = cli("status", tmp_path, "--script", script, check=False)
+    assert code == 2 and err.startswith(f"error: --script {script} cannot be imported: ")
+    assert "(line 3); fix the script or give the one that defines the classes" in err

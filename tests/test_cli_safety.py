@@ -138,7 +138,7 @@ def test_an_unwritable_output_is_one_error_line(hostile, full, command, where, r
     (full / "file").write_text("")
     (full / f"folder{suffix}").mkdir()
     target = where.format(tmp=full) + suffix
-    code, out, err = cli(command, exp.directory, *(["--all"] if command == "export" else []), "-o", target)
+    code, out, err = cli(command, exp.directory, "-o", target)
     assert code == 2 and out == "" and len(err.splitlines()) == 1, err
     assert err.startswith(f"error: cannot write {target}: ") and reason.format(tmp=full) in err
 

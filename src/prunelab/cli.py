@@ -217,13 +217,15 @@ def _summarise(value: Any) -> Any:
 def _status(args: argparse.Namespace) -> Output:
     from .core.audit import environment_groups, held_leases, stale_states
 
-    _import_code(args.script)
+    scripts = _import_code(args.script, "status")
     exp = _open(args.directory)
     counts = Counter(node.status for node in exp.graph.nodes)
     runs = exp.graph.runs
     failed = [{"id": n.id, "error": "\n".join(str(n.record.get("error") or "?").strip().split("\n")[-3:])}
               for n in exp.graph.nodes if n.status == "failed"]  # split at newlines only: a "\r" stays visible
-    leases, stale, environments = held_leases(exp), stale_states(exp), environment_groups(exp)
+    leases, staleness, environments = held_leases(exp), stale_states(exp, scripts=scripts), environment_groups(exp)
+    stale = staleness.stale
+    not_checked = {"states": staleness.not_checked_states, "results": staleness.not_checked_results}
     text = [f"{exp.directory}: {len(exp.graph.nodes)} states of class {exp.info.get('state_class')} "
             f"({', '.join(f'{n} {s}' for s, n in sorted(counts.items())) or 'none'}); {len(runs)} run(s)"]
     for f in failed:
@@ -236,6 +238,8 @@ def _status(args: argparse.Namespace) -> Output:
     for item in stale:
         text.append(f"  stale {item['id'][:12]}: {item['kind']} {item['name']} changed since (fingerprint "
                     f"{item['recorded']} -> {', '.join(item['current'])})")
+    if any(not_checked.values()):
+        text.append(_not_checked_line(not_checked, args.script))
     if len(environments) > 1:
         text.append(f"  {len(environments)} environments or thread settings:")
         for group in environments:
@@ -244,7 +248,22 @@ def _status(args: argparse.Namespace) -> Output:
                         + (f"; differs in {'; '.join(group['differences'][:6])}" if group["differences"] else ""))
     return Output({"directory": str(exp.directory), "states": len(exp.graph.nodes), "counts": dict(counts),
                    "runs": len(runs), "failed": failed, "leases": leases, "stale": stale,
-                   "environments": environments}, "\n".join(map(_escape, text)))
+                   "not_checked": not_checked, "environments": environments}, "\n".join(map(_escape, text)))
+
+
+def _not_checked_line(not_checked: dict[str, int], script: str | None) -> str:
+    """Say how many states and results could not be checked for staleness, and how to check them.
+
+    Parameters
+    ----------
+    not_checked : dict
+        ``states`` and ``results``: how many were not checked.
+    script : str or None
+        The ``--script`` given, if any (without one, the line says to give it).
+    """
+    hint = ("" if script else "; --script FILE imports the script that defines them")
+    return (f"  not checked for staleness: {not_checked['states']} state(s) and {not_checked['results']} "
+            f"result(s) whose recipe or function is not imported here{hint}")
 
 
 def _draw(args: argparse.Namespace) -> Output:
@@ -288,45 +307,98 @@ def _export(args: argparse.Namespace) -> Output:
             raise UnknownNameError("Parquet needs pyarrow: pip install 'prunelab[parquet]', or export to .csv.")
     exp = _open(args.directory)
     with _writing(target):
-        frame = class_frame(exp) if args.classes else exp.graph.nodes.to_frame() if args.all else state_frame(exp)
+        frame = class_frame(exp) if args.classes else state_frame(exp) if args.outcomes else exp.graph.nodes.to_frame()
         if target.suffix == ".csv":
             frame.to_csv(target, index=False)
         else:
             frame.to_parquet(target, index=False)
-    what = "the class frame" if args.classes else "every node" if args.all else "the state frame: outcome states"
-    note = "" if len(frame) or args.all else "; there are no outcome states, --all exports every node"
+    study = args.classes or args.outcomes
+    what = "the class frame" if args.classes else "the state frame: outcome states" if args.outcomes else "every node"
+    note = ("; there are no outcome states (lineage outcome=True, which a study sets): without --outcomes or "
+            "--classes export writes every node" if study and not len(frame) else "")
     return Output({"path": str(target), "rows": len(frame), "columns": list(frame.columns)},
                   f"wrote {target}: {len(frame)} rows ({what}){note}")
 
 
-def _import_script(path: str) -> None:
-    """Import a user's script under a name other than ``__main__`` (so its main block does not run)."""
+def _import_script(path: str, command: str) -> str:
+    """Import a user's script to learn its classes; return the module name it was imported under.
+
+    It is imported as ``prunelab_script_<stem>``, not as ``__main__`` (so its
+    main block does not run), with ``sys.argv`` holding only its path, and
+    computes nothing: its ``run()`` calls only declare
+    (:func:`prunelab.core.experiment.declaring_only`). When its module-level
+    code fails (e.g. it reads a result that was never computed), what it
+    defined before the failing line is kept and a warning names the script,
+    the line and the error.
+
+    Parameters
+    ----------
+    path : str
+        The script (``--script FILE``).
+    command : str
+        The subcommand importing it, named in the warning each ``run()`` gives.
+    """
     import importlib.util
 
     from .core.errors import UnknownNameError
+    from .core.experiment import declaring_only
 
     script = Path(path)
-    spec = importlib.util.spec_from_file_location(f"prunelab_script_{script.stem}", script)
+    name = f"prunelab_script_{script.stem}"
+    spec = importlib.util.spec_from_file_location(name, script)
     if not script.is_file() or spec is None or spec.loader is None:
         raise UnknownNameError(f"--script {path}: no such Python file; give the script that defines the classes.")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    sys.modules[name] = module
+    saved_argv, sys.argv = sys.argv, [str(script)]
+    try:
+        with declaring_only(f"prunelab {command} --script imports {script.name} only to learn its classes; "
+                            f"run the script itself to compute"):
+            spec.loader.exec_module(module)
+    except SyntaxError as err:
+        del sys.modules[name]
+        raise UnknownNameError(f"--script {path} cannot be imported: {err.msg} (line {err.lineno}); fix the script "
+                               "or give the one that defines the classes.") from err
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - the script's own error: reported, what it defined kept
+        _warn_script_failed(script, err)
+    finally:
+        sys.argv = saved_argv
+    return name
 
 
-def _import_code(script: str | None) -> None:
-    """Import prunelab's own recipes and, if given, the user's script (to find classes and their sources)."""
+def _warn_script_failed(script: Path, err: BaseException) -> None:
+    """Warn, at the script's failing line, that its module-level code failed and what that means for the command."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename) == script]
+    line = frames[-1].lineno if frames and frames[-1].lineno is not None else 1
+    warnings.warn_explicit(f"--script {script}: its module-level code failed at line {line} "
+                           f"({type(err).__name__}: {err}); the classes and functions it defined before that line "
+                           "are used, any defined after it are not checked. Guard the script's work with "
+                           "`if __name__ == \"__main__\":` to keep it from running on import.",
+                           PrunelabWarning, str(script), line)
+
+
+def _import_code(script: str | None, command: str) -> list[str]:
+    """Import prunelab's own recipes and, if given, the user's script; return the names scripts were imported under.
+
+    Parameters
+    ----------
+    script : str or None
+        The user's script (``--script FILE``), if any.
+    command : str
+        The subcommand importing it.
+    """
     import importlib
 
     importlib.import_module("prunelab.recipes")
-    if script:
-        _import_script(script)
+    return [_import_script(script, command)] if script else []
 
 
 def _verify(args: argparse.Namespace) -> Output:
     from .core.verify import verify
 
-    _import_code(args.script)
+    _import_code(args.script, "verify")
     exp = _open(args.directory)
     report = verify(exp, sample=None if args.all else args.sample, atol=args.atol)
     lines = [f"damaged: {d['file']} (states: {', '.join(s[:12] for s in d['states']) or 'none known'})"
@@ -436,19 +508,31 @@ def _demo(args: argparse.Namespace) -> Output:
     lines = [f"experiment: {exp.directory} ({len(exp.graph.nodes)} states); look inside with "
              f"`prunelab tree {exp.directory} --tag outcome`",
              f"{'arm':10s} {'technique':20s} {'treatment':9s} {'round':>5s} {'sparsity':>8s} "
-             f"{'test accuracy':>15s}  worst-hit class (drop)"]
-    for row in rows:
-        sparsity = "blinded" if row["sparsity"] is None else f"{row['sparsity']:.3f}"
-        start = f"{row['arm']:10s} {row['technique']:20s} {row['treatment']:9s} {row['round']:5d} {sparsity:>8s}"
-        if row["blinded"]:
-            lines.append(f"{start} {'blinded':>15s}  blinded")
-            continue
-        label = names[row["worst_class"]] if names else str(row["worst_class"])
-        worst = "-" if row["technique"] == "dense" else f"{label} ({row['worst_drop']:+.3f})"
-        lines.append(f"{start} {row['accuracy']:8.3f} ± {row['std']:.3f}  {worst}")
+             f"{'test accuracy':>16s} {'runs':>4s}  worst-hit class (drop)"]
+    lines += [_demo_line(row, names) for row in rows]
     lines.append(f"report: {report_path}")
     return Output({"experiment": str(exp.directory), "states": len(exp.graph.nodes), "rows": rows,
                    "report": str(report_path)}, "\n".join(lines))
+
+
+def _demo_line(row: dict[str, Any], names: list[str] | None) -> str:
+    """One row of the demo's table: test accuracy as mean ± std over runs (the mean alone for one run).
+
+    Parameters
+    ----------
+    row : dict
+        A row of :func:`prunelab.studies.prune_responsibly.summary`.
+    names : list of str or None
+        The class names, for the worst-hit class.
+    """
+    sparsity = "blinded" if row["sparsity"] is None else f"{row['sparsity']:.3f}"
+    start = f"{row['arm']:10s} {row['technique']:20s} {row['treatment']:9s} {row['round']:5d} {sparsity:>8s}"
+    if row["blinded"]:
+        return f"{start} {'blinded':>16s} {row['seeds']:4d}  blinded"
+    spread = f" ± {row['std']:.3f}" if row["std"] is not None else " " * 8
+    label = names[row["worst_class"]] if names else str(row["worst_class"])
+    worst = "-" if row["technique"] == "dense" else f"{label} ({row['worst_drop']:+.3f})"
+    return f"{start} {row['accuracy']:8.3f}{spread} {row['seeds']:4d}  {worst}"
 
 
 def _report(args: argparse.Namespace) -> Output:
@@ -470,8 +554,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], Output], str, str]] = {
     "status": (_status, "counts by status, failures, held leases, stale states, differing environments",
                "prunelab status runs/lr-sweep --script lr_sweep.py"),
     "draw": (_draw, "draw the graph to SVG, PNG or PDF", "prunelab draw runs/lr-sweep -o graph.svg"),
-    "export": (_export, "write the state frame (or --classes: the class frame) to CSV or Parquet",
-               "prunelab export runs/demo -o states.parquet"),
+    "export": (_export, "write every node (--outcomes: the state frame; --classes: the class frame) to CSV or "
+                        "Parquet", "prunelab export runs/demo --outcomes -o states.parquet"),
     "report": (_report, "write the study's HTML report (figures, tables, pre-registration, environment)",
                "prunelab report runs/demo -o report.html"),
     "gc": (_gc, "delete crash leftovers and unreferenced blobs; --repair also fixes corruption",
@@ -518,13 +602,16 @@ def _add_arguments(name: str, cmd: argparse.ArgumentParser) -> None:
     if name in ("draw", "export"):
         cmd.add_argument("-o", "--output", required=True, help="the file to write (its suffix picks the format)")
     if name == "export":
-        cmd.add_argument("--classes", action="store_true", help="the class frame: one row per (state, class)")
-        cmd.add_argument("--all", action="store_true", help="every node (not only outcome states)")
+        which = cmd.add_mutually_exclusive_group()
+        which.add_argument("--outcomes", action="store_true",
+                           help="the state frame: one row per outcome state of a study (default: every node)")
+        which.add_argument("--classes", action="store_true", help="the class frame: one row per (outcome state, class)")
     if name == "report":
         cmd.add_argument("-o", "--output", help="the HTML file to write (default: DIRECTORY/report.html)")
     if name in ("verify", "status"):
         cmd.add_argument("--script", metavar="FILE",
-                         help="import this script (not as __main__) to find its classes and compare their sources")
+                         help="import this script (not as __main__) to find its classes and compare their sources; "
+                              "it computes nothing: run() inside it only declares")
     if name == "verify":
         which = cmd.add_mutually_exclusive_group()
         which.add_argument("--sample", type=_whole_number(0), default=10, metavar="N",

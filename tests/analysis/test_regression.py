@@ -99,3 +99,37 @@ def test_on_a_real_study(quick_study):
     assert result.clusters == 4 and result.n == (frame["technique"] != "none").sum()
     assert "reference_accuracy" in set(result.table["term"])
     assert result.table["p_value"].notna().all()
+
+
+def test_count_is_optional_the_glm_check_is_skipped_saying_why():
+    data = simulate(np.random.default_rng(3)).drop(columns="count")
+    with pytest.warns(pl.PrunelabWarning) as caught:
+        result = prune_responsibly_model(data)
+    assert ("the frame has no 'count' column (test samples per class), so the binomial GLM check was skipped; "
+            "class_frame(exp) gives it.") in result.warnings
+    assert len(caught) == 3 and result.glm.empty and result.clusters == 30
+    assert result.table.set_index("term").loc["sparsity", "ci_low"] <= TRUTH["sparsity"]
+
+
+@pytest.mark.parametrize("drop, formula, message", [
+    (["entropy", "root_id"], None, r"no column\(s\) 'entropy', 'root_id', .*; class_frame\(exp\) gives entropy, root_id\."),
+    (["accuracy"], None, r"no column\(s\) 'accuracy', .*class_frame\(exp\) gives accuracy\."),
+    ([], "accuracy ~ np.log(depth) + C(technique)",
+     r"no column\(s\) 'depth', .*the formula names depth: add them to the frame or change the formula\."),
+    (["sparsity"], "accuracy ~ sparsity + width",
+     r"'sparsity', 'width'.*class_frame\(exp\) gives sparsity; the formula names width: add them"),
+    ([], "accuracy ~ (sparsity", r"the formula 'accuracy ~ \(sparsity' is not a valid Patsy formula"),
+])
+def test_a_missing_column_is_an_analysis_error_naming_it(drop, formula, message):
+    data = simulate(np.random.default_rng(5), runs=3).drop(columns=drop)
+    with pytest.raises(AnalysisError, match=message):
+        prune_responsibly_model(data, formula)
+
+
+def test_a_factor_missing_from_the_frame_is_left_out_saying_so():
+    data = simulate(np.random.default_rng(6), runs=4).drop(columns="treatment")
+    with pytest.warns(pl.PrunelabWarning) as caught:
+        result = prune_responsibly_model(data)
+    assert "treatment" not in result.formula and len(caught) == 3
+    assert ("factor 'treatment' is not in the frame, so its effect cannot be estimated; it was left out of the "
+            "formula (class_frame(exp) gives it).") in result.warnings

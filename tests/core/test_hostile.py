@@ -231,7 +231,7 @@ def test_verify_finds_rot_inside_the_index_and_reindex_repairs_it(exp_dir):
 
 
 # ------------------------------------------------ 8, 9, 13: crafted, odd and missing files, every entry point
-READERS = [["ls"], ["tree"], ["status"], ["verify", "--all"], ["export", "-o", "{out}/x.csv", "--all"],
+READERS = [["ls"], ["tree"], ["status"], ["verify", "--all"], ["export", "-o", "{out}/x.csv"],
            ["reindex"], ["gc", "--repair", "--dry-run"], ["gc", "--repair"]]
 
 
@@ -353,7 +353,7 @@ def test_a_read_only_experiment_can_be_read_by_every_command(tmp_path):
         before = sorted(str(p.relative_to(source)) for p in source.rglob("*"))
         node_id = sorted(p.name for p in (mount / "states").glob("*/*"))[0]
         for command in (["ls"], ["tree"], ["show", node_id], ["status"], ["verify", "--sample", "3"],
-                        ["export", "-o", str(tmp_path / "x.csv"), "--all"],
+                        ["export", "-o", str(tmp_path / "x.csv")],
                         ["report", "-o", str(tmp_path / "r.html")]):
             code, out, err = run_cli(command[0], str(mount), *command[1:])
             assert code == 0, (command, err)

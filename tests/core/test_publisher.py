@@ -229,6 +229,39 @@ exp.run(quiet=True)
 """
 
 
+def command_lines(process):
+    """The command line of each child of ``process``, leaving out the children that end (or hide) while we look.
+
+    A child that has just exited is a zombie until its parent reaps it: its
+    command line can no longer be read.
+    """
+    lines = {}
+    for child in process.children():
+        try:
+            lines[child] = " ".join(child.cmdline())
+        except (psutil.NoSuchProcess, psutil.AccessDenied):  # ZombieProcess is a NoSuchProcess
+            continue
+    return lines
+
+
+def test_listing_children_tolerates_one_that_has_just_exited():
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 60
+        while psutil.Process(ended.pid).status() != psutil.STATUS_ZOMBIE:  # exited, not yet reaped
+            assert time.monotonic() < deadline, "the child did not exit"
+            time.sleep(0.01)
+        running = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+        try:
+            lines = command_lines(psutil.Process())
+        finally:
+            running.communicate()
+    finally:
+        ended.wait()
+    listed = {p.pid: line for p, line in lines.items()}
+    assert ended.pid not in listed and "sys.stdin.read()" in listed[running.pid]
+
+
 def test_the_helper_dies_with_its_run(tmp_path):
     driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path / "exp"), str(TESTS)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -238,8 +271,8 @@ def test_the_helper_dies_with_its_run(tmp_path):
         while not helpers:
             assert driver.poll() is None, driver.communicate()
             assert time.monotonic() < deadline, "no publishing helper appeared"
-            helpers = [p for p in psutil.Process(driver.pid).children()
-                       if "prunelab.core.publisher" in " ".join(p.cmdline())]
+            helpers = [p for p, line in command_lines(psutil.Process(driver.pid)).items()
+                       if "prunelab.core.publisher" in line]
             time.sleep(0.05)
         while not list((tmp_path / "exp" / "states").glob("*/*")):  # the run is publishing
             assert time.monotonic() < deadline, "nothing was published"

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import prunelab as pl
+from prunelab.prune import Technique, register_technique
 from prunelab.recipes import (
     LRRewind,
     ModelState,
@@ -132,3 +133,47 @@ def test_bad_recipe_properties_are_refused():
         Train(epochs=2, rewind_epoch=3)
     with pytest.raises(pl.StateDefinitionError, match="Rewind property 'to' must be 'init' or 'snapshot'"):
         Rewind(to="start")
+
+
+def test_accuracy_is_the_exact_ratio_of_the_counts():
+    """342 of 360 correct is 0.95 exactly (a float32 mean gave 0.949999988), per class and overall."""
+    y = torch.tensor([0] * 180 + [1] * 180)
+    wrong = {*range(9), *range(180, 189)}  # 9 mistakes in each class
+    predicted = [1 - int(label) if i in wrong else int(label) for i, label in enumerate(y)]
+    logits = nn.functional.one_hot(torch.tensor(predicted), 2).float()
+    x = torch.arange(360, dtype=torch.float32).reshape(360, 1)
+    figures = evaluate_split(FixedLogits(logits), x, y, 2)
+    assert figures["accuracy"] == 0.95
+    assert (figures["correct"], figures["count"]) == (342, 360)
+    assert figures["per_class_correct"] == [171, 171] and figures["per_class_count"] == [180, 180]
+    assert figures["per_class_accuracy"] == [0.95, 0.95]
+    assert type(figures["accuracy"]) is float and type(figures["correct"]) is int
+
+
+SEEN_BATCHES: list[int] = []
+
+
+@register_technique("test_gradient_magnitude")
+class GradientMagnitude(Technique):
+    """A user's data-dependent technique: |dL/dw| on the batch it is given."""
+
+    needs_data = True
+
+    def scores(self, targets, context):
+        SEEN_BATCHES.append(len(context.inputs))
+        loss = nn.functional.cross_entropy(context.model(context.inputs), context.targets)
+        return [g.abs() for g in torch.autograd.grad(loss, [t.parameter for t in targets])]
+
+
+def test_prune_gives_what_the_technique_declares_it_needs(tmp_path):
+    """A user's technique registered with needs_data gets a training batch; SynFlow gets the input shape."""
+    exp = pl.Experiment(tmp_path / "exp", ModelState)
+    root = exp.spawn_new_tree(**ROOT)
+    users = Prune(technique="test_gradient_magnitude", amount=0.5, batch_size=48)(root)
+    synflow = Prune(technique="synflow", amount=0.5)(root)
+    sparsity(users)
+    sparsity(synflow)
+    exp.run(quiet=True)
+    assert SEEN_BATCHES == [48]
+    assert users.results["sparsity"]["sparsity"] == pytest.approx(0.5, abs=1e-3)
+    assert synflow.results["sparsity"]["sparsity"] == pytest.approx(0.5, abs=1e-3)

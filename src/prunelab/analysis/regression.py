@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PrunelabWarning
-from .frames import AnalysisError
+from .frames import CLASS_COLUMNS, AnalysisError
 
 if TYPE_CHECKING:
     import pandas
@@ -83,21 +83,25 @@ def prune_responsibly_model(class_frame: pandas.DataFrame, formula: str | None =
     Parameters
     ----------
     class_frame : pandas.DataFrame
-        From :func:`prunelab.analysis.class_frame`.
+        From :func:`prunelab.analysis.class_frame`. It needs ``root_id`` and
+        the columns the formula reads; ``count`` (test samples per class) is
+        optional: without it the binomial GLM check is skipped, with a warning.
     formula : str, optional
         A Patsy formula over the frame's columns; the default is
-        :data:`DEFAULT_FORMULA` without the factors that have one level.
+        :data:`DEFAULT_FORMULA` without the factors that have one level (or
+        are not in the frame).
     pruned_only : bool, default=True
         Fit on pruned states only (the unpruned rows are the references).
 
     Raises
     ------
     AnalysisError
-        When fewer than two training runs, or no rows, remain.
+        When the formula is not a valid Patsy formula, when a column it
+        reads (or ``root_id``) is missing (the message names them and where
+        they come from), or when fewer than two training runs, or no rows, remain.
     """
     import numpy as np
     import pandas as pd
-    import statsmodels.api as sm
     import statsmodels.formula.api as smf
 
     data = class_frame
@@ -105,24 +109,9 @@ def prune_responsibly_model(class_frame: pandas.DataFrame, formula: str | None =
         data = data[data["technique"] != "none"]
     notes: list[str] = []
     if formula is None:
-        terms = list(COVARIATES)
-        for factor in FACTORS:
-            levels = data[factor].nunique() if factor in data else 0
-            if levels > 1:
-                terms.append(f"C({factor})")
-            else:
-                notes.append(f"factor {factor!r} has one level here, so its effect cannot be estimated; "
-                             "it was left out of the formula.")
-        for covariate in COVARIATES:
-            if covariate in data and data[covariate].nunique(dropna=True) <= 1:
-                hint = (" (every class has the same share of the training set); add a class-imbalanced arm "
-                        "with prunelab.zoo.imbalance" if covariate == "representation" else "")
-                notes.append(f"{covariate} does not vary{hint}, so its coefficient is not identified; it was "
-                             "left out of the formula.")
-                terms.remove(covariate)
-        formula = "accuracy ~ " + " + ".join(terms)
-    columns = [c for c in data.columns if c in formula or c == "root_id" or c == "count"]
-    data = data[columns].dropna()
+        formula = _default_formula(data, notes)
+    read = _required_columns(data, formula)
+    data = data[list(dict.fromkeys([*read, "root_id", *(["count"] if "count" in data else [])]))].dropna()
     clusters = data["root_id"].nunique() if len(data) else 0
     if len(data) == 0 or clusters < 2:
         raise AnalysisError(
@@ -143,30 +132,143 @@ def prune_responsibly_model(class_frame: pandas.DataFrame, formula: str | None =
     table = pd.DataFrame({"term": ols.params.index, "estimate": ols.params.to_numpy(),
                           "std_error": ols.bse.to_numpy(), "ci_low": interval[0].to_numpy(),
                           "ci_high": interval[1].to_numpy(), "p_value": ols.pvalues.to_numpy()})
+    glm = _glm_check(data, model, table, groups, notes)
+    for note in notes:
+        warnings.warn(note, PrunelabWarning, stacklevel=2)
+    return RegressionResult(formula, table, _factor_tests(ols), glm, int(len(data)), int(clusters), notes, ols)
+
+
+def _default_formula(data: pandas.DataFrame, notes: list[str]) -> str:
+    """:data:`DEFAULT_FORMULA` without the factors that have one level or are absent, and the covariates that
+    do not vary; what was left out and why goes to ``notes``.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        The rows to fit.
+    notes : list of str
+        Appended to.
+    """
+    terms = list(COVARIATES)
+    for factor in FACTORS:
+        if factor not in data:
+            notes.append(f"factor {factor!r} is not in the frame, so its effect cannot be estimated; it was left "
+                         "out of the formula (class_frame(exp) gives it).")
+        elif data[factor].nunique() > 1:
+            terms.append(f"C({factor})")
+        else:
+            notes.append(f"factor {factor!r} has one level here, so its effect cannot be estimated; "
+                         "it was left out of the formula.")
+    for covariate in COVARIATES:
+        if covariate in data and data[covariate].nunique(dropna=True) <= 1:
+            hint = (" (every class has the same share of the training set); add a class-imbalanced arm "
+                    "with prunelab.zoo.imbalance" if covariate == "representation" else "")
+            notes.append(f"{covariate} does not vary{hint}, so its coefficient is not identified; it was "
+                         "left out of the formula.")
+            terms.remove(covariate)
+    return "accuracy ~ " + " + ".join(terms)
+
+
+def _required_columns(data: pandas.DataFrame, formula: str) -> list[str]:
+    """The columns ``formula`` reads; an :class:`AnalysisError` naming those missing (and ``root_id``) and where
+    they come from.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        The class frame.
+    formula : str
+        A Patsy formula; names called as functions (``C``, ``np.log``) are not columns.
+    """
+    import ast
+
+    from patsy import ModelDesc, PatsyError
+
+    try:
+        desc = ModelDesc.from_formula(formula)
+    except PatsyError as err:
+        raise AnalysisError(f"the formula {formula!r} is not a valid Patsy formula ({err.message}); write it as "
+                            f"'outcome ~ term + term', e.g. {DEFAULT_FORMULA!r}.") from err
+    read: list[str] = []
+    for factor in [f for term in [*desc.lhs_termlist, *desc.rhs_termlist] for f in term.factors]:
+        tree = ast.parse(factor.code, mode="eval")
+        called = {id(n) for call in ast.walk(tree) if isinstance(call, ast.Call) for n in ast.walk(call.func)}
+        read += [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called]
+    missing = [c for c in dict.fromkeys([*read, "root_id"]) if c not in data]
+    if missing:
+        ours = [c for c in missing if c in CLASS_COLUMNS]
+        where = ([f"class_frame(exp) gives {', '.join(ours)}"] if ours else []) + (
+            [f"the formula names {', '.join(c for c in missing if c not in ours)}: add them to the frame or change "
+             "the formula"] if len(ours) < len(missing) else [])
+        raise AnalysisError(f"the class frame has no column(s) {', '.join(map(repr, missing))}, which the regression "
+                            f"needs ({formula!r}, clustered by root_id); {'; '.join(where)}.")
+    return list(dict.fromkeys(read))
+
+
+def _factor_tests(ols: Any) -> pandas.DataFrame:
+    """A Wald F-test per term of a fitted OLS (a factor's levels jointly), with its clustered covariance.
+
+    Parameters
+    ----------
+    ols : statsmodels RegressionResults
+        The fitted model.
+    """
+    import pandas as pd
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # statsmodels' notes on the Wald test's form
         wald = ols.wald_test_terms(skip_single=False, scalar=True)
-    factor_tests = pd.DataFrame(
+    return pd.DataFrame(
         [{"term": term, "F": float(row["statistic"]), "df_num": float(row["df_constraint"]),
           "df_denom": float(row["df_denom"]), "p_value": float(row["pvalue"])}
          for term, row in wald.table.iterrows() if term != "Intercept"],
         columns=["term", "F", "df_num", "df_denom", "p_value"])
+
+
+def _glm_check(data: pandas.DataFrame, model: Any, table: pandas.DataFrame, groups: Any,
+               notes: list[str]) -> pandas.DataFrame:
+    """The binomial GLM's slopes on the OLS design, and whether they agree with the OLS ones.
+
+    Skipped (an empty frame, and a note saying why) without a ``count``
+    column, or when the GLM cannot be fitted.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        The rows fitted, with ``accuracy`` and (optionally) ``count``.
+    model : statsmodels OLS
+        The unfitted OLS model (its design matrix is reused).
+    table : pandas.DataFrame
+        The OLS coefficients (``estimate``, ``p_value``).
+    groups : array of int
+        The training run of each row, for clustered errors.
+    notes : list of str
+        Appended to when the check is skipped.
+    """
+    import numpy as np
+    import pandas as pd
+    import statsmodels.api as sm
+
+    empty = pd.DataFrame(columns=["term", "estimate", "p_value", "agrees"])
+    if "count" not in data:
+        notes.append("the frame has no 'count' column (test samples per class), so the binomial GLM check was "
+                     "skipped; class_frame(exp) gives it.")
+        return empty
     count = data["count"].to_numpy(float)
     correct = np.round(data["accuracy"].to_numpy(float) * count)
-    slopes = np.asarray(ols.params.index != "Intercept")  # an intercept's sign differs between the scales
+    terms = table["term"].to_numpy()
+    slopes = terms != "Intercept"  # an intercept's sign differs between the scales
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            glm_fit = sm.GLM(np.column_stack([correct, count - correct]), model.exog,
-                             family=sm.families.Binomial()).fit(cov_type="cluster", cov_kwds={"groups": groups})
-        glm = pd.DataFrame({"term": ols.params.index[slopes], "estimate": np.asarray(glm_fit.params)[slopes],
-                            "p_value": np.asarray(glm_fit.pvalues)[slopes]})
-        both_null = (glm["p_value"].to_numpy() >= 0.05) & (table["p_value"].to_numpy()[slopes] >= 0.05)
-        same_sign = np.sign(glm["estimate"].to_numpy()) == np.sign(table["estimate"].to_numpy()[slopes])
-        glm["agrees"] = same_sign | both_null
+            fit = sm.GLM(np.column_stack([correct, count - correct]), model.exog,
+                         family=sm.families.Binomial()).fit(cov_type="cluster", cov_kwds={"groups": groups})
     except (np.linalg.LinAlgError, ValueError) as err:
         notes.append(f"the binomial GLM check could not be fitted ({err}); the design is too small or degenerate.")
-        glm = pd.DataFrame(columns=["term", "estimate", "p_value", "agrees"])
-    for note in notes:
-        warnings.warn(note, PrunelabWarning, stacklevel=2)
-    return RegressionResult(formula, table, factor_tests, glm, int(len(data)), int(clusters), notes, ols)
+        return empty
+    glm = pd.DataFrame({"term": terms[slopes], "estimate": np.asarray(fit.params)[slopes],
+                        "p_value": np.asarray(fit.pvalues)[slopes]})
+    both_null = (glm["p_value"].to_numpy() >= 0.05) & (table["p_value"].to_numpy()[slopes] >= 0.05)
+    same_sign = np.sign(glm["estimate"].to_numpy()) == np.sign(table["estimate"].to_numpy()[slopes])
+    glm["agrees"] = same_sign | both_null
+    return glm

@@ -59,6 +59,7 @@ def _imported_code() -> dict[str, dict[str, list[Any]]]:
 
 
 def _is_recipe(value: Any) -> bool:
+    """Whether ``value`` is a recipe class (a subclass of :class:`~prunelab.core.recipe.Recipe`, not it)."""
     return isinstance(value, type) and issubclass(value, Recipe) and value is not Recipe
 
 
@@ -68,6 +69,13 @@ def _lookup(module: str, qualname: str, scripts: Sequence[str]) -> Any:
     A recorded module ``__main__`` (a script run directly) is looked for in
     ``scripts`` (the names such a script was imported under), then in
     ``__main__``. Only namespaces are read: nothing is imported or executed.
+
+    Parameters
+    ----------
+    module, qualname : str
+        Where the record says the code was defined.
+    scripts : sequence of str
+        The module names of scripts imported in place of ``__main__``.
     """
     for name in [*scripts, "__main__"] if module == "__main__" else [module]:
         value: Any = sys.modules.get(name)
@@ -84,6 +92,17 @@ def _candidates(kind: str, record: dict[str, Any], scripts: Sequence[str],
 
     Found by the recorded module and qualname; records without them (made
     before prunelab recorded them) by name among ``code``.
+
+    Parameters
+    ----------
+    kind : {"recipe", "function"}
+        What made the record: a recipe (a state's record) or a function (a result's).
+    record : dict
+        The state's ``recipe`` entry, or the result record.
+    scripts : sequence of str
+        The module names of scripts imported in place of ``__main__``.
+    code : dict
+        The imported recipes and functions by kind and name (:func:`_imported_code`).
     """
     module, qualname = record.get("module"), record.get("qualname")
     if isinstance(module, str) and isinstance(qualname, str):
@@ -100,6 +119,13 @@ def _judge(record: dict[str, Any], candidates: list[tuple[Any, Any]]) -> set[str
 
     An empty set means the code imported now is another version (the record
     is an older version's, not stale).
+
+    Parameters
+    ----------
+    record : dict
+        With the recorded ``version`` and ``fingerprint``.
+    candidates : list of (version, source object)
+        What :func:`_candidates` found.
     """
     same_version = [source for version, source in candidates if version == record.get("version")]
     if candidates and not same_version:

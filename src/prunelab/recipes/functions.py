@@ -19,9 +19,33 @@ def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_class
                    batch_size: int = 1024) -> dict[str, Any]:
     """Accuracy, loss, per-class accuracy, loss and counts, confusion matrix, per-class entropy, predictions.
 
+    Parameters
+    ----------
+    model : nn.Module
+        Evaluated in ``eval()`` mode, without gradients (left in ``eval()`` mode).
+    x : Tensor, shape (n, *input_shape)
+        The samples.
+    y : Tensor of int64, shape (n,)
+        Their labels, in ``0 .. num_classes - 1``.
+    num_classes : int
+        The number of classes (rows of the confusion matrix).
+    batch_size : int, default=1024
+        Samples per forward pass.
+
+    Returns
+    -------
+    dict
+        ``accuracy`` (``correct / count``), ``correct`` and ``count`` (ints),
+        ``loss``, ``per_class_accuracy`` (``per_class_correct[c] /
+        per_class_count[c]``, NaN for a class without samples),
+        ``per_class_correct``, ``per_class_count``, ``confusion``,
+        ``per_class_entropy``, ``per_class_loss`` and ``predictions`` (int16).
+
     Notes
     -----
-    The predictive entropy of one sample is :math:`-\\sum_k p_k \\log p_k` of its
+    Accuracies are exact ratios of the integer counts, divided in float64, so
+    342 correct of 360 is exactly the float ``0.95`` and a threshold means what
+    it says. The predictive entropy of one sample is :math:`-\\sum_k p_k \\log p_k` of its
     softmax; ``per_class_entropy[c]`` averages it over the samples of true class
     ``c``, and ``per_class_loss[c]`` their cross-entropy. ``confusion[i][j]``
     counts samples of class ``i`` predicted as ``j``.
@@ -39,23 +63,31 @@ def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_class
     entropy = -(probabilities * probabilities.clamp_min(1e-12).log()).sum(1)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     confusion.index_put_((y, predicted), torch.ones_like(y), accumulate=True)
-    counts = confusion.sum(1)
-    correct = confusion.diag()
-    per_class = [float(c) / float(n) if n else float("nan") for c, n in zip(correct, counts)]
-    per_entropy = [float(entropy[y == c].mean()) if int(n) else float("nan") for c, n in enumerate(counts)]
-    per_loss = [float(losses[y == c].mean()) if int(n) else float("nan") for c, n in enumerate(counts)]
-    return {"accuracy": float((predicted == y).float().mean()), "loss": loss, "per_class_accuracy": per_class,
-            "per_class_count": [int(n) for n in counts], "confusion": confusion.tolist(),
-            "per_class_entropy": per_entropy, "per_class_loss": per_loss, "predictions": predicted.to(torch.int16)}
+    counts = [int(n) for n in confusion.sum(1)]
+    correct = [int(c) for c in confusion.diag()]
+    per_class = [c / n if n else float("nan") for c, n in zip(correct, counts)]
+    per_entropy = [float(entropy[y == c].mean()) if n else float("nan") for c, n in enumerate(counts)]
+    per_loss = [float(losses[y == c].mean()) if n else float("nan") for c, n in enumerate(counts)]
+    return {"accuracy": sum(correct) / len(y), "correct": sum(correct), "count": len(y), "loss": loss,
+            "per_class_accuracy": per_class, "per_class_correct": correct, "per_class_count": counts,
+            "confusion": confusion.tolist(), "per_class_entropy": per_entropy, "per_class_loss": per_loss,
+            "predictions": predicted.to(torch.int16)}
 
 
-@pl.function(version=2)
+@pl.function(version=3)
 def evaluate(state: ModelState) -> dict[str, Any]:
     """Evaluate on val and test: ``val_accuracy``, ``test_accuracy``, losses, and per-class figures.
 
     Scalars are at the top level (so frames show them as ``evaluate.test_accuracy``);
-    per-class lists, confusion matrices and predicted labels (a tensor blob) are
-    under ``val`` and ``test``.
+    the counts behind each accuracy, per-class lists, confusion matrices and
+    predicted labels (a tensor blob) are under ``val`` and ``test``
+    (:func:`evaluate_split`). Version 3: accuracies are exact ratios of the
+    counts (version 2 averaged in float32).
+
+    Parameters
+    ----------
+    state : ModelState
+        The state whose model is evaluated (a private copy).
     """
     out: dict[str, Any] = {}
     for split in ("val", "test"):

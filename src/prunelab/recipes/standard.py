@@ -151,8 +151,12 @@ class Prune(pl.Recipe):
 
     Every Conv and Linear weight is pruned, except that structured techniques
     leave the output layer alone (its output channels are the classes).
-    Data-dependent techniques score on one training batch of ``batch_size``.
-    Random techniques draw from torch's generator, which the engine seeds per state.
+    What a technique declares in the registry
+    (:func:`prunelab.prune.register_technique`) decides what it is given:
+    one training batch of ``batch_size`` when it ``needs_data`` (a user's
+    technique as well as SNIP, GraSP, Taylor), the data's input shape when it
+    has an ``input_shape`` option (SynFlow). Random techniques draw from
+    torch's generator, which the engine seeds per state.
     """
 
     PROPERTIES = {"technique": "l1_unstructured", "amount": 0.2, "round": 1, "batch_size": 256}
@@ -160,12 +164,15 @@ class Prune(pl.Recipe):
 
     def run(self, state: ModelState) -> ModelState:  # type: ignore[override]
         p = self.properties
+        technique = get_technique(p["technique"])
         x, y = state.data.train
         extra: dict[str, Any] = {}
-        if p["technique"] in ("snip", "grasp", "taylor", "synflow"):
+        if technique.needs_data:
             extra = {"inputs": x[: p["batch_size"]], "targets": y[: p["batch_size"]]}
+        if "input_shape" in technique.options:
+            extra["input_shape"] = (1, *x.shape[1:])
         parameters = None
-        if get_technique(p["technique"]).structured:
+        if technique.structured:
             layers = [name for name, m in state.model.named_modules() if isinstance(m, _PRUNABLE)]
             parameters = [f"{name}.weight" for name in layers[:-1]]
         prune_model(state.model, p["technique"], amount=float(p["amount"]), parameters=parameters, **extra)

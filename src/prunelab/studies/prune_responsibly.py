@@ -113,9 +113,18 @@ def summary(exp: pl.Experiment, outcomes: list[pl.Node]) -> list[dict[str, Any]]
     """Rows of mean ± std test accuracy over seeds per (arm, technique, treatment, round), with the worst-hit class.
 
     The worst-hit class is the one whose test accuracy dropped most from the
-    dense model of the same seed, on average. While test figures are blinded
-    (:func:`prunelab.analysis.blind`), a group's row has ``blinded=True`` and
-    ``None`` for every figure computed from them.
+    dense model of the same seed, on average. ``seeds`` counts the training
+    runs of a row; ``std`` is None when there is one (no spread to show).
+    While test figures are blinded (:func:`prunelab.analysis.blind`), a
+    group's row has ``blinded=True`` and ``None`` for every figure computed
+    from them.
+
+    Parameters
+    ----------
+    exp : Experiment
+        The study's experiment, run.
+    outcomes : list of Node
+        The outcome nodes :func:`build` returned.
     """
     dense: dict[tuple[str, int, str], dict[str, Any]] = {}
     groups: dict[tuple[str, str, str, int], list[pl.Node]] = {}
@@ -150,7 +159,7 @@ def summary(exp: pl.Experiment, outcomes: list[pl.Node]) -> list[dict[str, Any]]
         worst = max(drops, key=lambda c: statistics.mean(drops[c]))
         rows.append({"arm": arm, "technique": technique, "treatment": treatment, "round": round_,
                      "sparsity": sparsity_, "accuracy": statistics.mean(accuracies),
-                     "std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+                     "std": statistics.stdev(accuracies) if len(accuracies) > 1 else None,
                      "seeds": len(nodes), "worst_class": worst,
                      "worst_drop": statistics.mean(drops[worst]), "blinded": False})
     return rows
