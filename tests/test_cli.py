@@ -405,6 +405,22 @@ def test_status_judges_a_state_only_against_the_class_that_made_it(tmp_path):
     assert json.loads(cli("status", tmp_path / "exp", "--json")[1])["stale"] == []  # prunelab's Train is not it
 
 
+def test_status_finds_recipes_of_a_module_the_driver_imported_in_the_script_of_that_name(tmp_path):
+    """The common layout: run.py imports the classes from mystudy.py; `--script mystudy.py` checks them."""
+    study = tmp_path / "mystudy.py"
+    study.write_text(CLASHING.split('if __name__ == "__main__":')[0])
+    (tmp_path / "run.py").write_text("import sys\nimport prunelab as pl\nfrom mystudy import Prune, Tiny, Train, norm\n"
+                                     "exp = pl.Experiment(sys.argv[1], Tiny)\n"
+                                     "norm(Prune(amount=0.5)(Train(scale=2.0)(exp.spawn_new_tree(width=3))))\n"
+                                     "exp.run(quiet=True)\n")
+    subprocess.run([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "exp")], check=True, cwd=tmp_path)
+    status = json.loads(cli("status", tmp_path / "exp", "--script", study, "--json")[1])
+    assert status["stale"] == [] and status["not_checked"] == {"states": 0, "results": 0}
+    study.write_text(study.read_text().replace("mul_(self.scale)", "mul_(float(self.scale))"))
+    status = json.loads(cli("status", tmp_path / "exp", "--script", study, "--json")[1])
+    assert [(s["kind"], s["name"]) for s in status["stale"]] == [("recipe", "Train")]
+
+
 def test_status_checks_prunelabs_own_recipes_against_prunelabs_classes(tmp_path):
     from prunelab.recipes import ModelState, Train, evaluate
 

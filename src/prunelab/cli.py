@@ -341,10 +341,11 @@ def _import_script(path: str, command: str) -> str:
     import importlib.util
 
     from .core.errors import UnknownNameError
+    from .core.audit import SCRIPT_PREFIX
     from .core.experiment import declaring_only
 
     script = Path(path)
-    name = f"prunelab_script_{script.stem}"
+    name = f"{SCRIPT_PREFIX}{script.stem}"
     spec = importlib.util.spec_from_file_location(name, script)
     if not script.is_file() or spec is None or spec.loader is None:
         raise UnknownNameError(f"--script {path}: no such Python file; give the script that defines the classes.")

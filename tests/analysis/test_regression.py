@@ -133,3 +133,11 @@ def test_a_factor_missing_from_the_frame_is_left_out_saying_so():
     assert "treatment" not in result.formula and len(caught) == 3
     assert ("factor 'treatment' is not in the frame, so its effect cannot be estimated; it was left out of the "
             "formula (class_frame(exp) gives it).") in result.warnings
+
+
+def test_a_column_quoted_with_q_is_read_from_the_frame():
+    data = simulate(np.random.default_rng(7), runs=3)
+    result = prune_responsibly_model(data, "accuracy ~ sparsity + C(Q('class'))")
+    assert any("class" in term for term in result.table["term"])
+    with pytest.raises(AnalysisError, match=r"no column\(s\) 'class'"):
+        prune_responsibly_model(data.drop(columns="class"), "accuracy ~ sparsity + C(Q('class'))")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+import os
 import re
 import warnings
 
@@ -371,3 +372,99 @@ def test_a_recipe_whose_properties_are_not_set_yet_has_a_repr():
     assert repr(Later()) == "<test_a_recipe_whose_properties_are_not_set_yet_has_a_repr.<locals>.Later with properties " \
         "not set>"
     assert repr(OpRecipe("add", 1)) == "OpRecipe(op='add', value=1)"
+
+
+# ------------------------------------------------------------ from review
+class Deterministic(pl.Recipe):
+    PROPERTIES = ["on"]
+
+    def run(self, state):
+        if self.on:
+            torch.use_deterministic_algorithms(True)
+        return state
+
+
+def test_a_recipe_turning_on_deterministic_mode_leaks_into_no_other_task(exp_dir):
+    exp = pl.Experiment(exp_dir, MLPState)
+    root = exp.spawn_new_tree(width=4, replicate=0)
+    first = Deterministic(on=True)(root)
+    second = Deterministic(on=False)(first)
+    with pytest.warns(pl.PrunelabWarning) as caught:
+        exp.run(quiet=True)
+    assert [str(w.message).split(" (node")[0] for w in caught] == ["recipe Deterministic"]
+    assert first.record["deterministic"] is True and second.record["deterministic"] is False
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_deterministic_mode_set_by_the_caller_is_not_blamed_on_recipes(exp_dir):
+    exp = pl.Experiment(exp_dir, MLPState)
+    node = Train(steps=1, lr=0.1)(exp.spawn_new_tree(width=4, replicate=0))
+    torch.use_deterministic_algorithms(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pl.PrunelabWarning)
+            exp.run(quiet=True)
+        assert torch.are_deterministic_algorithms_enabled()  # the caller's setting is back after the run
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert node.record["deterministic"] is False  # what the experiment set is what ran
+
+
+class FailOnce(pl.Recipe):
+    """Changes ``self`` and fails the first time (a side-effect file remembers)."""
+
+    PROPERTIES = ["k", "flag"]
+
+    def run(self, state):
+        self.k *= 10
+        state.history = [*state.history, self.k]
+        if not os.path.exists(self.flag):
+            open(self.flag, "w").close()
+            raise RuntimeError("first attempt")
+        return state
+
+
+def test_a_retry_in_the_same_session_runs_the_recipe_as_declared(exp_dir, tmp_path):
+    exp = pl.Experiment(exp_dir, MLPState)
+    node = FailOnce(k=1, flag=str(tmp_path / "flag"))(exp.spawn_new_tree(width=4, replicate=0))
+    assert exp.run(quiet=True, raise_on_failure=False).failed
+    exp.run(quiet=True)
+    assert node.restore().history == [10] and node.recipe["properties"]["k"] == 1
+
+
+def test_a_tensor_property_with_autograd_history_is_copied_detached(exp_dir):
+    class Weights(pl.Recipe):
+        PROPERTIES = ["w"]
+
+        def run(self, state):
+            RAN.append({"w": self.w.tolist(), "grad": self.w.requires_grad})
+            return state
+
+    exp = pl.Experiment(exp_dir, MLPState)
+    w = torch.ones(3, requires_grad=True) * 2
+    Weights(w=w)(exp.spawn_new_tree(width=4, replicate=0))
+    exp.run(quiet=True)
+    assert RAN == [{"w": [2.0, 2.0, 2.0], "grad": False}]
+
+
+def test_a_read_only_property_attribute_is_read_and_kept(exp_dir):
+    class Doubled(pl.Recipe):
+        PROPERTIES = ["k"]
+
+        def __init__(self, half):
+            self.half = half
+
+        @property
+        def k(self):
+            return 2 * self.half
+
+        def run(self, state):
+            RAN.append({"k": self.k})
+            return state
+
+    exp = pl.Experiment(exp_dir, MLPState)
+    recipe = Doubled(3)
+    node = recipe(exp.spawn_new_tree(width=4, replicate=0))
+    recipe.half = 100
+    exp.run(quiet=True)
+    assert RAN == [{"k": 6}] and node.recipe["properties"] == {"k": 6}

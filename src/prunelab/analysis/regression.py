@@ -178,7 +178,8 @@ def _required_columns(data: pandas.DataFrame, formula: str) -> list[str]:
     data : pandas.DataFrame
         The class frame.
     formula : str
-        A Patsy formula; names called as functions (``C``, ``np.log``) are not columns.
+        A Patsy formula; names called as functions (``C``, ``np.log``) are not columns, and ``Q("name")``
+        reads the column ``name``.
     """
     import ast
 
@@ -194,6 +195,9 @@ def _required_columns(data: pandas.DataFrame, formula: str) -> list[str]:
         tree = ast.parse(factor.code, mode="eval")
         called = {id(n) for call in ast.walk(tree) if isinstance(call, ast.Call) for n in ast.walk(call.func)}
         read += [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called]
+        read += [call.args[0].value for call in ast.walk(tree)  # Q("class"): Patsy's quoting of a column name
+                 if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "Q"
+                 and call.args and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str)]
     missing = [c for c in dict.fromkeys([*read, "root_id"]) if c not in data]
     if missing:
         ours = [c for c in missing if c in CLASS_COLUMNS]

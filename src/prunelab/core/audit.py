@@ -23,8 +23,11 @@ from .recipe import Function, Recipe, fingerprint
 if TYPE_CHECKING:
     from .experiment import Experiment
 
-__all__ = ["held_leases", "stale_states", "Staleness", "environment_groups"]
+__all__ = ["held_leases", "stale_states", "Staleness", "environment_groups", "recorded_class", "SCRIPT_PREFIX"]
 
+
+#: The prefix of the module name a script given with ``--script`` is imported under (``prunelab_script_<stem>``).
+SCRIPT_PREFIX = "prunelab_script_"
 
 def held_leases(exp: Experiment) -> list[dict[str, Any]]:
     """Every lease file: what it is for, its holder, whether the holder is alive (this host only), its age."""
@@ -68,7 +71,10 @@ def _lookup(module: str, qualname: str, scripts: Sequence[str]) -> Any:
 
     A recorded module ``__main__`` (a script run directly) is looked for in
     ``scripts`` (the names such a script was imported under), then in
-    ``__main__``. Only namespaces are read: nothing is imported or executed.
+    ``__main__``; any other module where it was imported, else in the script
+    of the same file name (``--script mystudy.py`` for a record of
+    ``mystudy`` or ``pkg.mystudy``). Only namespaces are read: nothing is
+    imported or executed.
 
     Parameters
     ----------
@@ -77,13 +83,33 @@ def _lookup(module: str, qualname: str, scripts: Sequence[str]) -> Any:
     scripts : sequence of str
         The module names of scripts imported in place of ``__main__``.
     """
-    for name in [*scripts, "__main__"] if module == "__main__" else [module]:
+    stem = module.rsplit(".", 1)[-1]
+    same_file = [name for name in scripts if name == f"{SCRIPT_PREFIX}{stem}"]
+    for name in [*scripts, "__main__"] if module == "__main__" else [module, *same_file]:
         value: Any = sys.modules.get(name)
         for part in qualname.split("."):
             value = getattr(value, "__dict__", {}).get(part)
         if value is not None:
             return value
     return None
+
+
+def recorded_class(spec: dict[str, Any]) -> type[Recipe] | None:
+    """The imported recipe class a record's ``recipe`` entry names by module and qualname (None if not imported).
+
+    A recorded ``__main__`` is also looked for in the scripts ``--script``
+    imported (see :func:`_lookup`).
+
+    Parameters
+    ----------
+    spec : dict
+        The ``recipe`` entry of a state record.
+    """
+    module, qualname = spec.get("module"), spec.get("qualname")
+    if not (isinstance(module, str) and isinstance(qualname, str)):
+        return None
+    found = _lookup(module, qualname, [name for name in list(sys.modules) if name.startswith(SCRIPT_PREFIX)])
+    return found if _is_recipe(found) else None
 
 
 def _candidates(kind: str, record: dict[str, Any], scripts: Sequence[str],

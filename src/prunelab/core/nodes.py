@@ -255,18 +255,13 @@ class NodeSet:
                     kept.append(node)
             nodes = kept
         if properties and self._nodes:
-            fields = {n.id: _fields(n) for n in self._nodes}
-            known = set().union(*fields.values())
-            unknown = sorted(set(properties) - known)
-            if unknown:
-                raise UnknownNameError(
-                    f"no node of this set has the field(s) {', '.join(map(repr, unknown))}; filter on one of "
-                    f"{sorted(known)} (state properties, lineage fields and recipe properties), or on tags by "
-                    "passing them as strings."
-                )
+            fields = {n.id: _fields(n) for n in nodes}  # of the nodes the tags kept; the rest only to name a typo
+            if not set(properties) <= set().union(*fields.values()):
+                _refuse_unknown(self._nodes, properties)
             wanted = {k: to_display(v) for k, v in properties.items()}
             nodes = [n for n in nodes if all(k in fields[n.id] and fields[n.id][k] == v for k, v in wanted.items())]
         return NodeSet(nodes)
+
 
     def where(self, predicate: Callable[[Node], bool]) -> NodeSet:
         """Keep nodes for which ``predicate(node)`` is true."""
@@ -317,6 +312,17 @@ def _fields(node: Node) -> dict[str, Any]:
     record = node.record
     return {**((record.get("recipe") or {}).get("properties") or {}), **node.lineage,
             **(record.get("properties") or {})}
+
+
+def _refuse_unknown(nodes: list[Node], names: dict[str, Any]) -> None:
+    """Raise, listing the known fields, if a name in ``names`` is a field of none of ``nodes``."""
+    known: set[str] = set().union(*(_fields(n) for n in nodes))
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise UnknownNameError(
+            f"no node of this set has the field(s) {', '.join(map(repr, unknown))}; filter on one of {sorted(known)} "
+            "(state properties, lineage fields and recipe properties), or on tags by passing them as strings."
+        )
 
 
 def _operand(other: object) -> list[Node] | None:

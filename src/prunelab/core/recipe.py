@@ -6,6 +6,7 @@ import copy
 import functools
 import hashlib
 import inspect
+import sys
 import textwrap
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, overload
@@ -56,6 +57,20 @@ def _read_attributes(recipe: Recipe, names: list[str], defaults: dict[str, Any])
                 ) from None
             values[name] = defaults[name]
     return values
+
+
+def _private_copy(owner: str, name: str, value: Any) -> Any:
+    """A copy of a property value that nothing else holds (a tensor detached from any autograd graph)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    try:
+        return copy.deepcopy(value)
+    except Exception as err:  # noqa: BLE001 - e.g. a tensor with autograd history inside a list
+        raise StateDefinitionError(
+            f"{owner} property {name!r} cannot be copied ({type(err).__name__}: {err}); pass a plain value (for a "
+            "tensor, .detach())."
+        ) from err
 
 
 def _require_node(value: Any, what: str, hint: str = "") -> Node:
@@ -129,25 +144,30 @@ class Recipe:
         return values, options
 
     def applied(self) -> Recipe:
-        """Return a copy of this recipe that holds private copies of its property and option values now.
+        """Return a copy of this recipe that holds its property values now, as private copies.
 
-        Applying a recipe hashes and records what this copy holds, and
-        ``run()`` is called on the copy: changing the original's attributes
-        afterwards changes nothing that runs. Recipes that set their
-        properties in their own ``__init__`` (as dagger's do, without calling
-        ``Recipe.__init__``) are read the same way. An option that cannot be
-        copied is shared with the original.
+        Applying a recipe hashes and records what this copy holds, and each
+        run calls ``run()`` on a fresh copy of it: changing the original's
+        attributes afterwards, or ``self`` inside a failed run, changes nothing
+        that runs. Recipes that set their properties in their own ``__init__``
+        (as dagger's do, without calling ``Recipe.__init__``) are read the same
+        way. Options are held as they are (not copied: one may be a large
+        object), so an option changed in place afterwards is seen by the run.
         """
         values, options = self._checked()
         frozen = copy.copy(self)
-        for name, value in options.items():
+        owner = class_name(type(self))
+        for name, value in {**options, **values}.items():
+            private = _private_copy(owner, name, value) if name in values else value
             try:
-                value = copy.deepcopy(value)
-            except Exception:  # noqa: BLE001 - an uncopyable option (an open resource) stays shared
-                pass
-            setattr(frozen, name, value)
-        for name, value in values.items():
-            setattr(frozen, name, copy.deepcopy(value))  # hashable values are plain data: always copyable
+                setattr(frozen, name, private)
+            except AttributeError:  # a read-only attribute (a Python property): it must give the value back
+                if name in values and encode_property(owner, name, getattr(frozen, name)) != \
+                        encode_property(owner, name, value):
+                    raise StateDefinitionError(
+                        f"{owner}.{name} is read-only and does not give back {value!r} on a copy of the recipe; make "
+                        "it a plain attribute set in __init__."
+                    ) from None
         return frozen
 
     def run(self, state: ExperimentState) -> ExperimentState:

@@ -100,10 +100,10 @@ def reseed(seed: int, *, threads: int | None = 1, deterministic: bool = False) -
     if torch is not None:
         if threads is not None and threads != torch.get_num_threads():
             torch.set_num_threads(threads)
-        if deterministic and not torch.are_deterministic_algorithms_enabled():
-            if not torch.cuda.is_initialized():
+        if deterministic != torch.are_deterministic_algorithms_enabled():  # either way: no task inherits another's
+            if deterministic and not torch.cuda.is_initialized():
                 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True)
+            torch.use_deterministic_algorithms(deterministic)
 
 
 @contextlib.contextmanager
@@ -117,8 +117,8 @@ def seeded(seed: int, *, threads: int | None = 1, deterministic: bool = False) -
     threads : int or None, default=1
         Value for ``torch.set_num_threads`` inside the block; ``None`` leaves it.
     deterministic : bool, default=False
-        Turn on ``torch.use_deterministic_algorithms`` inside the block (and set
-        ``CUBLAS_WORKSPACE_CONFIG`` if CUDA has not started yet).
+        ``torch.use_deterministic_algorithms`` inside the block, on or off (on,
+        it also sets ``CUBLAS_WORKSPACE_CONFIG`` if CUDA has not started yet).
 
     Notes
     -----

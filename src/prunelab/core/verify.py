@@ -17,6 +17,7 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .audit import recorded_class
 from .engine import MemorySource, StoreSource
 from .errors import CorruptStateError, PrunelabError
 from .files import canonical_json, checksum
@@ -159,7 +160,8 @@ def _reexecute(exp: Experiment, node: Node, atol: float) -> tuple[str, str, floa
             state = build_state(cls, properties)
     else:
         spec = record.get("recipe") or {}
-        candidates = named_subclasses(str(spec.get("name")), Recipe)
+        made_by = recorded_class(spec)
+        candidates = [made_by] if made_by is not None else named_subclasses(str(spec.get("name")), Recipe)
         if len(candidates) > 1:  # several classes share the name: the one with the recorded source, if any
             candidates = [c for c in candidates if fingerprint(c) == spec.get("fingerprint")] or candidates
         if len(candidates) != 1:
