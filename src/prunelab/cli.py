@@ -217,13 +217,13 @@ def _summarise(value: Any) -> Any:
 def _status(args: argparse.Namespace) -> Output:
     from .core.audit import environment_groups, held_leases, stale_states
 
-    scripts = _import_code(args.script, "status")
+    _import_code(args.script, "status")
     exp = _open(args.directory)
     counts = Counter(node.status for node in exp.graph.nodes)
     runs = exp.graph.runs
     failed = [{"id": n.id, "error": "\n".join(str(n.record.get("error") or "?").strip().split("\n")[-3:])}
               for n in exp.graph.nodes if n.status == "failed"]  # split at newlines only: a "\r" stays visible
-    leases, staleness, environments = held_leases(exp), stale_states(exp, scripts=scripts), environment_groups(exp)
+    leases, staleness, environments = held_leases(exp), stale_states(exp), environment_groups(exp)
     stale = staleness.stale
     not_checked = {"states": staleness.not_checked_states, "results": staleness.not_checked_results}
     text = [f"{exp.directory}: {len(exp.graph.nodes)} states of class {exp.info.get('state_class')} "
@@ -320,8 +320,8 @@ def _export(args: argparse.Namespace) -> Output:
                   f"wrote {target}: {len(frame)} rows ({what}){note}")
 
 
-def _import_script(path: str, command: str) -> str:
-    """Import a user's script to learn its classes; return the module name it was imported under.
+def _import_script(path: str, command: str) -> None:
+    """Import a user's script to learn its classes (as a module :func:`prunelab.core.audit.stale_states` finds).
 
     It is imported as ``prunelab_script_<stem>``, not as ``__main__`` (so its
     main block does not run), with ``sys.argv`` holding only its path, and
@@ -364,7 +364,6 @@ def _import_script(path: str, command: str) -> str:
         _warn_script_failed(script, err)
     finally:
         sys.argv = saved_argv
-    return name
 
 
 def _warn_script_failed(script: Path, err: BaseException) -> None:
@@ -380,8 +379,8 @@ def _warn_script_failed(script: Path, err: BaseException) -> None:
                            PrunelabWarning, str(script), line)
 
 
-def _import_code(script: str | None, command: str) -> list[str]:
-    """Import prunelab's own recipes and, if given, the user's script; return the names scripts were imported under.
+def _import_code(script: str | None, command: str) -> None:
+    """Import prunelab's own recipes and, if given, the user's script (to find classes and their sources).
 
     Parameters
     ----------
@@ -393,7 +392,8 @@ def _import_code(script: str | None, command: str) -> list[str]:
     import importlib
 
     importlib.import_module("prunelab.recipes")
-    return [_import_script(script, command)] if script else []
+    if script:
+        _import_script(script, command)
 
 
 def _verify(args: argparse.Namespace) -> Output:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -66,25 +65,28 @@ def _is_recipe(value: Any) -> bool:
     return isinstance(value, type) and issubclass(value, Recipe) and value is not Recipe
 
 
-def _lookup(module: str, qualname: str, scripts: Sequence[str]) -> Any:
+def _script_modules() -> list[str]:
+    """The names of the scripts ``--script`` imported (``prunelab_script_<stem>``), read from ``sys.modules``."""
+    return [name for name in list(sys.modules) if name.startswith(SCRIPT_PREFIX)]
+
+
+def _lookup(module: str, qualname: str, scripts: list[str]) -> Any:
     """The object at ``qualname`` in the imported module ``module`` (None if it is not imported there).
 
     A recorded module ``__main__`` (a script run directly) is looked for in
-    ``scripts`` (the names such a script was imported under), then in
-    ``__main__``; any other module where it was imported, else in the script
-    of the same file name (``--script mystudy.py`` for a record of
-    ``mystudy`` or ``pkg.mystudy``). Only namespaces are read: nothing is
-    imported or executed.
+    ``scripts`` (see :func:`_script_modules`), then in ``__main__``; any other
+    module where it was imported, else in the script of the same file name
+    (``--script mystudy.py`` for a record of ``mystudy`` or ``pkg.mystudy``).
+    Only namespaces are read: nothing is imported or executed.
 
     Parameters
     ----------
     module, qualname : str
         Where the record says the code was defined.
-    scripts : sequence of str
-        The module names of scripts imported in place of ``__main__``.
+    scripts : list of str
+        The modules of the scripts ``--script`` imported.
     """
-    stem = module.rsplit(".", 1)[-1]
-    same_file = [name for name in scripts if name == f"{SCRIPT_PREFIX}{stem}"]
+    same_file = [name for name in scripts if name == f"{SCRIPT_PREFIX}{module.rsplit('.', 1)[-1]}"]
     for name in [*scripts, "__main__"] if module == "__main__" else [module, *same_file]:
         value: Any = sys.modules.get(name)
         for part in qualname.split("."):
@@ -92,6 +94,15 @@ def _lookup(module: str, qualname: str, scripts: Sequence[str]) -> Any:
         if value is not None:
             return value
     return None
+
+
+def _recorded(kind: str, record: dict[str, Any], scripts: list[str]) -> Any:
+    """The recipe class (or function) ``record`` names by module and qualname; None if it names none imported."""
+    module, qualname = record.get("module"), record.get("qualname")
+    if not (isinstance(module, str) and isinstance(qualname, str)):
+        return None
+    found = _lookup(module, qualname, scripts)
+    return found if (_is_recipe(found) if kind == "recipe" else isinstance(found, Function)) else None
 
 
 def recorded_class(spec: dict[str, Any]) -> type[Recipe] | None:
@@ -105,14 +116,11 @@ def recorded_class(spec: dict[str, Any]) -> type[Recipe] | None:
     spec : dict
         The ``recipe`` entry of a state record.
     """
-    module, qualname = spec.get("module"), spec.get("qualname")
-    if not (isinstance(module, str) and isinstance(qualname, str)):
-        return None
-    found = _lookup(module, qualname, [name for name in list(sys.modules) if name.startswith(SCRIPT_PREFIX)])
-    return found if _is_recipe(found) else None
+    found: type[Recipe] | None = _recorded("recipe", spec, _script_modules())
+    return found
 
 
-def _candidates(kind: str, record: dict[str, Any], scripts: Sequence[str],
+def _candidates(kind: str, record: dict[str, Any], scripts: list[str],
                 code: dict[str, dict[str, list[Any]]]) -> list[tuple[Any, Any]]:
     """(version, source object) of the imported code that made ``record``.
 
@@ -125,16 +133,14 @@ def _candidates(kind: str, record: dict[str, Any], scripts: Sequence[str],
         What made the record: a recipe (a state's record) or a function (a result's).
     record : dict
         The state's ``recipe`` entry, or the result record.
-    scripts : sequence of str
-        The module names of scripts imported in place of ``__main__``.
+    scripts : list of str
+        The modules of the scripts ``--script`` imported.
     code : dict
         The imported recipes and functions by kind and name (:func:`_imported_code`).
     """
-    module, qualname = record.get("module"), record.get("qualname")
-    if isinstance(module, str) and isinstance(qualname, str):
-        found = _lookup(module, qualname, scripts)
-        fits = _is_recipe(found) if kind == "recipe" else isinstance(found, Function)
-        matches = [found] if fits else []
+    if isinstance(record.get("module"), str) and isinstance(record.get("qualname"), str):
+        found = _recorded(kind, record, scripts)
+        matches = [] if found is None else [found]
     else:
         matches = code[kind].get(str(record.get("name")), [])
     return [(c.VERSION, c) if kind == "recipe" else (c.version, c.fn) for c in matches]
@@ -179,7 +185,7 @@ class Staleness:
     not_checked_results: int
 
 
-def stale_states(exp: Experiment, *, scripts: Sequence[str] = ()) -> Staleness:
+def stale_states(exp: Experiment) -> Staleness:
     """Find the states (and results) whose recipe's (or function's) source changed since they were computed.
 
     Each is judged only against the class (or function) that made it: the one
@@ -192,18 +198,13 @@ def stale_states(exp: Experiment, *, scripts: Sequence[str] = ()) -> Staleness:
     ----------
     exp : Experiment
         The experiment whose stored states are checked.
-    scripts : sequence of str, default=()
-        Names under which scripts were imported (``prunelab status --script``
-        imports one as ``prunelab_script_<stem>``): a class recorded in
-        ``__main__`` (its script run directly) is looked for there, then in
-        ``__main__``.
 
     Returns
     -------
     Staleness
         The stale states and results, and how many could not be checked.
     """
-    code = _imported_code()
+    code, scripts = _imported_code(), _script_modules()
     stale: list[dict[str, Any]] = []
     not_checked = Counter[str]()
     for node in exp.graph.nodes:

@@ -648,7 +648,7 @@ class Engine:
             warn_undeclared(state, f"{cls.__qualname__}.initialize_state")
             return state, {}
         state = bind_node(self.load_state(task.parent_id, task.properties, root_id, parent), task.node_id, task.tags)
-        recipe = task.recipe.applied()  # a fresh copy: a failed run that changed self leaves the next one as declared
+        recipe = task.recipe.fresh()  # a failed run that changed self leaves the next one as declared
         name = class_name(type(recipe))
         what = f"recipe {name} (node {task.node_id[:12]}…)"
         with self._body(derive_seed(task.node_id, "recipe"), root_id, what):

@@ -154,7 +154,16 @@ class Recipe:
         way. Options are held as they are (not copied: one may be a large
         object), so an option changed in place afterwards is seen by the run.
         """
-        values, options = self._checked()
+        self._checked()
+        return self.fresh()
+
+    def fresh(self) -> Recipe:
+        """Return a copy holding private copies of the property values now (options as they are), unchecked.
+
+        What each run calls ``run()`` on, made from what :meth:`applied`
+        returned (whose values were checked then).
+        """
+        values, options = self.properties, self.options
         frozen = copy.copy(self)
         owner = class_name(type(self))
         for name, value in {**options, **values}.items():
