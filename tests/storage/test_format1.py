@@ -1,0 +1,61 @@
+"""An experiment directory written before the engine was split into layers still opens, verifies and caches.
+
+``tests/data/format1`` was written by commit 8798851 from ``tests/legacy_study.py``; nothing in it may be
+rewritten to make this pass. The test works on a copy, so the checked-in bytes stay as they were written.
+"""
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+import legacy_study
+import prunelab as pl
+from prunelab.core.verify import verify
+
+WRITTEN = Path(__file__).parent.parent / "data" / "format1"
+IDS = {"fb477b9ac37aea6ad034c1dd275c1dbf", "5a07b46f1f14d5c53372ac4e009e6268", "3fad6e308dbc98a9c9d4d2a657e8fef9",
+       "e19d77b882526facae4b149f49522c82", "8af3e129274379ff3dd7c8bb854a4344", "e78441c427ca24910af88931e32d51d8"}
+
+
+def _digests(root: Path) -> dict[str, str]:
+    """Every stored state, result and blob file, by path."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for folder in ("states", "blobs") for p in sorted((root / folder).rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def old_dir(tmp_path):
+    target = tmp_path / "format1"
+    shutil.copytree(WRITTEN, target)
+    return target
+
+
+def test_the_old_directory_opens_with_its_states_tags_and_results(old_dir):
+    exp = pl.Experiment.restore(old_dir, state_class=legacy_study.TinyState)
+    nodes = exp.graph.nodes
+    assert {n.id for n in nodes} == IDS
+    assert all(n.status == "done" for n in nodes)
+    pruned = nodes.filter("pruned")
+    assert len(pruned) == 2 and {n.properties["replicate"] for n in pruned} == {0, 1}
+    for node in pruned:
+        assert 0.0 <= node.results["score"]["accuracy"] <= 1.0
+        weight = node.restore().model[0].weight
+        assert int((weight == 0).sum()) == 6  # half of the 4x3 first layer, as Cut(amount=0.5) left it
+
+
+def test_every_old_state_verifies_identical(old_dir):
+    exp = pl.Experiment.restore(old_dir, state_class=legacy_study.TinyState)
+    report = verify(exp)
+    assert report.ok
+    assert {r["id"]: r["outcome"] for r in report.rows} == dict.fromkeys(IDS, "identical")
+
+
+def test_declaring_the_old_study_again_computes_nothing_and_rewrites_no_state(old_dir):
+    before = _digests(old_dir)
+    assert len(before) == 6 * 2 + 4 + 26  # meta and values per state, 4 results, 26 blobs
+    report = legacy_study.build(str(old_dir)).run()
+    assert report.done == [] and report.failed == {}
+    assert sorted(report.cached) == sorted(IDS)
+    assert _digests(old_dir) == before
