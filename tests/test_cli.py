@@ -433,8 +433,8 @@ def test_status_checks_prunelabs_own_recipes_against_prunelabs_classes(tmp_path)
 
 def _forget_where_the_code_was(exp_dir):
     """Make the records look like those of an older prunelab, which kept no module or qualname (resealed)."""
-    from prunelab.core.experiment import reindex
-    from prunelab.core.store import seal
+    from prunelab.experiment import reindex
+    from prunelab.storage.store import seal
 
     for path in [*exp_dir.glob("states/*/*/meta.json"), *exp_dir.glob("states/*/*/results/*.json")]:
         record = json.loads(path.read_text())

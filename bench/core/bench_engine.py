@@ -207,9 +207,9 @@ def bench_state_dict_io(pairs: int = 9) -> dict:
     """Save + load a ResNet-18-sized state dict (46.8 MB) with integrity checks, against torch.save + torch.load."""
     import torch
 
-    from prunelab.core.codecs import decode_value, encode_value
-    from prunelab.core.engine import StoreSource
-    from prunelab.core.store import Store
+    from prunelab.storage.codecs import decode_value, encode_value
+    from prunelab.storage.sources import StoreSource
+    from prunelab.storage.store import Store
 
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(0)

@@ -10,7 +10,6 @@ __version__ = "0.1.0"
 
 from .core import (  # noqa: E402 - __version__ first: the store records it
     CorruptStateError,
-    Experiment,
     ExperimentFormatError,
     ExperimentState,
     Node,
@@ -28,6 +27,7 @@ from .core import (  # noqa: E402 - __version__ first: the store records it
     function,
 )
 from .execution import DaskExecutor, LocalExecutor  # noqa: E402
+from .experiment import Experiment  # noqa: E402
 
 __all__ = [
     "CorruptStateError",

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import PrunelabError, PrunelabWarning
 
 if TYPE_CHECKING:
-    from .core.experiment import Experiment
+    from .experiment import Experiment
     from .core.nodes import Node, NodeSet
 
 __all__ = ["main", "Output"]
@@ -129,7 +129,7 @@ def _finite_nonnegative(text: str) -> float:
 
 
 def _open(directory: str) -> Experiment:
-    from .core.experiment import Experiment
+    from .experiment import Experiment
 
     return Experiment.restore(directory)
 
@@ -215,7 +215,7 @@ def _summarise(value: Any) -> Any:
 
 
 def _status(args: argparse.Namespace) -> Output:
-    from .core.audit import environment_groups, held_leases, stale_states
+    from .experiment.audit import environment_groups, held_leases, stale_states
 
     _import_code(args.script, "status")
     exp = _open(args.directory)
@@ -321,12 +321,12 @@ def _export(args: argparse.Namespace) -> Output:
 
 
 def _import_script(path: str, command: str) -> None:
-    """Import a user's script to learn its classes (as a module :func:`prunelab.core.audit.stale_states` finds).
+    """Import a user's script to learn its classes (as a module :func:`prunelab.experiment.audit.stale_states` finds).
 
     It is imported as ``prunelab_script_<stem>``, not as ``__main__`` (so its
     main block does not run), with ``sys.argv`` holding only its path, and
     computes nothing: its ``run()`` calls only declare
-    (:func:`prunelab.core.experiment.declaring_only`). When its module-level
+    (:func:`prunelab.experiment.declaring_only`). When its module-level
     code fails (e.g. it reads a result that was never computed), what it
     defined before the failing line is kept and a warning names the script,
     the line and the error.
@@ -341,8 +341,8 @@ def _import_script(path: str, command: str) -> None:
     import importlib.util
 
     from .core.errors import UnknownNameError
-    from .core.audit import SCRIPT_PREFIX
-    from .core.experiment import declaring_only
+    from .experiment.audit import SCRIPT_PREFIX
+    from .experiment import declaring_only
 
     script = Path(path)
     name = f"{SCRIPT_PREFIX}{script.stem}"
@@ -397,7 +397,7 @@ def _import_code(script: str | None, command: str) -> None:
 
 
 def _verify(args: argparse.Namespace) -> Output:
-    from .core.verify import verify
+    from .experiment.verify import verify
 
     _import_code(args.script, "verify")
     exp = _open(args.directory)
@@ -451,7 +451,7 @@ def _run(args: argparse.Namespace) -> Output:
 
 
 def _reindex(args: argparse.Namespace) -> Output:
-    from .core.experiment import reindex
+    from .experiment import reindex
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # what could not be indexed is listed below

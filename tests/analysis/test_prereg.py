@@ -9,7 +9,7 @@ from helpers import MLPState, declare_tree
 from prunelab.analysis import (AnalysisError, blind, class_frame, preregister, registrations, state_frame,
                                unblind)
 from prunelab.core.prereg import BLINDED
-from prunelab.core.store import seal
+from prunelab.storage.store import seal
 
 
 def _log(exp):

@@ -8,8 +8,8 @@ import torch
 
 import prunelab as pl
 from helpers import MLPState, Train
-from prunelab.core.codecs import decode_value, encode_value
-from prunelab.core.engine import MemorySource
+from prunelab.storage.codecs import decode_value, encode_value
+from prunelab.storage.sources import MemorySource
 
 
 def test_function_arguments_are_validated():
@@ -125,7 +125,7 @@ def test_expected_nodes_for_tag_changes(exp_dir):
 
 
 def test_an_altered_tensor_shape_is_refused_before_allocating(exp_dir):
-    from prunelab.core.engine import StoreSource
+    from prunelab.storage.sources import StoreSource
 
     exp = pl.Experiment(exp_dir, MLPState)
     node = exp.spawn_new_tree(width=8, replicate=0)

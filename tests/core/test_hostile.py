@@ -21,7 +21,7 @@ import pytest
 
 import prunelab as pl
 from prunelab.cli import main
-from prunelab.core.store import seal
+from prunelab.storage.store import seal
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers import MLPState, declare_tree  # noqa: E402

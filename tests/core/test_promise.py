@@ -349,7 +349,7 @@ def test_tag_takes_a_list_of_tags(exp_dir):
 
 
 def test_run_inside_declaring_only_computes_and_writes_nothing(exp_dir):
-    from prunelab.core.experiment import declaring_only
+    from prunelab.experiment import declaring_only
 
     exp = pl.Experiment(exp_dir, MLPState)
     node = Look(k=1)(exp.spawn_new_tree(width=4, replicate=0))

@@ -15,8 +15,8 @@ import pytest
 
 import prunelab as pl
 from helpers import MLPState, Train, declare_tree, evaluate, stored_values
-from prunelab.core.index import Index
-from prunelab.core.store import Store
+from prunelab.storage.index import Index
+from prunelab.storage.store import Store
 
 TESTS = Path(__file__).resolve().parents[1]
 
@@ -272,7 +272,7 @@ def test_the_helper_dies_with_its_run(tmp_path):
             assert driver.poll() is None, driver.communicate()
             assert time.monotonic() < deadline, "no publishing helper appeared"
             helpers = [p for p, line in command_lines(psutil.Process(driver.pid)).items()
-                       if "prunelab.core.publisher" in line]
+                       if "prunelab.execution.publisher" in line]
             time.sleep(0.05)
         while not list((tmp_path / "exp" / "states").glob("*/*")):  # the run is publishing
             assert time.monotonic() < deadline, "nothing was published"

@@ -16,8 +16,9 @@ from torch import nn
 
 import prunelab as pl
 from helpers import MLPState, stored_values
-from prunelab.core.files import canonical_json, checksum
-from prunelab.core.store import seal
+from prunelab.core.records import canonical_json
+from prunelab.storage.files import checksum
+from prunelab.storage.store import seal
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "chain.py"
 PHASES = ["blobs-written", "record-written", "before-rename", "after-rename", "index-update"]

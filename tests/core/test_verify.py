@@ -5,7 +5,7 @@ import torch
 
 import prunelab as pl
 from helpers import MLPState, Train, declare_tree
-from prunelab.core.verify import verify
+from prunelab.experiment.verify import verify
 
 DRIFT = {"scale": 0.0}
 

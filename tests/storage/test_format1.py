@@ -12,7 +12,7 @@ import pytest
 
 import legacy_study
 import prunelab as pl
-from prunelab.core.verify import verify
+from prunelab.experiment.verify import verify
 
 WRITTEN = Path(__file__).parent.parent / "data" / "format1"
 IDS = {"fb477b9ac37aea6ad034c1dd275c1dbf", "5a07b46f1f14d5c53372ac4e009e6268", "3fad6e308dbc98a9c9d4d2a657e8fef9",

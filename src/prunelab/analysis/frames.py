@@ -21,7 +21,7 @@ from ..core.prereg import BLINDED
 if TYPE_CHECKING:
     import pandas
 
-    from ..core.experiment import Experiment
+    from ..experiment import Experiment
     from ..core.nodes import Node
 
 __all__ = ["state_frame", "class_frame", "AnalysisError", "CLASS_COLUMNS", "outcome_nodes"]
@@ -38,7 +38,7 @@ class AnalysisError(PrunelabError, ValueError):
 
 
 def _nodes(nodes: Experiment | Iterable[Node]) -> list[Node]:
-    from ..core.experiment import Experiment
+    from ..experiment import Experiment
 
     return list(nodes.graph.nodes) if isinstance(nodes, Experiment) else list(nodes)
 

@@ -23,7 +23,7 @@ from ..core.prereg import registration_digest
 from .frames import AnalysisError
 
 if TYPE_CHECKING:
-    from ..core.experiment import Experiment
+    from ..experiment import Experiment
 
 __all__ = ["preregister", "blind", "unblind", "registrations"]
 

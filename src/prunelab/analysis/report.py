@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import pandas
     from matplotlib.figure import Figure
 
-    from ..core.experiment import Experiment
+    from ..experiment import Experiment
 
 __all__ = ["report"]
 

@@ -28,7 +28,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import prunelab
 from prunelab import (
@@ -142,8 +142,9 @@ class Node(prunelab.Node):
         RunError
             The node's recipe, an ancestor's or a function failed.
         """
-        if self.experiment.plan(targets=[self]).tasks:
-            self.experiment.run(executor, targets=[self])
+        experiment = cast(prunelab.Experiment, self.experiment)  # a node's host is always an Experiment
+        if experiment.plan(targets=[self]).tasks:
+            experiment.run(executor, targets=[self])
         return self.restore()
 
     @contextlib.contextmanager

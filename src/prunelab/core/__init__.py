@@ -1,8 +1,13 @@
-"""The experiment graph engine: states, recipes, nodes, storage and identity.
+"""The model of an experiment: identity, states, recipes, nodes, the graph, records and seeding.
 
-Never imports torch at module level: the engine is framework-agnostic, and torch
-support (identity of tensors, codecs, seeding) loads when torch is imported.
+The model holds no files and no executors (``prunelab.storage`` and
+``prunelab.execution`` sit above it), and never imports torch at module level:
+torch support (identity of tensors, seeding) loads when torch is imported.
+``Experiment`` and ``Plan`` are named here too, as before the layers; they load
+from the facade (``prunelab.experiment``) on first use.
 """
+
+from typing import Any
 
 from .errors import (
     CorruptStateError,
@@ -16,7 +21,6 @@ from .errors import (
     UnhashableValueError,
     UnknownNameError,
 )
-from .experiment import Experiment, Plan
 from .identity import encode
 from .nodes import Node, NodeSet
 from .recipe import Function, Recipe, function
@@ -44,3 +48,16 @@ __all__ = [
     "encode",
     "function",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Load ``Experiment`` and ``Plan`` from the layers above on first use (the model imports neither)."""
+    if name == "Experiment":
+        from ..experiment import Experiment
+
+        return Experiment
+    if name == "Plan":
+        from ..experiment import Plan
+
+        return Plan
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

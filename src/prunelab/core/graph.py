@@ -7,14 +7,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .codecs import decode_value
-from .engine import StoreSource
 from .errors import UnknownNameError
 from .nodes import Node, NodeSet
 from .prereg import Prereg, mask
 
 if TYPE_CHECKING:
-    from .experiment import Experiment
+    from .host import Host
 
 __all__ = ["Graph"]
 
@@ -22,7 +20,7 @@ __all__ = ["Graph"]
 class Graph:
     """All nodes of an experiment: stored ones (slim, from the index) and those declared now."""
 
-    def __init__(self, experiment: Experiment):
+    def __init__(self, experiment: Host):
         self.experiment = experiment
         self._nodes: dict[str, Node] = {}
         self._children: dict[str | None, list[str]] | None = None
@@ -34,9 +32,8 @@ class Graph:
     # ---------------------------------------------------------- contents
     def reload(self) -> None:
         """Re-read the stored nodes from the index (declared nodes are kept)."""
-        index = self.experiment.index
         nodes = self._nodes
-        for node_id, parent_id, status in index.node_rows():
+        for node_id, parent_id, status in self.experiment.storage.node_rows():
             node = nodes.get(node_id)
             if node is None:
                 nodes[node_id] = self.experiment.node_class(self.experiment, node_id, parent_id, status)
@@ -56,7 +53,7 @@ class Graph:
     def prereg(self) -> Prereg:
         """The experiment's registrations and active blinds (cached until the next write)."""
         if self._prereg is None:
-            self._prereg = Prereg.read(self.experiment.store)
+            self._prereg = self.experiment.storage.prereg()
         return self._prereg
 
     def tags_of(self, node: Node) -> frozenset[str]:
@@ -120,7 +117,7 @@ class Graph:
     def stored_tags(self) -> dict[str, set[str]]:
         """Stored tags per node id (cached)."""
         if self._tags is None:
-            self._tags = self.experiment.index.tags()
+            self._tags = self.experiment.storage.tags()
         return self._tags
 
     # ------------------------------------------------------------ records
@@ -128,13 +125,14 @@ class Graph:
         """Return a record's (or a record's recipe's) property values, exact where it holds their specs."""
         specs = record.get("property_specs") or {}
         shown = record.get("properties") or {}
-        source = StoreSource(self.experiment.store)
+        storage = self.experiment.storage
         return {name: value if specs.get(name) is None
-                else decode_value(specs[name], source, owner=f"property {name!r}") for name, value in shown.items()}
+                else storage.decode(specs[name], owner=f"property {name!r}") for name, value in shown.items()}
 
     def results_of(self, node: Node) -> dict[str, Any]:
         """Decode a node's results: per name, the version declared on it, else the newest stored."""
-        records = self.experiment.index.results(node.id)
+        storage = self.experiment.storage
+        records = storage.results(node.id)
         chosen: dict[str, dict[str, Any]] = {}
         for record in records.values():
             name = record["name"]
@@ -144,14 +142,13 @@ class Graph:
                     chosen[name] = record
             elif name not in chosen or record["version"] > chosen[name]["version"]:
                 chosen[name] = record
-        source = StoreSource(self.experiment.store)
         blinded = self.prereg.blind_patterns(self.tags_of(node)) if self.prereg.blinds else []
         out = {}
         for name, record in sorted(chosen.items()):
-            value = decode_value(record["value"], source, owner=f"result {name!r}")
+            value = storage.decode(record["value"], owner=f"result {name!r}")
             if record.get("blinded") and not blinded and not self.prereg.damaged:  # the blind was lifted: show all
-                hidden = self.experiment.store.read_withheld(node.id, name, record["version"])
-                withheld = decode_value(hidden["value"], source, owner=f"result {name!r}")
+                hidden = storage.withheld(node.id, name, record["version"])
+                withheld = storage.decode(hidden["value"], owner=f"result {name!r}")
                 value = withheld[""] if "" in withheld else {**value, **withheld}
             out[name] = mask(value, name, blinded)
         return out
@@ -159,14 +156,14 @@ class Graph:
     def result_keys(self) -> dict[str, set[str]]:
         """Stored result keys (``name@vN``) per node id (cached)."""
         if self._result_keys is None:
-            self._result_keys = self.experiment.index.result_keys()
+            self._result_keys = self.experiment.storage.result_keys()
         return self._result_keys
 
     # --------------------------------------------------------------- runs
     @property
     def runs(self) -> list[dict[str, Any]]:
         """Every run manifest, oldest first."""
-        return [entry for _, entry in self.experiment.store.read_logs("runs")]
+        return self.experiment.storage.runs()
 
     def run_nodes(self, k: int) -> list[str]:
         """Return the ids run ``k`` declared (``-1``: the latest)."""
@@ -180,8 +177,7 @@ class Graph:
 
     def frame_rows(self, nodes: list[Node]) -> list[dict[str, Any]]:
         """Rows for :meth:`NodeSet.to_frame`."""
-        index = self.experiment.index
-        stored = index.records([n.id for n in nodes if n.stored_status is not None])
+        stored = self.experiment.storage.records([n.id for n in nodes if n.stored_status is not None])
         tags = self.stored_tags()
         rows = []
         for node in nodes:

@@ -15,7 +15,7 @@ from .state import bind_node
 if TYPE_CHECKING:
     import pandas
 
-    from .experiment import Experiment
+    from .host import Host
     from .state import ExperimentState
 
 __all__ = ["Node", "NodeSet"]
@@ -36,7 +36,7 @@ class Node:
     __slots__ = ("experiment", "id", "parent_id", "stored_status", "run_status", "recipe_obj", "functions",
                  "values", "_tags", "_record", "_pending", "_state")
 
-    def __init__(self, experiment: Experiment, node_id: str, parent_id: str | None, stored_status: str | None):
+    def __init__(self, experiment: Host, node_id: str, parent_id: str | None, stored_status: str | None):
         self.experiment = experiment
         self.id = node_id
         self.parent_id = parent_id
@@ -69,7 +69,7 @@ class Node:
     def record(self) -> dict[str, Any]:
         """The state's record: stored when it is stored, else what is known in advance."""
         if self._record is None and self.stored_status is not None:
-            self._record = self.experiment.index.record(self.id) or {}
+            self._record = self.experiment.storage.record(self.id) or {}
         if self._record is not None:
             return self._record
         return self._pending or {}
@@ -144,9 +144,7 @@ class Node:
                 raise UnknownNameError(
                     f"state {self.id[:12]} is {self.status}, so it has no stored values; run the experiment first."
                 )
-            engine = self.experiment.engine
-            state = engine.load_state(self.id, self.properties, self.record["root_id"])
-            self._state = bind_node(state, self.id, self.experiment.graph.tags_of(self))
+            self._state = bind_node(self.experiment.load(self), self.id, self.experiment.graph.tags_of(self))
         return self._state
 
     def deflate(self) -> Node:

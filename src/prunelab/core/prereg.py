@@ -19,15 +19,11 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .files import canonical_json
-
-if TYPE_CHECKING:
-    from .store import Store
+from .records import canonical_json
 
 __all__ = ["BLINDED", "Registration", "Prereg", "covers_metric", "registration_digest", "split_blinded", "mask"]
 
@@ -88,10 +84,23 @@ class Prereg:
     damaged: bool = False  # an entry could not be read: which metrics are blinded is not known
 
     @classmethod
-    def read(cls, store: Store) -> Prereg:
-        """Read the log (each entry's seal is verified)."""
+    def from_log(cls, entries: Iterable[tuple[str, dict[str, Any]]], damaged: bool) -> Prereg:
+        """Build from the log's entries, oldest first.
+
+        Parameters
+        ----------
+        entries : iterable of (str, dict)
+            Each entry's file name and content (seals already verified).
+        damaged : bool
+            Whether an entry could not be read.
+
+        Returns
+        -------
+        Prereg
+            The registrations, and the blinds no later unblind lifted.
+        """
         registrations, blinds = [], []
-        for name, entry in store.read_logs("prereg"):
+        for name, entry in entries:
             kind = entry.get("kind")
             if kind == "registration":
                 registrations.append(Registration(
@@ -104,7 +113,6 @@ class Prereg:
                 blinds.append(entry)
             elif kind == "unblind":
                 blinds = []
-        damaged = any(os.path.dirname(p) == str(store.root / "prereg") for p in store.damaged)
         return cls(registrations, blinds, damaged)
 
     @property

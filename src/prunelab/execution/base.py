@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..core.engine import Engine, Task
+    from .engine import Engine, Task
     from .progress import Progress
     from ..core.errors import RunError
 

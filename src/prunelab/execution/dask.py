@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..core.engine import ELSEWHERE, Engine, EngineSpec, Materialized, Task
+from .engine import ELSEWHERE, Engine, EngineSpec, Materialized, Task
 from ..core.errors import StateDefinitionError
 from .base import Executor, RunReport
 from .progress import Progress

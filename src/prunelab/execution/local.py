@@ -9,9 +9,9 @@ from .base import Executor, RunReport
 from .progress import Progress
 
 if TYPE_CHECKING:
-    from ..core.engine import Engine, Task
+    from .engine import Engine, Task
 
-from ..core.engine import BUSY, Materialized
+from .engine import BUSY, Materialized
 from ..core.errors import StateDefinitionError
 
 __all__ = ["LocalExecutor"]
@@ -30,7 +30,7 @@ class LocalExecutor(Executor):
     ----------
     pipelined : bool, default True
         Store states and results from a helper process while this one
-        computes the next (see :mod:`prunelab.core.publisher`); what is
+        computes the next (see :mod:`prunelab.execution.publisher`); what is
         stored is the same either way. False stores them in this process,
         e.g. where starting a process is not allowed.
     """

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .codecs import digest
-from .errors import CorruptStateError
+from ..core.errors import CorruptStateError
 from .files import read_file
 
 if TYPE_CHECKING:
-    from .experiment import Experiment
+    from .index import Index
     from .store import Store
 
 __all__ = ["GCReport", "collect"]
@@ -81,14 +81,16 @@ class GCReport:
                 f"aside{found}{kept}")
 
 
-def collect(exp: Experiment, *, repair: bool = False, min_age_s: float = MIN_AGE_S,
+def collect(store: Store, index: Index, *, repair: bool = False, min_age_s: float = MIN_AGE_S,
             dry_run: bool = False) -> GCReport:
     """Delete crash leftovers, removed states and unreferenced blobs older than ``min_age_s``.
 
     Parameters
     ----------
-    exp : Experiment
-        The experiment (its lock is held throughout).
+    store : Store
+        The experiment directory (its lock is held throughout).
+    index : Index
+        Its index, rebuilt when anything indexed was removed.
     repair : bool, default=False
         Also verify every blob, and set aside what is damaged so that
         re-running the script recomputes exactly that: a state whose record or
@@ -104,7 +106,7 @@ def collect(exp: Experiment, *, repair: bool = False, min_age_s: float = MIN_AGE
     dry_run : bool, default=False
         Report only.
     """
-    store, report = exp.store, GCReport()
+    report = GCReport()
     if not dry_run:
         store.require_writable("gc")
     cutoff = time.time() - min_age_s
@@ -125,9 +127,7 @@ def collect(exp: Experiment, *, repair: bool = False, min_age_s: float = MIN_AGE
             for node_id in report.states_removed:
                 store.remove_state(node_id)
         if (report.states_removed or report.results_removed or report.logs_removed) and not dry_run:
-            exp.index.rebuild()
-            exp.graph.forget(report.states_removed)
-            exp.graph.reload()
+            index.rebuild()
     return report
 
 

@@ -40,8 +40,8 @@ from typing import Any, Protocol
 
 import xxhash
 
-from .errors import CorruptStateError, StateDefinitionError
-from .lazy import LazyInstallers
+from ..core.errors import CorruptStateError, StateDefinitionError
+from ..core.lazy import LazyInstallers
 
 __all__ = ["Blob", "Encoded", "encode_value", "decode_value", "digest", "BlobSource", "copy_values",
            "loads_into_current"]

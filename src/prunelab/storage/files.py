@@ -1,4 +1,4 @@
-"""Small file primitives: atomic writes, safe reads, canonical JSON, crash points."""
+"""Small file primitives: atomic writes, safe reads, checksums, crash points."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from typing import Any
 
 import xxhash
 
-from .errors import CorruptStateError
+from ..core.errors import CorruptStateError
 
-__all__ = ["canonical_json", "write_atomic", "read_file", "read_json", "crash_point", "check_hex", "check_depth",
+__all__ = ["write_atomic", "read_file", "read_json", "crash_point", "check_hex", "check_depth",
            "disk_full", "CRASH_ENV", "RECORD_LIMIT", "VALUES_LIMIT", "MAX_DEPTH"]
 
 #: Test hook: ``PRUNELAB_CRASH_AT=<phase>[:<n>]`` SIGKILLs the process the n-th time (default 1st)
@@ -53,11 +53,6 @@ def crash_point(phase: str) -> None:
         if ALSO_KILL is not None:
             os.kill(ALSO_KILL, signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def canonical_json(obj: Any) -> bytes:
-    """Serialise ``obj`` deterministically (sorted keys, no spaces, NaN allowed)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def checksum(data: bytes) -> str:

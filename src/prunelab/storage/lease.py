@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import CorruptStateError
+from ..core.errors import CorruptStateError
 from .files import read_file, temp_name, write_atomic, write_file
 
 __all__ = ["Lease", "acquire", "lease_timeout", "read_lease", "pid_alive", "BUSY", "LEASE_TIMEOUT_ENV"]

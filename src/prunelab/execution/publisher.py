@@ -3,7 +3,7 @@
 A state computed in memory is handed to its children at once; writing its
 blobs, value file and record, renaming its directory into place and indexing
 it is the same work wherever it runs. :class:`Publisher` runs that work in a
-helper process (``python -m prunelab.core.publisher``), one message per state
+helper process (``python -m prunelab.execution.publisher``), one message per state
 or result, in order, over a socket pair: the computing process pays for
 copying the bytes into the socket, not for the filesystem and SQLite.
 
@@ -15,8 +15,8 @@ process as usual, so a short run never waits for it to start; a helper that
 cannot start leaves the whole run publishing in-process, with a warning.
 
 Nothing about what is stored changes: the helper calls the same
-:meth:`~prunelab.core.store.Store.publish_state` and
-:meth:`~prunelab.core.store.Store.write_result`, each atomic as before, in the
+:meth:`~prunelab.storage.store.Store.publish_state` and
+:meth:`~prunelab.storage.store.Store.write_result`, each atomic as before, in the
 order the states were made (a parent before its children). A state's lease
 stays with the computing process (whose heartbeat keeps it alive) until the
 helper has published everything made under it; the helper checks the lease is
@@ -41,10 +41,10 @@ from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import files
-from .codecs import Blob
-from .errors import PrunelabWarning, PublishError
-from .lease import Lease, read_lease
+from ..storage import files
+from ..storage.codecs import Blob
+from ..core.errors import PrunelabWarning, PublishError
+from ..storage.lease import Lease, read_lease
 
 if TYPE_CHECKING:
     from .engine import EngineSpec
@@ -213,8 +213,8 @@ class Publisher:
 
 def serve(conn: Connection, directory: str, durable: bool) -> None:
     """The helper's loop: publish each message in order, acknowledge it, stop when told (or orphaned)."""
-    from .index import Index
-    from .store import Store
+    from ..storage.index import Index
+    from ..storage.store import Store
 
     store = Store(directory, durable=durable)
     index = Index(store)
@@ -273,7 +273,7 @@ def _die_with(parent: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """Entry point of ``python -m prunelab.core.publisher FD DIRECTORY DURABLE PARENT_PID``."""
+    """Entry point of ``python -m prunelab.execution.publisher FD DIRECTORY DURABLE PARENT_PID``."""
     fd, directory, durable, parent = argv
     _die_with(int(parent))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it then stops us

@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import Any
 
 from .codecs import Blob, digest
-from .errors import CorruptStateError, ExperimentFormatError, PrunelabWarning, ReadOnlyError
+from ..core.errors import CorruptStateError, ExperimentFormatError, PrunelabWarning, ReadOnlyError
+from ..core.records import canonical_json
 from .files import (
     VALUES_LIMIT,
-    canonical_json,
     check_hex,
     checksum,
     crash_point,
@@ -55,7 +55,7 @@ from .files import (
     write_atomic,
     write_file,
 )
-from .schema import check_log_entry, check_result_record, check_state_record, is_id
+from ..core.schema import check_log_entry, check_result_record, check_state_record, is_id
 
 __all__ = ["Store", "FORMAT_VERSION", "LAYOUT", "seal", "unseal"]
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from .errors import CorruptStateError, PrunelabWarning
+from ..core.errors import CorruptStateError, PrunelabWarning
 from .files import crash_point, disk_full, kind_of, read_file
 from .store import Store
 

@@ -15,9 +15,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .identity import class_name
-from .lease import pid_alive, read_lease
-from .recipe import Function, Recipe, fingerprint
+from ..core.identity import class_name
+from ..storage.lease import pid_alive, read_lease
+from ..core.recipe import Function, Recipe, fingerprint
 
 if TYPE_CHECKING:
     from .experiment import Experiment

@@ -16,22 +16,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from .codecs import encode_value
-from .display import to_display
-from .engine import Engine, EngineSpec, Task, refuse_inside_body
-from .environment import capture
-from .errors import (CorruptStateError, PrunelabError, PrunelabWarning, PublishError, RunError, StateDefinitionError,
+from ..storage.codecs import encode_value
+from ..core.display import to_display
+from ..execution.engine import Engine, EngineSpec, Task, refuse_inside_body
+from ..core.environment import capture
+from ..core.errors import (CorruptStateError, PrunelabError, PrunelabWarning, PublishError, RunError, StateDefinitionError,
                      UnhashableValueError)
-from .graph import Graph
-from .identity import child_id, class_name, encode_property, root_id
-from .index import Index
-from .lease import Lease, acquire
-from .nodes import Node, NodeSet
-from .recipe import Function, Recipe, fingerprint
-from .state import ExperimentState, check_properties, check_tag, property_defaults, validate_state_class
-from .files import disk_full
-from .gc import GCReport, collect
-from .store import FORMAT_VERSION, LAYOUT, Store
+from ..core.graph import Graph
+from ..core.identity import child_id, class_name, encode_property, root_id
+from ..storage.index import Index
+from ..storage.lease import Lease, acquire
+from ..core.nodes import Node, NodeSet
+from ..core.recipe import Function, Recipe, fingerprint
+from ..core.state import ExperimentState, check_properties, check_tag, property_defaults, validate_state_class
+from ..storage.files import disk_full
+from ..storage.gc import GCReport, collect
+from ..storage.storage import Storage
+from ..storage.store import FORMAT_VERSION, LAYOUT, Store
 
 if TYPE_CHECKING:
     from ..execution.base import Executor, RunReport
@@ -241,6 +242,7 @@ class Experiment:
         self.index = Index(self.store)
         self.store.blob_users = self.index.blob_users
         self.index.ensure_valid()
+        self.storage = Storage(self.store, self.index)
         spec = EngineSpec(str(self.store.root), state_class, info.get("state_class", "?"), self.allow_pickle,
                           threads, self.deterministic, durable, None)
         self.engine = Engine(spec, self.store, self.index)
@@ -287,6 +289,21 @@ class Experiment:
                 if node.stored_status == "done":
                     node.restore()
         return exp
+
+    def load(self, node: Node) -> ExperimentState:
+        """Load a done node's state from the store (what :meth:`Node.restore` calls).
+
+        Parameters
+        ----------
+        node : Node
+            A node of this experiment whose state is stored.
+
+        Returns
+        -------
+        ExperimentState
+            A new state holding the stored values.
+        """
+        return self.engine.load_state(node.id, node.properties, node.record["root_id"])
 
     # ------------------------------------------------------------ declaring
     @contextlib.contextmanager
@@ -625,8 +642,12 @@ class Experiment:
         return added
 
     def gc(self, *, repair: bool = False, min_age_s: float = 3600.0, dry_run: bool = False) -> GCReport:
-        """Delete crash leftovers, removed states and unreferenced blobs; see :func:`prunelab.core.gc.collect`."""
-        return collect(self, repair=repair, min_age_s=min_age_s, dry_run=dry_run)
+        """Delete crash leftovers, removed states and unreferenced blobs; see :func:`prunelab.storage.gc.collect`."""
+        report = collect(self.store, self.index, repair=repair, min_age_s=min_age_s, dry_run=dry_run)
+        if (report.states_removed or report.results_removed or report.logs_removed) and not dry_run:
+            self.graph.forget(report.states_removed)
+            self.graph.reload()
+        return report
 
     def __repr__(self) -> str:
         return f"Experiment({str(self.directory)!r}, {self.info.get('state_class')}, {len(self.graph.nodes)} nodes)"

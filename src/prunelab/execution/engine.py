@@ -22,22 +22,22 @@ from dataclasses import dataclass, field
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .codecs import Blob, Encoded, copy_values, decode_value, encode_value, loads_into_current
-from .errors import CorruptStateError, PrunelabWarning, StateDefinitionError
-from .identity import class_name
-from .lease import BUSY, Lease, acquire
-from .prereg import split_blinded
-from .seeding import derive_seed, preserved, reseed, seeded
-from .state import NODE_KEY, ExperimentState, bind_node, build_state, check_kept, derived_fingerprint, warn_undeclared
+from ..storage.codecs import Blob, Encoded, copy_values, decode_value, encode_value, loads_into_current
+from ..core.errors import CorruptStateError, PrunelabWarning, StateDefinitionError
+from ..core.identity import class_name
+from ..storage.lease import BUSY, Lease, acquire
+from ..storage.sources import MemorySource, StoreSource
+from ..core.prereg import split_blinded
+from ..core.seeding import derive_seed, preserved, reseed, seeded
+from ..core.state import NODE_KEY, ExperimentState, bind_node, build_state, check_kept, derived_fingerprint, warn_undeclared
 
 if TYPE_CHECKING:
-    from .index import Index
+    from ..storage.index import Index
     from .publisher import Publisher
-    from .recipe import Function, Recipe
-    from .store import Store
+    from ..core.recipe import Function, Recipe
+    from ..storage.store import Store
 
-__all__ = ["Task", "TaskOutcome", "Materialized", "Engine", "EngineSpec", "ELSEWHERE", "BUSY", "StoreSource",
-           "MemorySource", "refuse_inside_body"]
+__all__ = ["Task", "TaskOutcome", "Materialized", "Engine", "EngineSpec", "ELSEWHERE", "BUSY", "refuse_inside_body"]
 
 
 @dataclass
@@ -107,71 +107,6 @@ def _state_dict_keys(spec: Any) -> tuple[Any, ...] | None:
     if spec[0] != "stateful" or spec[2][0] != "dict" or any(key[0] != "json" for key, _ in spec[2][1]):
         return None
     return tuple(key[1] for key, _ in spec[2][1])
-
-
-class StoreSource:
-    """Blob source reading (and verifying) blobs from the store."""
-
-    def __init__(self, store: Store):
-        self.store = store
-
-    def tensor(self, digest: str, dtype: str, shape: list[int]) -> Any:
-        import math
-
-        import torch
-
-        kind = _torch_dtype(dtype)
-        if not (isinstance(shape, list) and all(isinstance(n, int) and n >= 0 for n in shape)):
-            raise CorruptStateError(f"a value file gives the tensor shape {shape!r:.60}; the file was altered.")
-        expected = math.prod(shape) * kind.itemsize
-        actual = self.store.blob_size(digest)
-        if actual != expected:  # checked before allocating: an altered shape cannot exhaust memory
-            raise self.store.blob_error(digest, f"holds {actual} bytes where its value file expects {expected}")
-        tensor = torch.empty(shape, dtype=kind)
-        flat = tensor.reshape(-1).view(torch.uint8).numpy()
-        self.store.read_blob(digest, into=flat)
-        return tensor
-
-    def raw(self, digest: str) -> bytes:
-        return bytes(self.store.read_blob(digest))
-
-
-class MemorySource:
-    """Blob source over blobs still in memory; every tensor is a private copy.
-
-    ``shared`` is the same source without the copies, for loaders that copy
-    what they are given (``nn.Module.load_state_dict``).
-    """
-
-    def __init__(self, blobs: dict[str, Blob], private: bool = True):
-        self.blobs = blobs
-        self.private = private
-
-    @property
-    def shared(self) -> MemorySource:
-        return MemorySource(self.blobs, private=False)
-
-    def tensor(self, digest: str, dtype: str, shape: list[int]) -> Any:
-        import torch
-
-        owner = self.blobs[digest].owner
-        if isinstance(owner, torch.Tensor) and str(owner.dtype).removeprefix("torch.") == dtype:
-            view = owner.reshape(shape)
-            return view.clone() if self.private else view
-        flat = torch.frombuffer(bytearray(self.blobs[digest].data), dtype=torch.uint8)
-        return flat.view(_torch_dtype(dtype)).reshape(shape)
-
-    def raw(self, digest: str) -> bytes:
-        return bytes(self.blobs[digest].data)
-
-
-def _torch_dtype(name: str) -> Any:
-    import torch
-
-    dtype = getattr(torch, name, None) if isinstance(name, str) and name.isidentifier() else None
-    if not isinstance(dtype, torch.dtype):
-        raise CorruptStateError(f"unknown tensor dtype {name!r} in a value file; the file was altered.")
-    return dtype
 
 
 @dataclass(frozen=True)
@@ -256,8 +191,8 @@ class Engine:
     @classmethod
     def open(cls, spec: EngineSpec) -> Engine:
         """Return this process's engine for ``spec`` (workers keep one per experiment)."""
-        from .index import Index
-        from .store import Store
+        from ..storage.index import Index
+        from ..storage.store import Store
 
         engine = _OPEN.get(spec.directory)
         if engine is None or engine.spec != spec:
@@ -697,7 +632,7 @@ class Engine:
             hidden = encode_value(withheld, owner=owner, allow_stateful=False) if withheld else None
         except Exception:  # noqa: BLE001 - recorded and reported
             return False, traceback.format_exc()
-        from .recipe import fingerprint
+        from ..core.recipe import fingerprint
 
         record = {"name": function.name, "version": function.version, "node_id": task.node_id, "seed": seed,
                   "fingerprint": fingerprint(function.fn), "module": getattr(function.fn, "__module__", None),

@@ -18,17 +18,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .audit import recorded_class
-from .engine import MemorySource, StoreSource
-from .errors import CorruptStateError, PrunelabError
-from .files import canonical_json, checksum
-from .identity import child_id, class_name, root_id
-from .seeding import derive_seed, seeded
-from .state import bind_node, build_state
+from ..storage.sources import MemorySource, StoreSource
+from ..core.errors import CorruptStateError, PrunelabError
+from ..core.records import canonical_json
+from ..storage.files import checksum
+from ..core.identity import child_id, class_name, root_id
+from ..core.seeding import derive_seed, seeded
+from ..core.state import bind_node, build_state
 
 if TYPE_CHECKING:
     from .experiment import Experiment
-    from .nodes import Node
-    from .recipe import Recipe
+    from ..core.nodes import Node
+    from ..core.recipe import Recipe
 
 __all__ = ["verify", "VerifyReport", "OUTCOMES"]
 
@@ -146,7 +147,7 @@ def verify(exp: Experiment, node_ids: list[str] | None = None, *, sample: int | 
 
 def _reexecute(exp: Experiment, node: Node, atol: float) -> tuple[str, str, float | None]:
     from .experiment import named_subclasses
-    from .recipe import Recipe, fingerprint
+    from ..core.recipe import Recipe, fingerprint
 
     engine = exp.engine
     cls = engine.require_class()
