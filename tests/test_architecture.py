@@ -18,9 +18,8 @@ CLASS_LINES = 250
 #: once within the limit it must leave this list).
 STILL_OVER = {
     "prunelab/cli.py": 673, "prunelab/execution/engine.py": 712, "prunelab/experiment/experiment.py": 700,
-    "prunelab/prune/techniques.py": 558, "prunelab/storage/index.py": 410, "prunelab/storage/store.py": 891,
+    "prunelab/prune/techniques.py": 558,
     "prunelab/execution/engine.py:Engine": 478, "prunelab/experiment/experiment.py:Experiment": 520,
-    "prunelab/storage/index.py:Index": 338, "prunelab/storage/store.py:Store": 753,
 }
 
 
@@ -62,7 +61,7 @@ def test_what_is_still_over_the_limits_is_listed_exactly():
 
 def test_the_sizes_are_measured_over_the_whole_tree():
     modules, classes = _sizes()
-    assert len(modules) > 60 and "prunelab/storage/store.py" in modules
+    assert len(modules) > 60 and "prunelab/storage/store.py" in modules and "prunelab/storage/layout.py" in modules
     assert "prunelab/experiment/experiment.py:Experiment" in classes
 
 

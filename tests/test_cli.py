@@ -154,7 +154,7 @@ def test_verify_all_on_the_quick_demo_then_a_flipped_blob_byte(quick_study, tmp_
     digest = restored.graph.nodes.filter("outcome")[3].record["blobs"][0]
     users = {n.id for n in restored.graph.nodes if digest in n.record.get("blobs", [])
              or any(digest in r.get("blobs", []) for r in restored.index.results(n.id).values())}
-    path = restored.store.blob_path(digest)
+    path = restored.store.layout.blob_path(digest)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -434,7 +434,7 @@ def test_status_checks_prunelabs_own_recipes_against_prunelabs_classes(tmp_path)
 def _forget_where_the_code_was(exp_dir):
     """Make the records look like those of an older prunelab, which kept no module or qualname (resealed)."""
     from prunelab.experiment import reindex
-    from prunelab.storage.store import seal
+    from prunelab.storage.seal import seal
 
     for path in [*exp_dir.glob("states/*/*/meta.json"), *exp_dir.glob("states/*/*/results/*.json")]:
         record = json.loads(path.read_text())

@@ -234,7 +234,7 @@ def bench_state_dict_io(pairs: int = 9) -> dict:
         settle()
         start = time.perf_counter()
         encoded = encode_value(state, owner="state dict")
-        store.write_blobs(encoded.blobs)
+        store.blobs.write(encoded.blobs)
         fresh = Store(tmp / f"exp{i}")  # a new reader verifies every blob it reads
         loaded = decode_value(encoded.spec, StoreSource(fresh), owner="state dict")
         elapsed = time.perf_counter() - start

@@ -179,7 +179,7 @@ def _show(args: argparse.Namespace) -> Output:
     node = exp.graph.node(args.id)
     record = node.record
     results = {name: _summarise(value) for name, value in node.results.items()} if node.stored_status else {}
-    environment = exp.store.environment(record.get("environment")) or None
+    environment = exp.store.logs.environment(record.get("environment")) or None
     data = {**_row(node), "properties": node.properties, "lineage": node.lineage, "record": record,
             "results": results, "environment": environment}
     head = [f"state {node.id}  ({node.status}, depth {node.depth}, {_row(node)['recipe']})",

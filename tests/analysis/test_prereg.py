@@ -9,7 +9,7 @@ from helpers import MLPState, declare_tree
 from prunelab.analysis import (AnalysisError, blind, class_frame, preregister, registrations, state_frame,
                                unblind)
 from prunelab.core.prereg import BLINDED
-from prunelab.storage.store import seal
+from prunelab.storage.seal import seal
 
 
 def _log(exp):
@@ -109,7 +109,7 @@ def test_blinded_metrics_are_withheld_until_unblinding(tmp_path):
     for node in leaves:
         shown = node.results["evaluate"]
         assert shown["loss"] == BLINDED and shown["sparsity"] == truth[node.id]["sparsity"]
-        stored = (exp.store.result_path(node.id, "evaluate", 1)).read_text()
+        stored = (exp.store.layout.result_path(node.id, "evaluate", 1)).read_text()
         assert repr(truth[node.id]["loss"]) not in stored and BLINDED in stored  # withheld on disk too
     assert trained.results["evaluate"]["loss"] == truth[trained.id]["loss"]  # not covered
     frame = exp.graph.nodes.to_frame()

@@ -130,7 +130,7 @@ def test_an_altered_tensor_shape_is_refused_before_allocating(exp_dir):
     exp = pl.Experiment(exp_dir, MLPState)
     node = exp.spawn_new_tree(width=8, replicate=0)
     exp.run(quiet=True)
-    spec = json.loads((exp.store.state_dir(node.id) / "values.json").read_bytes())["model"][2][1][0][1]
+    spec = json.loads((exp.store.layout.state_dir(node.id) / "values.json").read_bytes())["model"][2][1][0][1]
     assert spec[0] == "tensor"
     with pytest.raises(pl.CorruptStateError, match=f"{spec[1]} holds 320 bytes where its value file expects "
                                                    "4000000000000"):

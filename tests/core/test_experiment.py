@@ -251,7 +251,7 @@ def test_functions_are_stored_per_name_and_version_and_cached(exp_dir):
     exp.run(quiet=True)
     first = node.results["evaluate"]
     assert set(first) == {"loss", "sparsity", "draw"}
-    files = sorted(p.name for p in (exp.store.state_dir(node.id) / "results").iterdir())
+    files = sorted(p.name for p in (exp.store.layout.state_dir(node.id) / "results").iterdir())
     assert files == ["evaluate@v1.json"]
     exp2 = pl.Experiment(exp_dir, MLPState)
     node2 = Train(steps=1, lr=0.1)(exp2.spawn_new_tree(width=8, replicate=0))
@@ -266,7 +266,7 @@ def test_functions_are_stored_per_name_and_version_and_cached(exp_dir):
     assert node3.results["evaluate"]["loss"] == 0.0
     assert torch.equal(node3.results["evaluate"]["weights"], node3.restore().model[0].weight)
     assert node3.results["evaluate"]["array"].tolist() == [0, 1, 2]
-    assert sorted(p.name for p in (exp.store.state_dir(node.id) / "results").iterdir()) == [
+    assert sorted(p.name for p in (exp.store.layout.state_dir(node.id) / "results").iterdir()) == [
         "evaluate@v1.json", "evaluate@v2.json"]
     assert exp3.run(quiet=True).results == []  # cached
     restored = pl.Experiment.restore(exp_dir)

@@ -50,7 +50,7 @@ def test_gc_repair_removes_states_using_a_corrupt_blob_and_a_rerun_recomputes_th
     exp, _ = finished(exp_dir)
     node = [n for n in exp.graph.nodes if n.depth == 2][0]
     own = sorted(set(node.record["blobs"]) - set(node.parent.record["blobs"]))[0]
-    path = exp.store.blob_path(own)
+    path = exp.store.layout.blob_path(own)
     data = bytearray(path.read_bytes())
     data[0] ^= 1
     path.write_bytes(bytes(data))

@@ -21,7 +21,7 @@ import pytest
 
 import prunelab as pl
 from prunelab.cli import main
-from prunelab.storage.store import seal
+from prunelab.storage.seal import seal
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers import MLPState, declare_tree  # noqa: E402
@@ -122,9 +122,9 @@ def test_gc_leaves_links_inside_the_directory_alone_and_reports_them(tmp_path):
 def test_plain_gc_keeps_the_blobs_of_a_state_with_a_damaged_file(exp_dir, damaged):
     exp = finished(exp_dir)
     node = leaf(exp)
-    blobs = [exp.store.blob_path(b) for b in node.record["blobs"]]
-    path = (next((exp.store.state_dir(node.id) / "results").iterdir()) if damaged == "result"
-            else exp.store.state_dir(node.id) / "meta.json")
+    blobs = [exp.store.layout.blob_path(b) for b in node.record["blobs"]]
+    path = (next((exp.store.layout.state_dir(node.id) / "results").iterdir()) if damaged == "result"
+            else exp.store.layout.state_dir(node.id) / "meta.json")
     path.write_bytes(path.read_bytes()[:-7] + b"garbage")
     age(exp_dir)
     report = pl.Experiment.restore(exp_dir).gc(min_age_s=0)
@@ -138,7 +138,7 @@ def test_plain_gc_keeps_the_blobs_of_a_state_with_a_damaged_file(exp_dir, damage
 def test_gc_repair_sets_aside_a_damaged_result_and_the_next_run_computes_it_again(exp_dir):
     exp = finished(exp_dir)
     node = leaf(exp)
-    path = exp.store.result_path(node.id, "evaluate", 1)
+    path = exp.store.layout.result_path(node.id, "evaluate", 1)
     expected = json.loads(path.read_bytes())["value"]
     path.write_bytes(b"{not json")
     report = pl.Experiment.restore(exp_dir).gc(repair=True, min_age_s=0)
@@ -161,10 +161,10 @@ def test_remove_gc_and_recompute_in_one_process_stores_every_blob(exp_dir):
     gone = own_blobs(node)
     exp.remove(node)
     exp.gc(min_age_s=0)
-    assert not any(exp.store.blob_path(b).exists() for b in gone)
+    assert not any(exp.store.layout.blob_path(b).exists() for b in gone)
     declare_tree(exp)
     exp.run(executor=pl.LocalExecutor(pipelined=False), quiet=True)
-    assert all(exp.store.blob_path(b).exists() for b in gone)
+    assert all(exp.store.layout.blob_path(b).exists() for b in gone)
     fresh = pl.Experiment.restore(exp_dir, MLPState)
     assert fresh.graph.node(node.id).restore().model is not None
     code, out, _ = run_cli("verify", str(exp_dir), "--sample", "0")
@@ -176,7 +176,7 @@ def test_a_repair_by_another_process_does_not_fool_a_long_lived_driver(exp_dir):
     declare_tree(exp)
     exp.run(executor=pl.LocalExecutor(pipelined=False), quiet=True)
     node = leaf(exp)
-    blob = exp.store.blob_path(own_blobs(node)[0])
+    blob = exp.store.layout.blob_path(own_blobs(node)[0])
     blob.write_bytes(b"rot" + blob.read_bytes()[3:])
     assert run_cli("gc", str(exp_dir), "--repair")[0] == 0  # another process: deletes the blob, removes the state
     assert not blob.exists()
@@ -329,12 +329,12 @@ def test_every_entry_point_survives_a_crafted_file(pristine, tmp_path, capsys, t
 def test_a_crafted_sealed_record_is_named_with_its_field(exp_dir):
     exp = finished(exp_dir)
     node = leaf(exp)
-    path = exp.store.state_dir(node.id) / "meta.json"
+    path = exp.store.layout.state_dir(node.id) / "meta.json"
     record = json.loads(path.read_bytes())
     del record["digest"]
     path.write_bytes(seal({**record, "depth": "deep"}))
     with pytest.raises(pl.PrunelabError, match="field 'depth'"):
-        exp.store.read_record(node.id)
+        exp.store.states.read_record(node.id)
     code, out, err = run_cli("reindex", str(exp_dir))
     assert code == 0 and "not restored" in out and node.id in out and "depth" in out
 
@@ -387,14 +387,14 @@ def test_an_immutable_experiment_can_be_listed(tmp_path):
 def test_gc_repair_sets_aside_a_damaged_state_and_the_next_run_recomputes_it(exp_dir, damage):
     exp = finished(exp_dir)
     node = leaf(exp)
-    folder = exp.store.state_dir(node.id)
+    folder = exp.store.layout.state_dir(node.id)
     checksum = node.record["values_checksum"]
     if damage == "values":
         (folder / "values.json").write_bytes(b"{}")
     elif damage == "record":
         (folder / "meta.json").write_bytes(b"{broken")
     else:
-        exp.store.blob_path(own_blobs(node)[0]).unlink()
+        exp.store.layout.blob_path(own_blobs(node)[0]).unlink()
     code, out, _ = run_cli("gc", str(exp_dir), "--repair")
     assert code == 0 and f"removed {node.id[:12]}" in out and "1 state(s) removed" in out
     again = pl.Experiment(exp_dir, MLPState)

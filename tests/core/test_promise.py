@@ -76,7 +76,7 @@ def test_id_and_tags_are_never_stored_nor_carried_to_children(exp_dir):
     child = Look(k=2)(parent)
     exp.run(quiet=True)
     assert SEEN[1] == ("recipe", child.id, [])  # the child sees its own (empty) tags and id, not its parent's
-    assert set(parent.record["blobs"]) and "tags" not in exp.store.read_values(parent.id, parent.record)
+    assert set(parent.record["blobs"]) and "tags" not in exp.store.states.read_values(parent.id, parent.record)
     restored = pl.Experiment.restore(exp_dir, MLPState).graph.node(parent.id).restore()
     assert restored.id == parent.id and restored.tags == ["parent-only"]
 

@@ -115,7 +115,7 @@ def test_blinded_results_go_through_the_helper_withheld_as_in_process(tmp_path, 
     truth = results_of(in_process)
     for node in leaves:
         assert node.results["evaluate"]["loss"] == "<blinded>"
-        assert repr(truth[node.id]["evaluate"]["loss"]) not in exp.store.result_path(node.id, "evaluate", 1).read_text()
+        assert repr(truth[node.id]["evaluate"]["loss"]) not in exp.store.layout.result_path(node.id, "evaluate", 1).read_text()
     unblind(exp)
     assert results_of(tmp_path / "exp") == truth
 

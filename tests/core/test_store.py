@@ -18,7 +18,7 @@ import prunelab as pl
 from helpers import MLPState, stored_values
 from prunelab.core.records import canonical_json
 from prunelab.storage.files import checksum
-from prunelab.storage.store import seal
+from prunelab.storage.seal import seal
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "chain.py"
 PHASES = ["blobs-written", "record-written", "before-rename", "after-rename", "index-update"]
@@ -124,7 +124,7 @@ def finished(reference, tmp_path):
 def test_a_flipped_byte_in_a_record_names_the_file_and_state(finished):
     exp = pl.Experiment.restore(finished, MLPState)
     victim, other = [n for n in exp.graph.nodes if n.depth == 3][0], [n for n in exp.graph.nodes if n.depth == 5][0]
-    path = exp.store.state_dir(victim.id) / "meta.json"
+    path = exp.store.layout.state_dir(victim.id) / "meta.json"
     flip_byte(path)
     with pytest.raises(pl.CorruptStateError, match=f"{path} fails its checksum.*{victim.id[:12]}.*other states are "
                                                    "intact") as info:
@@ -136,7 +136,7 @@ def test_a_flipped_byte_in_a_record_names_the_file_and_state(finished):
 def test_a_flipped_byte_in_a_value_file_names_the_file_and_state(finished):
     exp = pl.Experiment.restore(finished, MLPState)
     victim = [n for n in exp.graph.nodes if n.depth == 2][0]
-    path = exp.store.state_dir(victim.id) / "values.json"
+    path = exp.store.layout.state_dir(victim.id) / "values.json"
     flip_byte(path, 30)
     with pytest.raises(pl.CorruptStateError, match=f"state {victim.id[:12]}: {path} fails its checksum"):
         victim.restore()
@@ -153,7 +153,7 @@ def test_a_flipped_byte_in_a_shared_blob_names_every_user_and_a_rerun_rewrites_i
             users.setdefault(digest, []).append(node.id)
     digest, sharing = max(users.items(), key=lambda item: len(item[1]))
     assert len(sharing) >= 2
-    path = exp.store.blob_path(digest)
+    path = exp.store.layout.blob_path(digest)
     flip_byte(path, 0)
     with pytest.raises(pl.CorruptStateError, match=f"{path} fails its checksum") as info:
         exp.graph.node(sharing[0]).restore()
@@ -164,9 +164,9 @@ def test_a_flipped_byte_in_a_shared_blob_names_every_user_and_a_rerun_rewrites_i
     producer = min((exp.graph.node(i) for i in sharing), key=lambda n: n.depth)  # its parent lacks the blob
     import shutil
 
-    shutil.rmtree(exp.store.state_dir(producer.id))  # what the error message advises
+    shutil.rmtree(exp.store.layout.state_dir(producer.id))  # what the error message advises
     run_script(finished)  # recomputes only that state, which rewrites the blob
-    assert exp.store.blob_path(digest).read_bytes() != b"" and checksum(path.read_bytes()) == digest
+    assert exp.store.layout.blob_path(digest).read_bytes() != b"" and checksum(path.read_bytes()) == digest
     fresh = pl.Experiment.restore(finished, MLPState)
     for node_id in sharing:
         fresh.graph.node(node_id).restore()
@@ -183,7 +183,7 @@ class _Payload:
 
 def rewrite_values(exp, node, mutate):
     """Rewrite a state's value file and reseal its record, as an attacker could."""
-    folder = exp.store.state_dir(node.id)
+    folder = exp.store.layout.state_dir(node.id)
     values = json.loads((folder / "values.json").read_bytes())
     mutate(values)
     data = canonical_json(values)
@@ -201,8 +201,8 @@ def test_a_pickle_payload_runs_nothing_without_allow_pickle(finished, tmp_path):
     exp = pl.Experiment.restore(finished, MLPState)
     node = [n for n in exp.graph.nodes if n.depth == 1][0]
     digest = checksum(payload)
-    exp.store.blob_path(digest).parent.mkdir(exist_ok=True)
-    exp.store.blob_path(digest).write_bytes(payload)
+    exp.store.layout.blob_path(digest).parent.mkdir(exist_ok=True)
+    exp.store.layout.blob_path(digest).write_bytes(payload)
     rewrite_values(exp, node, lambda values: values.__setitem__("history", ["pickle", digest]))
     with pytest.raises(pl.CorruptStateError, match="attribute 'history' is stored as a pickle.*allow_pickle=True"):
         pl.Experiment.restore(finished, MLPState).graph.node(node.id).restore()
@@ -285,7 +285,7 @@ def test_a_write_after_an_unindexed_one_does_not_hide_it(tmp_path):
     exp = pl.Experiment(tmp_path / "exp", MLPState)
     root, trained, _ = declare_tree(exp, [0.1])
     exp.run(quiet=True)
-    exp.store.append_log("tags", {"entries": [["+", root.id, "unindexed"]]})  # as if killed before indexing
+    exp.store.logs.append("tags", {"entries": [["+", root.id, "unindexed"]]})  # as if killed before indexing
     exp.add_tag(trained, "later")
     restored = pl.Experiment.restore(tmp_path / "exp", MLPState)
     assert [n.id for n in restored.graph.nodes.filter("unindexed")] == [root.id]

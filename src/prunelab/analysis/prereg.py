@@ -49,7 +49,7 @@ def _covered_results(exp: Experiment, nodes: list[str], metrics: list[str]) -> l
 
 
 def _append(exp: Experiment, entry: dict[str, Any]) -> None:
-    exp.store.append_log("prereg", entry, lambda _: exp.index.touch())
+    exp.store.logs.append("prereg", entry, lambda _: exp.index.touch())
     exp.graph.invalidate()
 
 
@@ -134,7 +134,7 @@ def registrations(exp: Experiment) -> list[dict[str, Any]]:
     was written with, or when records written after it carry another digest
     for it (it was changed, and its digest rewritten to match, afterwards).
     """
-    exp.store.read_logs("prereg", strict=True)  # a damaged entry is an edit nobody can check: say which file
+    exp.store.logs.read("prereg", strict=True)  # a damaged entry is an edit nobody can check: say which file
     prereg = exp.graph.prereg
     index = exp.index
     stamped = [r for r in index.records([i for i, _, _ in index.node_rows()]).values()]

@@ -197,7 +197,7 @@ def _environment_html(exp: Experiment) -> str:
     if not runs or not runs[-1].get("environment"):
         return "<p>No run recorded yet.</p>"
     last = runs[-1]
-    env = exp.store.environment(last["environment"])
+    env = exp.store.logs.environment(last["environment"])
     if "damaged" in env:
         return f"<p>The environment record is damaged: {html.escape(env['damaged'])}</p>"
     packages = ", ".join(f"{k} {v}" for k, v in sorted((env.get("packages") or {}).items()))

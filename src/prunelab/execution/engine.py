@@ -198,7 +198,7 @@ class Engine:
         if engine is None or engine.spec != spec:
             store = Store(spec.directory, durable=spec.durable)
             index = Index(store)
-            store.blob_users = index.blob_users
+            store.blobs.users = index.blob_users
             engine = cls(spec, store, index)
             _OPEN[spec.directory] = engine
         return engine
@@ -274,7 +274,7 @@ class Engine:
         if helper is not None:
             helper.publish_state(record, values, blobs, lease)
             return True
-        return self.store.publish_state(record, values, blobs, self.index.record_published, lease.owned)
+        return self.store.states.publish(record, values, blobs, self.index.record_published, lease.owned)
 
     def _store_result(self, node_id: str, record: dict[str, Any], blobs: dict[str, Blob],
                       withheld: tuple[dict[str, Any], dict[str, Blob]] | None, lease: Lease) -> None:
@@ -283,8 +283,8 @@ class Engine:
             helper.write_result(node_id, record, blobs, withheld, lease)
             return
         if withheld is not None:
-            self.store.write_withheld(node_id, *withheld)
-        self.store.write_result(node_id, record, blobs, lambda r: self.index.result_written(node_id, r))
+            self.store.results.write_withheld(node_id, *withheld)
+        self.store.results.write(node_id, record, blobs, lambda r: self.index.result_written(node_id, r))
 
     def _let_go(self, lease: Lease) -> None:
         """Release a lease once what was made under it is published."""
@@ -455,8 +455,8 @@ class Engine:
         """
         cached = self._stored.pop(node_id, None)
         if cached is None:
-            record = self.store.read_record(node_id)
-            values = self.store.read_values(node_id, record)
+            record = self.store.states.read_record(node_id)
+            values = self.store.states.read_values(node_id, record)
             cached = Materialized(values, _read_blobs(values, self.store))
         size = sum(len(b.data) for b in cached.blobs.values())
         if size <= _cache_limit():
@@ -497,7 +497,7 @@ class Engine:
         the missing results of a stored state are computed under its lease, so
         a driver waits for another's functions instead of repeating them.
         """
-        leases = self.store.root / "leases"
+        leases = self.store.layout.leases
         outcome = TaskOutcome(None)
         if task.compute:
             lease = acquire(leases, task.node_id, lambda: self._done(task.node_id), durable=self.spec.durable,
@@ -517,7 +517,7 @@ class Engine:
                     return outcome
         if not task.functions:
             return outcome
-        paths = [self.store.result_path(task.node_id, f.name, f.version) for f in task.functions]
+        paths = [self.store.layout.result_path(task.node_id, f.name, f.version) for f in task.functions]
         lease = acquire(leases, task.node_id, lambda: all(p.exists() for p in paths), durable=self.spec.durable,
                         wait=wait)
         if isinstance(lease, str):
@@ -543,7 +543,7 @@ class Engine:
         return outcome
 
     def _done(self, node_id: str) -> bool:
-        return self.store.stored_status(node_id) == "done"
+        return self.store.states.status(node_id) == "done"
 
     def _compute(self, task: Task, parent: Materialized | None, lease: Lease
                  ) -> tuple[Materialized | str | None, str | None]:
@@ -572,7 +572,7 @@ class Engine:
         record = {**task.record, "status": "failed", "error": error, "started": time.time(), "wall_s": 0.0,
                   "worker": self.worker, "environment": self.environment, "threads": self.threads,
                   "deterministic": self.deterministic, "blobs": [], "pickled": False}
-        self.store.publish_state(record, None, {}, self.index.record_published)
+        self.store.states.publish(record, None, {}, self.index.record_published)
 
     def _make(self, task: Task, parent: Materialized | None) -> tuple[ExperimentState, dict[str, Any]]:
         """Build a task's state; return it and the torch settings its recipe left in force (when they differ)."""

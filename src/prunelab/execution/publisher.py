@@ -15,8 +15,8 @@ process as usual, so a short run never waits for it to start; a helper that
 cannot start leaves the whole run publishing in-process, with a warning.
 
 Nothing about what is stored changes: the helper calls the same
-:meth:`~prunelab.storage.store.Store.publish_state` and
-:meth:`~prunelab.storage.store.Store.write_result`, each atomic as before, in the
+:meth:`~prunelab.storage.states.States.publish` and
+:meth:`~prunelab.storage.results.Results.write`, each atomic as before, in the
 order the states were made (a parent before its children). A state's lease
 stays with the computing process (whose heartbeat keeps it alive) until the
 helper has published everything made under it; the helper checks the lease is
@@ -218,7 +218,7 @@ def serve(conn: Connection, directory: str, durable: bool) -> None:
 
     store = Store(directory, durable=durable)
     index = Index(store)
-    store.blob_users = index.blob_users
+    store.blobs.users = index.blob_users
     store.counters.clear()  # each acknowledgement carries what its own message counted
     conn.send(("ready",))
     lost: set[str] = set()  # states whose lease was lost before their rename: their results are not ours either
@@ -238,7 +238,7 @@ def serve(conn: Connection, directory: str, durable: bool) -> None:
             blobs = {name: Blob(name, memoryview(data), data) for name in names for data in [conn.recv_bytes()]}
             if kind == "state":
                 record, values, lease_path, token = rest
-                published = store.publish_state(
+                published = store.states.publish(
                     record, values, _of(record, blobs), index.record_published,
                     lambda: (read_lease(Path(lease_path)) or {}).get("token") == token)
                 if not published:
@@ -248,8 +248,8 @@ def serve(conn: Connection, directory: str, durable: bool) -> None:
                 published = node_id not in lost
                 if published:
                     if hidden is not None:
-                        store.write_withheld(node_id, hidden, _of(hidden, blobs))
-                    store.write_result(node_id, record, _of(record, blobs), lambda r: index.result_written(node_id, r))
+                        store.results.write_withheld(node_id, hidden, _of(hidden, blobs))
+                    store.results.write(node_id, record, _of(record, blobs), lambda r: index.result_written(node_id, r))
             conn.send(("ack", sequence, published, dict(store.counters)))  # what this message counted
             store.counters.clear()
         except BaseException:  # noqa: BLE001 - reported to the parent, which raises it

@@ -33,7 +33,7 @@ def held_leases(exp: Experiment) -> list[dict[str, Any]]:
     import socket
 
     out = []
-    folder = exp.store.root / "leases"
+    folder = exp.store.layout.leases
     for path in sorted(folder.glob("*.lease")) if folder.is_dir() else []:
         info = read_lease(path) or {}
         pid, host = info.get("pid"), info.get("host")
@@ -244,7 +244,7 @@ def environment_groups(exp: Experiment) -> list[dict[str, Any]]:
 
 
 def _environment(exp: Experiment, digest: str | None) -> dict[str, Any]:
-    return exp.store.environment(digest)
+    return exp.store.logs.environment(digest)
 
 
 def _differences(base: dict[str, Any], other: dict[str, Any]) -> list[str]:

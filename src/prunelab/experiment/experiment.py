@@ -32,6 +32,7 @@ from ..core.state import ExperimentState, check_properties, check_tag, property_
 from ..storage.files import disk_full
 from ..storage.gc import GCReport, collect
 from ..storage.storage import Storage
+from ..storage.merge import merge
 from ..storage.store import FORMAT_VERSION, LAYOUT, Store
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ def reindex(directory: str | Path) -> tuple[Experiment, list[str]]:
     except CorruptStateError as err:
         if not err.path.endswith("experiment.json"):
             raise
-        store.require_writable("reindex")
+        store.layout.require_writable("reindex")
         name = store.restore_info()
         notes.append(f"{err.path} was damaged: written again from the state records (state class {name}; the "
                      "prunelab version that created the experiment is not known)")
@@ -211,7 +212,7 @@ class Experiment:
         self.deterministic = bool(deterministic)
         self.threads = threads
         self.store = Store(self.directory, durable=durable)
-        if create and not self.store.is_experiment():
+        if create and not self.store.layout.is_experiment():
             foreign = [p.name for p in self.directory.iterdir()  # ours: the layout, and temp files being written
                        if p.name not in LAYOUT and not p.name.startswith(".tmp-")] if self.directory.is_dir() else []
             if foreign:
@@ -225,7 +226,7 @@ class Experiment:
             self.directory.mkdir(parents=True, exist_ok=True)
             try:
                 with self.store.lock():  # two drivers may create the same new experiment at once
-                    if not self.store.is_experiment():
+                    if not self.store.layout.is_experiment():
                         self.store.create({"state_class": class_name(state_class), "prunelab": __version__})
             except OSError as err:
                 if not disk_full(err):
@@ -240,7 +241,7 @@ class Experiment:
             )
         self.info = info
         self.index = Index(self.store)
-        self.store.blob_users = self.index.blob_users
+        self.store.blobs.users = self.index.blob_users
         self.index.ensure_valid()
         self.storage = Storage(self.store, self.index)
         spec = EngineSpec(str(self.store.root), state_class, info.get("state_class", "?"), self.allow_pickle,
@@ -427,8 +428,8 @@ class Experiment:
     def _write_tags(self, entries: list[list[str]]) -> None:
         if not entries:
             return
-        self.store.require_writable("changing tags")
-        self.store.append_log("tags", {"entries": entries}, lambda _: self.index.tags_written(entries))
+        self.store.layout.require_writable("changing tags")
+        self.store.logs.append("tags", {"entries": entries}, lambda _: self.index.tags_written(entries))
         self.graph.invalidate()
 
     def _flush_declared_tags(self) -> None:
@@ -475,7 +476,7 @@ class Experiment:
 
     def _index_result_on_disk(self, node_id: str, function: Function) -> bool:
         """Index a result that is on disk but not in the index (a crash between the two)."""
-        record = self.store.read_result(node_id, function.name, function.version)
+        record = self.store.results.read(node_id, function.name, function.version)
         if record is None:
             return False
         with self.store.lock():
@@ -521,8 +522,8 @@ class Experiment:
             from ..execution.base import RunReport
 
             return RunReport()
-        self.store.require_writable("run()")
-        self.store.read_logs("prereg", strict=True)  # damaged registrations: which metrics are blinded is unknown
+        self.store.layout.require_writable("run()")
+        self.store.logs.read("prereg", strict=True)  # damaged registrations: which metrics are blinded is unknown
         try:
             return self._run(executor, targets, retry_failed, raise_on_failure, quiet)
         except (OSError, sqlite3.Error) as err:
@@ -536,7 +537,7 @@ class Experiment:
             return PublishError(f"the disk holding {self.store.root} is full ({err}); every state stored before is "
                                 "intact. Free some space (`prunelab gc` removes leftovers) and re-run the script: "
                                 "it computes only what is missing.")
-        if not self.store.root.is_dir() or not os.path.lexists(self.store.root / "experiment.json"):
+        if not self.store.root.is_dir() or not self.store.layout.is_experiment():
             return PublishError(f"{self.store.root} was deleted or moved during the run ({err}); nothing was written "
                                 "elsewhere and nothing was recreated. Re-run the script to start it again.")
         if isinstance(err, sqlite3.Error) or getattr(err, "errno", None) == errno.EBADF:
@@ -555,7 +556,7 @@ class Experiment:
         targets = None if targets is None else self._as_nodes(targets)
         started = time.time()
         self.graph.invalidate()  # re-read registrations and blinds other processes may have written
-        self.engine.with_environment(self.store.write_env(capture()), tuple(self.graph.prereg.digests))
+        self.engine.with_environment(self.store.logs.write_env(capture()), tuple(self.graph.prereg.digests))
         plan = self.plan(targets, retry_failed)
         self._flush_declared_tags()
         declared_ids = list(self._declared) if targets is None else [t.node_id for t in plan.tasks] + plan.cached
@@ -564,13 +565,13 @@ class Experiment:
                     "threads": self.threads, "deterministic": self.deterministic, "pid": os.getpid(),
                     "targets": None if targets is None else [t.id for t in targets],
                     "planned": len(plan.tasks), "cached": len(plan.cached)}
-        self.store.append_log("runs", manifest, lambda _: self.index.touch())
+        self.store.logs.append("runs", manifest, lambda _: self.index.touch())
         for task in plan.tasks:
             self.graph._nodes[task.node_id].run_status = "running"
         from ..execution.progress import Progress
 
         progress = Progress(len(plan.tasks), quiet=quiet)
-        run_lease = acquire(self.store.root / "leases", f"run.{os.getpid()}.{secrets.token_hex(4)}", lambda: False,
+        run_lease = acquire(self.store.layout.leases, f"run.{os.getpid()}.{secrets.token_hex(4)}", lambda: False,
                             durable=self.store.durable)  # tells gc a run is writing (keep unreferenced blobs)
         try:
             with self.engine.batch():
@@ -609,12 +610,12 @@ class Experiment:
     def remove(self, node: Node) -> list[str]:
         """Remove a stored node and its whole subtree (files are deleted by ``gc``); return the ids."""
         self._own(node, "remove()")
-        self.store.require_writable("remove()")
+        self.store.layout.require_writable("remove()")
         subtree = [node, *NodeSet([node]).descendants()]
         ids = [n.id for n in subtree]
         with self.store.lock():
             self.store.bump_generation()
-            removed = [node_id for node_id in ids if self.store.remove_state(node_id)]
+            removed = [node_id for node_id in ids if self.store.states.remove(node_id)]
             self.index.nodes_removed(removed)
         for node_id in ids:
             self._declared.pop(node_id, None)
@@ -626,7 +627,7 @@ class Experiment:
 
         Returns the ids of the states added. Re-merging is harmless.
         """
-        self.store.require_writable("merge()")
+        self.store.layout.require_writable("merge()")
         other = Store(directory)
         info = other.read_info()
         if info.get("state_class") != self.info.get("state_class"):
@@ -636,7 +637,7 @@ class Experiment:
             )
         with self.store.lock():
             self.store.bump_generation()
-            added = self.store.merge_from(other)
+            added = merge(self.store, other)
             self.index.rebuild()
         self.graph.reload()
         return added

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .audit import recorded_class
+from ..storage.consistency import index_differences
 from ..storage.sources import MemorySource, StoreSource
 from ..core.errors import CorruptStateError, PrunelabError
 from ..core.records import canonical_json
@@ -68,16 +69,16 @@ def check_files(exp: Experiment) -> tuple[list[dict[str, Any]], dict[str, str]]:
         for user in users:
             bad.setdefault(user, str(err))
 
-    damaged += [{"file": path, "error": why, "states": []} for path, why in store.damaged_logs().items()]
+    damaged += [{"file": path, "error": why, "states": []} for path, why in store.logs.damaged_files().items()]
     odd: list[str] = []
-    for folder in store.iter_state_dirs(odd):
+    for folder in store.layout.iter_state_dirs(odd):
         node_id = folder.name
         try:
-            record = store.read_record(node_id)
+            record = store.states.read_record(node_id)
             blobs = list(record.get("blobs") or [])
             if record.get("status") == "done":
-                store.read_values(node_id, record)
-            for result in store.read_results(node_id):
+                store.states.read_values(node_id, record)
+            for result in store.results.read_all(node_id):
                 blobs += list(result.get("blobs") or [])
         except (OSError, CorruptStateError) as err:
             fail(err if isinstance(err, CorruptStateError) else CorruptStateError(str(err), str(folder)), [node_id])
@@ -85,7 +86,7 @@ def check_files(exp: Experiment) -> tuple[list[dict[str, Any]], dict[str, str]]:
         for digest in blobs:
             if digest not in seen_blobs:
                 try:
-                    store.read_blob(digest)
+                    store.blobs.read(digest)
                     seen_blobs[digest] = None
                 except CorruptStateError as err:
                     seen_blobs[digest] = str(err)
@@ -114,7 +115,7 @@ def verify(exp: Experiment, node_ids: list[str] | None = None, *, sample: int | 
         Tensors differing by at most this much count as *close*.
     """
     damaged, bad = check_files(exp)
-    differences = exp.index.differences()
+    differences = index_differences(exp.index)
     if differences:  # the index is a cache, but queries answer from it: rot there is damage too
         shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
         damaged.append({"file": str(exp.index.path), "states": [],
@@ -151,7 +152,7 @@ def _reexecute(exp: Experiment, node: Node, atol: float) -> tuple[str, str, floa
 
     engine = exp.engine
     cls = engine.require_class()
-    record = exp.store.read_record(node.id)
+    record = exp.store.states.read_record(node.id)
     threads, deterministic = record.get("threads", 1), bool(record.get("deterministic"))
     properties = exp.graph.decode_properties(record)
     if node.parent_id is None:
@@ -182,7 +183,7 @@ def _reexecute(exp: Experiment, node: Node, atol: float) -> tuple[str, str, floa
     materialized, _ = engine.encode_state(state)
     if checksum(canonical_json(materialized.values)) == record.get("values_checksum"):
         return "identical", "every value and tensor bit for bit", 0.0
-    stored = exp.store.read_values(node.id, record)
+    stored = exp.store.states.read_values(node.id, record)
     return _compare(stored, materialized.values, StoreSource(exp.store), MemorySource(materialized.blobs), atol)
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
 import stat
 import time
@@ -108,7 +107,7 @@ def collect(store: Store, index: Index, *, repair: bool = False, min_age_s: floa
     """
     report = GCReport()
     if not dry_run:
-        store.require_writable("gc")
+        store.layout.require_writable("gc")
     cutoff = time.time() - min_age_s
     with store.lock():
         leased = _leases(store, report, dry_run)
@@ -125,7 +124,7 @@ def collect(store: Store, index: Index, *, repair: bool = False, min_age_s: floa
         if report.states_removed and not dry_run:
             store.bump_generation()
             for node_id in report.states_removed:
-                store.remove_state(node_id)
+                store.states.remove(node_id)
         if (report.states_removed or report.results_removed or report.logs_removed) and not dry_run:
             index.rebuild()
     return report
@@ -145,7 +144,7 @@ def _entries(folder: Path, report: GCReport) -> list[os.DirEntry[str]]:
 def _leases(store: Store, report: GCReport, dry_run: bool) -> set[str]:
     """Remove the leases of dead holders; return the keys of the live ones (counting live runs)."""
     leased: set[str] = set()
-    for entry in _entries(store.root / "leases", report):
+    for entry in _entries(store.layout.leases, report):
         if not entry.name.endswith(".lease"):
             continue  # a lease being written
         if not entry.is_file(follow_symlinks=False):
@@ -162,7 +161,7 @@ def _leases(store: Store, report: GCReport, dry_run: bool) -> set[str]:
 
 
 def _leftovers(store: Store, report: GCReport, leased: set[str], cutoff: float, dry_run: bool) -> None:
-    for entry in _entries(store.root / "tmp", report):
+    for entry in _entries(store.layout.tmp_folder, report):
         if entry.name.split(".")[0] in leased:
             continue  # a writer holding the state's lease may still be using it
         info = entry.stat(follow_symlinks=False)
@@ -200,10 +199,10 @@ def _references(store: Store, report: GCReport) -> _References:
         report.damaged.append({"file": str(path), "error": str(err), "states": [node_id] if node_id else []})
         keep(_digests_in(path), node_id)
 
-    for folder in store.iter_state_dirs(odd):
+    for folder in store.layout.iter_state_dirs(odd):
         node_id = folder.name
         try:
-            record = store.read_record(node_id)
+            record = store.states.read_record(node_id)
             keep(record.get("blobs", []), node_id)
             for name in record.get("blobs", []):
                 refs.needed.setdefault(name, []).append(node_id)
@@ -215,21 +214,21 @@ def _references(store: Store, report: GCReport) -> _References:
             keep(_digests_in(folder / "values.json"), node_id)
         elif record.get("status") == "done":
             try:
-                store.read_values(node_id, record)
+                store.states.read_values(node_id, record)
             except (OSError, CorruptStateError) as err:
                 refs.bad[node_id] = "its value file is damaged"
                 damaged(err, folder / "values.json", node_id)
         errors: list[CorruptStateError] = []
         try:
-            for result in store.read_results(node_id, errors):
+            for result in store.results.read_all(node_id, errors):
                 keep(result.get("blobs", []), node_id)
         except (OSError, CorruptStateError) as err:
             errors.append(err if isinstance(err, CorruptStateError) else CorruptStateError(str(err), str(folder)))
         for error in errors:
             damaged(error, Path(error.path), node_id)
-    for node_id, path in store.iter_withheld(odd):
+    for node_id, path in store.results.iter_withheld(odd):
         try:
-            keep(store.read_withheld(node_id, *_result_key(path)).get("blobs", []), node_id)
+            keep(store.results.read_withheld(node_id, *_result_key(path)).get("blobs", []), node_id)
         except (OSError, CorruptStateError, ValueError) as err:
             damaged(err, path, node_id)
     report.links += odd
@@ -252,7 +251,7 @@ def _digests_in(path: Path) -> list[str]:
 def _blobs(store: Store, report: GCReport, refs: _References, cutoff: float, repair: bool, dry_run: bool) -> None:
     referenced = refs.named
     present: set[str] = set()
-    for name, path, info in store.iter_blobs(report.links):
+    for name, path, info in store.blobs.files(report.links):
         present.add(name)
         if name not in referenced:
             if info.st_mtime < cutoff and not report.live_runs:  # a live run may publish a state using it
@@ -290,23 +289,23 @@ def _repair_files(store: Store, report: GCReport, dry_run: bool) -> None:
         if path.parent.name == "results" or "withheld" in path.parts:
             report.results_removed.append(f"{item['states'][0]} {path.name}")
             _set_aside(store, path, dry_run)
-            twin = (store.withheld_path(item["states"][0], *_result_key(path)) if path.parent.name == "results"
-                    else store.result_path(item["states"][0], *_result_key(path)))
+            twin = (store.layout.withheld_path(item["states"][0], *_result_key(path)) if path.parent.name == "results"
+                    else store.layout.result_path(item["states"][0], *_result_key(path)))
             if os.path.lexists(twin):  # a result and its withheld part go together: both are recomputed
                 _set_aside(store, twin, dry_run)
-    for path_text, why in sorted(store.damaged_logs().items()):
+    for path_text, why in sorted(store.logs.damaged_files().items()):
         path = Path(path_text)
         report.logs_removed.append(f"{path.parent.name}/{path.name}: {_LOST[path.parent.name]}")
         report.damaged.append({"file": path_text, "error": why, "states": []})
         _set_aside(store, path, dry_run)
     if not dry_run:
-        store.damaged.clear()
+        store.logs.damaged.clear()
 
 
 def _set_aside(store: Store, path: Path, dry_run: bool) -> None:
     """Move a damaged file into ``tmp/`` (collected by a later gc), out of every read path."""
     if not dry_run:
-        os.rename(path, store.root / "tmp" / f"damaged.{path.name}.{secrets.token_hex(4)}")
+        os.rename(path, store.layout.tmp(f"damaged.{path.name}"))
 
 
 def _holder_dead(path: Path) -> bool:

@@ -3,61 +3,31 @@
 The index is never trusted blindly. It stores the store's write generation and
 the count of state directories it saw; when either differs from the directory
 (a writer crashed between publishing and indexing, or files were copied in), it
-is rebuilt from the records. A damaged database is deleted and rebuilt. It may
-live outside the experiment (``PRUNELAB_INDEX_DIR``), e.g. on a local disk when
-the experiment is on a shared filesystem.
-
-Where the file cannot be used — the directory is read-only, the disk is full,
-or ``index.sqlite`` is a symlink or some other odd file (never followed) — the
-index lives in memory for the process, copied from the file when it can be
-read and rebuilt from the records when it is stale, so reading an experiment
-never needs a write.
+is rebuilt from the records. It may live outside the experiment
+(``PRUNELAB_INDEX_DIR``), e.g. on a local disk when the experiment is on a
+shared filesystem; where its file cannot be used it lives in memory (see
+:mod:`.database`). :func:`.consistency.index_differences` checks it against the files.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import sqlite3
-import stat
-import urllib.parse
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import CorruptStateError, PrunelabWarning
-from .files import crash_point, disk_full, kind_of, read_file
+from .database import INDEX_DIR_ENV, SCHEMA_VERSION, connect, in_memory, index_path
+from .files import crash_point, read_file
 from .store import Store
 
-__all__ = ["Index", "INDEX_DIR_ENV"]
-
-#: Put index files in this directory instead of inside each experiment.
-INDEX_DIR_ENV = "PRUNELAB_INDEX_DIR"
-_SCHEMA_VERSION = "1"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS info(key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS nodes(id TEXT PRIMARY KEY, parent_id TEXT, status TEXT, record BLOB);
-CREATE TABLE IF NOT EXISTS results(node_id TEXT, key TEXT, record BLOB, PRIMARY KEY(node_id, key));
-CREATE TABLE IF NOT EXISTS tags(node_id TEXT, tag TEXT, PRIMARY KEY(node_id, tag));
-CREATE TABLE IF NOT EXISTS blob_users(digest TEXT, node_id TEXT);
-CREATE INDEX IF NOT EXISTS blob_users_digest ON blob_users(digest);
-CREATE INDEX IF NOT EXISTS blob_users_node ON blob_users(node_id);
-CREATE INDEX IF NOT EXISTS nodes_parent ON nodes(parent_id);
-"""
+__all__ = ["Index", "INDEX_DIR_ENV", "blobs_of"]
 
 
-def _index_path(store: Store) -> Path:
-    folder = os.environ.get(INDEX_DIR_ENV)
-    if not folder:
-        return store.root / "index.sqlite"
-    key = hashlib.sha256(str(store.root.resolve()).encode()).hexdigest()[:16]
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    return Path(folder) / f"{store.root.name}-{key}.sqlite"
-
-
-def _blobs_of(record: dict[str, Any]) -> list[str]:
+def blobs_of(record: dict[str, Any]) -> list[str]:
+    """The blobs a state or result record uses."""
     return list(record.get("blobs", []))
 
 
@@ -83,72 +53,10 @@ class Index:
 
     def __init__(self, store: Store):
         self.store = store
-        self.path = _index_path(store)
-        self.in_memory: str | None = None
+        self.path = index_path(store.layout)
         self.skipped: list[str] = []
         with store.lock():  # two processes opening a new index at once would race on its schema and WAL switch
-            self.db = self._connect()
-
-    def _connect(self) -> sqlite3.Connection:
-        reason = self._unusable()
-        if reason is None:
-            try:
-                return self._open_file()
-            except (sqlite3.Error, OSError) as err:
-                if not (disk_full(err) or isinstance(err, sqlite3.OperationalError)):
-                    raise
-                reason = f"cannot be written ({err})"
-        return self._memory(reason)
-
-    def _open_file(self) -> sqlite3.Connection:
-        try:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=OFF")
-            db.executescript(_SCHEMA)
-            return db
-        except sqlite3.DatabaseError as err:
-            if isinstance(err, sqlite3.OperationalError) and "locking" not in str(err):
-                raise  # read-only, full, unreachable: not damage (the caller keeps it in memory)
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            db.executescript(_SCHEMA)
-            return db
-
-    def _unusable(self) -> str | None:
-        """Why the index file must not be opened (None when it may be)."""
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            path = Path(f"{self.path}{suffix}")
-            try:
-                mode = path.lstat().st_mode
-            except FileNotFoundError:
-                continue
-            if not stat.S_ISREG(mode):
-                return f"is not used: {path.name} is a {kind_of(mode)}, and prunelab never opens one there"
-        if not os.access(self.path.parent, os.W_OK) or (self.path.exists() and not os.access(self.path, os.W_OK)):
-            return "is read-only"
-        return None
-
-    def _memory(self, reason: str) -> sqlite3.Connection:
-        """An in-memory index for this process: a copy of the file when it can be read, else empty (then rebuilt)."""
-        self.in_memory = reason
-        if not reason.startswith("is read-only"):
-            warnings.warn(f"index: {self.path} {reason}; this process keeps the index in memory instead (rebuilt "
-                          "from the records). Move the odd file away, or free space, to have it stored again.",
-                          PrunelabWarning, stacklevel=4)
-        db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-        if reason.startswith("is read-only") and self.path.is_file() and not self.path.is_symlink():
-            try:  # immutable: reads the file without the locks and journal a read-only directory cannot hold
-                source = sqlite3.connect(f"file:{urllib.parse.quote(str(self.path))}?immutable=1", uri=True)
-                try:
-                    source.backup(db)
-                finally:
-                    source.close()
-            except sqlite3.Error:
-                pass  # unreadable: rebuilt from the records
-        db.executescript(_SCHEMA)
-        return db
+            self.db, self.in_memory = connect(self.path)
 
     # ------------------------------------------------------------ validity
     def _info(self) -> dict[str, str]:
@@ -163,9 +71,9 @@ class Index:
         with self.store.lock():
             info = self._info()
             fresh = (
-                info.get("schema") == _SCHEMA_VERSION
+                info.get("schema") == SCHEMA_VERSION
                 and info.get("generation") == str(self.store.generation())
-                and info.get("count") == str(self.store.count_states())
+                and info.get("count") == str(self.store.layout.count_states())
             )
             if not fresh:
                 try:
@@ -174,7 +82,8 @@ class Index:
                     if self.in_memory is not None:
                         raise
                     self.db.close()
-                    self.db = self._memory(f"cannot be written ({err})")
+                    self.in_memory = f"cannot be written ({err})"
+                    self.db = in_memory(self.path, self.in_memory)
                     self.rebuild()
             return not fresh
 
@@ -206,28 +115,28 @@ class Index:
             for table in ("nodes", "results", "tags", "blob_users", "info"):
                 db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
             count = 0
-            for folder in self.store.iter_state_dirs():
+            for folder in self.store.layout.iter_state_dirs():
                 count += 1
                 path = folder / "meta.json"
                 try:
                     data = read_file(path, state_ids=[folder.name])
-                    record = self.store.parse_record(data, path, folder.name)
+                    record = self.store.states.parse_record(data, path, folder.name)
                 except (OSError, CorruptStateError) as err:
                     skipped.append(f"state {folder.name}: {err}")
                     continue
                 self._put_node(record, data)
                 errors: list[CorruptStateError] = []
-                for result in self.store.read_results(record["id"], errors):
+                for result in self.store.results.read_all(record["id"], errors):
                     self._put_result(record["id"], result)
                 skipped += [f"a result of {folder.name}: {err}" for err in errors]
             for line in skipped:
                 warnings.warn(f"index: skipping {line}", PrunelabWarning, stacklevel=2)
-            for _, entry in self.store.read_logs("tags"):  # a damaged entry is skipped, and warned about there
+            for _, entry in self.store.logs.read("tags"):  # a damaged entry is skipped, and warned about there
                 self._apply_tags(entry["entries"])
-            skipped += [f"tags entry {Path(p).name}: {why}" for p, why in self.store.damaged.items() if "/tags/" in p]
+            skipped += [f"tags entry {Path(p).name}: {why}" for p, why in self.store.logs.damaged.items() if "/tags/" in p]
             db.executemany(
                 "INSERT OR REPLACE INTO info VALUES (?, ?)",
-                [("schema", _SCHEMA_VERSION), ("generation", str(self.store.generation())), ("count", str(count))],
+                [("schema", SCHEMA_VERSION), ("generation", str(self.store.generation())), ("count", str(count))],
             )
             db.execute("COMMIT")
         except BaseException:
@@ -236,53 +145,6 @@ class Index:
         self.skipped = skipped
         return skipped
 
-    def differences(self) -> list[str]:
-        """Every way the index disagrees with the files, one line each (empty: it is true to them).
-
-        The index is a cache: ``verify`` checks it with this, ``reindex``
-        rebuilds it. Damaged files are left out here (verify reports them).
-        """
-        out: list[str] = []
-        rows = {i: (p, st, bytes(d)) for i, p, st, d in self.db.execute("SELECT id, parent_id, status, record FROM nodes")}
-        results: dict[tuple[str, str], Any] = {(i, k): json.loads(d) for i, k, d in
-                                               self.db.execute("SELECT node_id, key, record FROM results")}
-        users = set(self.db.execute("SELECT DISTINCT digest, node_id FROM blob_users").fetchall())
-        expected_users: set[tuple[str, str]] = set()
-        for folder in self.store.iter_state_dirs():
-            node_id = folder.name
-            try:
-                data = read_file(folder / "meta.json", state_ids=[node_id])
-                record = self.store.parse_record(data, folder / "meta.json", node_id)
-            except (OSError, CorruptStateError):
-                rows.pop(node_id, None)
-                continue
-            held = rows.pop(node_id, None)
-            if held is None:
-                out.append(f"state {node_id} is stored but missing from the index")
-            elif held != (record.get("parent_id"), record["status"], data):
-                out.append(f"state {node_id}: the index's copy of its record differs from {folder / 'meta.json'}")
-            expected_users.update((d, node_id) for d in _blobs_of(record))
-            for result in self.store.read_results(node_id, []):
-                key = (node_id, f"{result['name']}@v{result['version']}")
-                held = results.pop(key, None)
-                if held is None or {**held, "digest": None} != {**result, "digest": None}:
-                    out.append(f"result {key[1]} of {node_id}: the index's copy differs from its file")
-                expected_users.update((d, node_id) for d in _blobs_of(result))
-        out += [f"state {node_id} is in the index but not stored" for node_id in sorted(rows)]
-        out += [f"result {key} of {node_id} is in the index but not stored" for node_id, key in sorted(results)]
-        if users != expected_users:
-            out.append(f"{len(users ^ expected_users)} blob reference(s) in the index differ from the records")
-        tags: set[tuple[str, str]] = set()
-        for _, entry in self.store.read_logs("tags"):
-            for op, node_id, tag in entry["entries"]:
-                (tags.add if op == "+" else tags.discard)((node_id, tag))
-        stored = {i for (i,) in self.db.execute("SELECT id FROM nodes")}  # tags of states not stored: no matter
-        indexed = {(i, t) for i, t in self.db.execute("SELECT node_id, tag FROM tags") if i in stored}
-        tags = {(i, t) for i, t in tags if i in stored}
-        if indexed != tags:
-            out.append(f"{len(indexed ^ tags)} tag assignment(s) in the index differ from the tag log")
-        return out
-
     # ------------------------------------------------------------- writes
     def _put_node(self, record: dict[str, Any], data: bytes, new: bool = False) -> None:
         node_id = record["id"]
@@ -290,13 +152,13 @@ class Index:
                         (node_id, record.get("parent_id"), record.get("status"), data))
         if not new:  # a replaced record's blobs are listed anew
             self.db.execute("DELETE FROM blob_users WHERE node_id = ?", (node_id,))
-        self.db.executemany("INSERT INTO blob_users VALUES (?, ?)", [(d, node_id) for d in _blobs_of(record)])
+        self.db.executemany("INSERT INTO blob_users VALUES (?, ?)", [(d, node_id) for d in blobs_of(record)])
 
     def _put_result(self, node_id: str, record: dict[str, Any]) -> None:
         key = f"{record['name']}@v{record['version']}"
         self.db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?)",
                         (node_id, key, json.dumps(record, allow_nan=True)))
-        self.db.executemany("INSERT INTO blob_users VALUES (?, ?)", [(d, node_id) for d in _blobs_of(record)])
+        self.db.executemany("INSERT INTO blob_users VALUES (?, ?)", [(d, node_id) for d in blobs_of(record)])
 
     def _apply_tags(self, entries: Iterable[list[str]]) -> None:
         for op, node_id, tag in entries:

@@ -32,16 +32,16 @@ class StoreSource:
         if not (isinstance(shape, list) and all(isinstance(n, int) and n >= 0 for n in shape)):
             raise CorruptStateError(f"a value file gives the tensor shape {shape!r:.60}; the file was altered.")
         expected = math.prod(shape) * kind.itemsize
-        actual = self.store.blob_size(digest)
+        actual = self.store.blobs.size(digest)
         if actual != expected:  # checked before allocating: an altered shape cannot exhaust memory
-            raise self.store.blob_error(digest, f"holds {actual} bytes where its value file expects {expected}")
+            raise self.store.blobs.error(digest, f"holds {actual} bytes where its value file expects {expected}")
         tensor = torch.empty(shape, dtype=kind)
         flat = tensor.reshape(-1).view(torch.uint8).numpy()
-        self.store.read_blob(digest, into=flat)
+        self.store.blobs.read(digest, into=flat)
         return tensor
 
     def raw(self, digest: str) -> bytes:
-        return bytes(self.store.read_blob(digest))
+        return bytes(self.store.blobs.read(digest))
 
 
 class MemorySource:

@@ -55,7 +55,7 @@ class Storage:
 
     def withheld(self, node_id: str, name: str, version: int) -> dict[str, Any]:
         """The withheld (blinded) part of one result record."""
-        return self.store.read_withheld(node_id, name, version)
+        return self.store.results.read_withheld(node_id, name, version)
 
     def decode(self, spec: Any, owner: str) -> Any:
         """Decode a stored value spec, reading its tensors from the blobs.
@@ -76,11 +76,11 @@ class Storage:
 
     def runs(self) -> list[dict[str, Any]]:
         """Every run manifest, oldest first."""
-        return [entry for _, entry in self.store.read_logs("runs")]
+        return [entry for _, entry in self.store.logs.read("runs")]
 
     def prereg(self) -> Prereg:
         """The experiment's registrations and active blinds, read from its log (seals verified)."""
-        entries = self.store.read_logs("prereg")
-        folder = str(self.store.root / "prereg")
-        damaged = any(os.path.dirname(path) == folder for path in self.store.damaged)
+        entries = self.store.logs.read("prereg")
+        folder = str(self.store.layout.log_folder("prereg"))
+        damaged = any(os.path.dirname(path) == folder for path in self.store.logs.damaged)
         return Prereg.from_log(entries, damaged)
