@@ -229,6 +229,7 @@ def bench_state_dict_io(pairs: int = 9) -> dict:
         return elapsed
 
     def candidate(i):
+        (tmp / f"exp{i}").mkdir()
         store = Store(tmp / f"exp{i}")
         store.create({"state_class": "bench"})
         settle()

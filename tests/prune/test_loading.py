@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from prunelab.prune import copy_model, load_pruned_state_dict, prune_model
-from prunelab.prune.masks import _copy_values_in
+from prunelab.prune.copying import _copy_values_in
 from prunelab.zoo import build_model
 
 

@@ -42,10 +42,10 @@ def test_states_of_several_layouts_load_alike_in_one_engine_and_in_fresh_ones(tm
         nodes += [once, Prune(technique=technique, amount=0.3, round=2)(once)]
     exp.run(quiet=True)
     order = nodes + nodes[::-1]  # each layout after the others, so later loads copy templates shaped earlier
-    mixed = [_describe(exp.engine.load_state(n.id, n.properties, n.record["root_id"])) for n in order]
+    mixed = [_describe(exp.engine.materialiser.load_state(n.id, n.properties, n.record["root_id"])) for n in order]
     for node, described in zip(order, mixed):
         fresh = pl.Experiment.restore(tmp_path / "exp", ModelState)
-        reference = fresh.engine.load_state(node.id, node.properties, node.record["root_id"])
+        reference = fresh.engine.materialiser.load_state(node.id, node.properties, node.record["root_id"])
         _same(described, _describe(reference))
     layouts = {tuple(tuple(names) for _, _, names in d["hooks"]) for d in mixed}
     assert len(layouts) == 3  # unpruned, weights pruned, weights and biases pruned

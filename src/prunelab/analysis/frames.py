@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import PrunelabError
 from ..core.prereg import BLINDED
+from ..core.records import Status
 
 if TYPE_CHECKING:
     import pandas
@@ -44,8 +45,19 @@ def _nodes(nodes: Experiment | Iterable[Node]) -> list[Node]:
 
 
 def outcome_nodes(nodes: Experiment | Iterable[Node]) -> list[Node]:
-    """The stored outcome states among ``nodes`` (lineage ``outcome=True``)."""
-    return [n for n in _nodes(nodes) if n.stored_status == "done" and n.lineage.get("outcome") is True]
+    """The stored outcome states among ``nodes`` (lineage ``outcome=True``).
+
+    Parameters
+    ----------
+    nodes : Experiment or iterable of Node
+        An experiment (all the nodes of its graph) or the nodes to look among.
+
+    Returns
+    -------
+    list of Node
+        The nodes whose status is ``"done"`` and whose lineage has ``outcome=True``, in the order given.
+    """
+    return [n for n in _nodes(nodes) if n.stored_status == Status.DONE and n.lineage.get("outcome") is True]
 
 
 def _number(value: Any) -> float:
@@ -75,7 +87,7 @@ def _reference(node: Node, cache: dict[str, dict[str, Any]]) -> Node | None:
 
 def _results(node: Node, cache: dict[str, dict[str, Any]]) -> dict[str, Any]:
     if node.id not in cache:
-        cache[node.id] = node.results if node.stored_status == "done" else {}
+        cache[node.id] = node.results if node.stored_status == Status.DONE else {}
     return cache[node.id]
 
 
@@ -101,6 +113,11 @@ def state_frame(nodes: Experiment | Iterable[Node]) -> pandas.DataFrame:
     ----------
     nodes : Experiment or iterable of Node
         Where to look for outcome states (lineage ``outcome=True``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per outcome state, with the columns listed above (empty, with those columns, when there is none).
     """
     import pandas as pd
 
@@ -171,11 +188,22 @@ def class_frame(nodes: Experiment | Iterable[Node]) -> pandas.DataFrame:
     ``population``: the root's properties other than ``replicate`` (e.g. the
     dataset, model and class imbalance), which training runs of one population share.
 
+    Parameters
+    ----------
+    nodes : Experiment or iterable of Node
+        Where to look for outcome states (lineage ``outcome=True``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (outcome state, class), with the columns :data:`CLASS_COLUMNS` described above.
+
     Raises
     ------
     AnalysisError
         If an outcome state has no ``evaluate`` result or no unpruned reference;
-        the message names the state and what to declare.
+        the message names the state and what to declare. Also when the
+        ``evaluate`` result of an outcome state or of its reference is blinded.
     """
     import pandas as pd
 

@@ -22,6 +22,22 @@ __all__ = ["class_change", "disparity", "gini", "pareto_front", "mask_similarity
 def class_change(frame: pandas.DataFrame) -> pandas.DataFrame:
     """Add ``change`` and ``normalised_change`` to a class frame (a copy).
 
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        A class frame (:func:`~prunelab.analysis.class_frame`); it needs ``state_id``,
+        ``accuracy``, ``reference_test_accuracy`` and ``count``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy of ``frame`` with the columns ``change`` and ``normalised_change`` added.
+
+    Raises
+    ------
+    AnalysisError
+        If a column it needs is missing from ``frame``.
+
     Notes
     -----
     For class :math:`c` of a state with test accuracy :math:`A` whose reference
@@ -51,6 +67,21 @@ def class_change(frame: pandas.DataFrame) -> pandas.DataFrame:
 def gini(values: Any) -> float:
     """The Gini coefficient of non-negative values: 0 when all are equal, towards 1 when one holds everything.
 
+    Parameters
+    ----------
+    values : array_like of float
+        The values (e.g. per-class accuracies); NaN entries are left out.
+
+    Returns
+    -------
+    float
+        The coefficient, in [0, 1); NaN when no value remains or their mean is 0.
+
+    Raises
+    ------
+    AnalysisError
+        If a value is negative.
+
     Notes
     -----
     :math:`G = \\sum_i \\sum_j |x_i - x_j| / (2 n^2 \\bar{x})`; NaN for an empty
@@ -73,6 +104,22 @@ def disparity(frame: pandas.DataFrame) -> pandas.DataFrame:
     ``gini`` (of the per-class accuracies), and ``excess_loss_gap``: with
     per-class excess loss :math:`e_c = \\ell_c - \\ell^{ref}_c` (test
     cross-entropy), :math:`\\max_c e_c - \\min_c e_c`.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        A class frame (:func:`~prunelab.analysis.class_frame`), with the columns
+        :func:`class_change` needs and ``class``, ``loss`` and ``reference_loss``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per outcome state, with the columns listed above.
+
+    Raises
+    ------
+    AnalysisError
+        If a column :func:`class_change` needs is missing from ``frame``.
 
     References
     ----------
@@ -99,6 +146,25 @@ def pareto_front(frame: pandas.DataFrame, objectives: Mapping[str, str]) -> pand
 
     A row dominates another when it is at least as good on every objective and
     better on one. Rows with a NaN objective are left out.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Any frame with the objective columns, e.g. a state frame merged with
+        :func:`disparity` on ``state_id``.
+    objectives : mapping of str to {"max", "min"}
+        Each column to use, and whether larger (``"max"``) or smaller (``"min"``) is better.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows of ``frame`` on the front, with all their columns and their index.
+
+    Raises
+    ------
+    AnalysisError
+        If ``objectives`` is empty, a sense is not ``"max"`` or ``"min"``, or an
+        objective column is missing from ``frame``.
     """
     if not objectives:
         raise AnalysisError("pareto_front needs at least one objective, e.g. {'test_accuracy': 'max'}.")
@@ -127,6 +193,16 @@ def mask_similarity(masks: Mapping[str, Any]) -> pandas.DataFrame:
     ----------
     masks : mapping of label to masks or nn.Module
         E.g. ``{technique: get_masks(state.model)}`` for states of one sparsity.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per pair of labels, with the columns ``a``, ``b``, ``jaccard``, ``chance`` and ``lift``.
+
+    Raises
+    ------
+    PruningError
+        If two of the masks cover different parameters.
     """
     import itertools
 

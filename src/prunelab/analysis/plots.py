@@ -32,7 +32,20 @@ def _figure(width: float = 7.0, height: float = 4.5) -> Figure:
 
 
 def population_labels(populations: Any) -> dict[str, str]:
-    """Short labels for population strings: only the properties that differ between them."""
+    """Short labels for population strings: only the properties that differ between them.
+
+    Parameters
+    ----------
+    populations : iterable of str
+        Population strings as in the ``population`` column of the frames (``"key=value; key=value"``);
+        repeats are allowed.
+
+    Returns
+    -------
+    dict of str to str
+        Each distinct population to its label: the ``key=value`` pairs that vary between the
+        populations, or ``"all runs"`` when none varies.
+    """
     values = sorted(set(populations))
     split = {p: dict(part.split("=", 1) for part in p.split("; ") if "=" in part) for p in values}
     keys = sorted({k for fields in split.values() for k in fields})
@@ -46,6 +59,19 @@ def accuracy_vs_sparsity(state_frame: pandas.DataFrame, metric: str = "test_accu
     One panel per population (training runs sharing every root property but
     the replicate); the band is over training runs at each round, and the
     unpruned models' mean is a horizontal grey line.
+
+    Parameters
+    ----------
+    state_frame : pandas.DataFrame
+        From :func:`~prunelab.analysis.state_frame`; rows where ``metric`` or
+        ``sparsity`` is NaN (e.g. blinded) are left out.
+    metric : str, default="test_accuracy"
+        The column drawn on the vertical axis (e.g. ``"val_accuracy"``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per population.
     """
     frame = state_frame.dropna(subset=[metric, "sparsity"])
     labels = population_labels(frame["population"]) if len(frame) else {"": "no data"}
@@ -75,7 +101,23 @@ def accuracy_vs_sparsity(state_frame: pandas.DataFrame, metric: str = "test_accu
 
 
 def class_change_heatmap(class_frame: pandas.DataFrame) -> Figure:
-    """Mean per-class change of test accuracy from the unpruned reference, per (technique, treatment, round)."""
+    """Mean per-class change of test accuracy from the unpruned reference, per (technique, treatment, round).
+
+    Parameters
+    ----------
+    class_frame : pandas.DataFrame
+        From :func:`~prunelab.analysis.class_frame`; the unpruned rows are left out.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        A heatmap: one row per (technique, treatment, round), one column per class.
+
+    Raises
+    ------
+    AnalysisError
+        If the frame has no pruned states, or lacks a column :func:`~prunelab.analysis.class_change` needs.
+    """
     from .metrics import class_change
 
     pruned = class_change(class_frame[class_frame["technique"] != "none"])
@@ -96,7 +138,18 @@ def class_change_heatmap(class_frame: pandas.DataFrame) -> Figure:
 
 
 def coefficient_plot(result: RegressionResult) -> Figure:
-    """Each coefficient of the Prune Responsibly regression with its 95% interval (clustered)."""
+    """Each coefficient of the Prune Responsibly regression with its 95% interval (clustered).
+
+    Parameters
+    ----------
+    result : RegressionResult
+        From :func:`~prunelab.analysis.prune_responsibly_model`; the intercept is not drawn.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One point and interval per term.
+    """
     table = result.table[result.table["term"] != "Intercept"]
     fig = _figure(7.0, max(2.5, 0.4 * len(table) + 1.2))
     ax = fig.add_subplot()
@@ -112,7 +165,25 @@ def coefficient_plot(result: RegressionResult) -> Figure:
 
 def pareto_plot(frame: pandas.DataFrame, x: str = "sparsity", y: str = "test_accuracy",
                 colour: str = "worst_drop") -> Figure:
-    """States by ``x`` and ``y`` (coloured by ``colour``), the front over (max x, max y, min colour) ringed."""
+    """States by ``x`` and ``y`` (coloured by ``colour``), the front over (max x, max y, min colour) ringed.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One row per state with the three columns, e.g. a state frame merged with
+        :func:`~prunelab.analysis.disparity` on ``state_id``; rows with a NaN in one of them are left out.
+    x : str, default="sparsity"
+        The column on the horizontal axis (larger is better on the front).
+    y : str, default="test_accuracy"
+        The column on the vertical axis (larger is better on the front).
+    colour : str, default="worst_drop"
+        The column giving each point's colour (smaller is better on the front).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The scatter plot; empty axes when no row remains.
+    """
     from .metrics import pareto_front
 
     data = frame.dropna(subset=[x, y, colour])

@@ -61,6 +61,7 @@ def preregister(exp: Experiment, name: str, *, metrics: Sequence[str], nodes: Se
     Parameters
     ----------
     exp : Experiment
+        The experiment the registration is recorded in (under ``EXP/prereg/``).
     name : str
         Unique within the experiment.
     metrics : list of str
@@ -72,9 +73,15 @@ def preregister(exp: Experiment, name: str, *, metrics: Sequence[str], nodes: Se
     formula : str, optional
         The model you will fit (e.g. the Prune Responsibly formula).
     alpha : float, default=0.05
+        The significance level you will test at, strictly between 0 and 1.
     allow_late : bool, default=False
         Register although some covered metrics exist already (recorded, and
         reported as late).
+
+    Returns
+    -------
+    str
+        The registration's digest (also printed to standard error).
 
     Raises
     ------
@@ -115,13 +122,40 @@ def blind(exp: Experiment, *, metrics: Sequence[str], nodes: Sequence[str] = ())
 
     Results written while blinded keep the covered values in a withheld record;
     results that exist already are hidden from reads too.
+
+    Parameters
+    ----------
+    exp : Experiment
+        The experiment the blind is recorded in (under ``EXP/prereg/``).
+    metrics : str or list of str
+        Function names or ``function.key`` patterns to withhold (``"evaluate.test_accuracy"``).
+    nodes : str or list of str, optional
+        Tag patterns a covered node matches, all of them (default: every node).
+
+    Raises
+    ------
+    AnalysisError
+        If ``metrics`` is empty, or a pattern is not a non-empty string; nothing is written then.
     """
     _append(exp, {"kind": "blind", "nodes": _patterns(nodes, "nodes", allow_empty=True),
                   "metrics": _patterns(metrics, "metrics", allow_empty=False), "created": time.time()})
 
 
 def unblind(exp: Experiment, reason: str = "") -> None:
-    """Record the end of every blind so far; the withheld metrics show again."""
+    """Record the end of every blind so far; the withheld metrics show again.
+
+    Parameters
+    ----------
+    exp : Experiment
+        The experiment the unblinding is recorded in.
+    reason : str, default=""
+        Why the blind ends (e.g. the analysis is fixed), recorded with the entry.
+
+    Raises
+    ------
+    AnalysisError
+        If no blind is in force (none recorded, or all ended by an earlier unblind).
+    """
     if not exp.graph.prereg.blinds:
         raise AnalysisError("nothing is blinded in this experiment; unblind records the end of a blind.")
     _append(exp, {"kind": "unblind", "reason": str(reason), "created": time.time()})
@@ -133,6 +167,23 @@ def registrations(exp: Experiment) -> list[dict[str, Any]]:
     A registration is edited when its content no longer gives the digest it
     was written with, or when records written after it carry another digest
     for it (it was changed, and its digest rewritten to match, afterwards).
+
+    Parameters
+    ----------
+    exp : Experiment
+        The experiment whose registrations are checked.
+
+    Returns
+    -------
+    list of dict
+        One per registration, oldest first, with ``name``, ``digest`` (of its content now),
+        ``registered_digest``, ``created``, ``late``, ``metrics``, ``nodes``, ``hypotheses``,
+        ``formula``, ``alpha``, ``status`` and ``why``.
+
+    Raises
+    ------
+    CorruptStateError
+        If an entry of the pre-registration log is damaged (nobody can check it); the message names the file.
     """
     exp.store.logs.read("prereg", strict=True)  # a damaged entry is an edit nobody can check: say which file
     prereg = exp.graph.prereg

@@ -37,7 +37,9 @@ DEFAULT_FORMULA = "accuracy ~ " + " + ".join([*COVARIATES, *(f"C({f})" for f in 
 class RegressionResult:
     """What :func:`prune_responsibly_model` found.
 
-    Attributes
+    The constructor's parameters are the attributes.
+
+    Parameters
     ----------
     formula : str
         The formula fitted (one-level factors removed).
@@ -52,10 +54,14 @@ class RegressionResult:
         The binomial GLM's slopes (logit link; the outcome is the count
         of correct test samples of the class out of ``count``, clustered errors)
         and ``agrees``: the same sign as OLS, or both insignificant at 5%.
-    n, clusters : int
-        Rows and training runs used.
-    warnings : list of str
-        What limits the interpretation (one-level factors, constant representation).
+    n : int
+        Rows used.
+    clusters : int
+        Training runs used (the clusters of the standard errors).
+    warnings : list of str, optional
+        What limits the interpretation (one-level factors, constant representation); default none.
+    ols : statsmodels RegressionResults, optional
+        The fitted OLS model, with the clustered covariance; None when not given.
     """
 
     formula: str
@@ -92,6 +98,11 @@ def prune_responsibly_model(class_frame: pandas.DataFrame, formula: str | None =
         are not in the frame).
     pruned_only : bool, default=True
         Fit on pruned states only (the unpruned rows are the references).
+
+    Returns
+    -------
+    RegressionResult
+        The formula fitted, the coefficients, the F-tests per term, the GLM check and the warnings.
 
     Raises
     ------

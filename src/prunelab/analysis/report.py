@@ -89,6 +89,23 @@ def report(exp: Experiment, path: str | Path | None = None) -> Path:
     Pareto front, regression coefficients, the experiment graph), the Prune
     Responsibly regression, per-class tests, disparity, tags, the environment
     and how to reproduce the results.
+
+    Parameters
+    ----------
+    exp : Experiment
+        The experiment to report on.
+    path : str or Path, optional
+        The file to write (replaced if it exists); None: ``report.html`` in the experiment's directory.
+
+    Returns
+    -------
+    Path
+        The file written.
+
+    Raises
+    ------
+    CorruptStateError
+        If an entry of the pre-registration log is damaged (from :func:`registrations`).
     """
     from .. import __version__
     from .plots import accuracy_vs_sparsity, class_change_heatmap, population_labels

@@ -38,6 +38,30 @@ def welch_per_class(frame: pandas.DataFrame, correction: str = "bh", alpha: floa
 
     Returns one row per (comparison, class) with both means, their difference,
     ``t``, ``p_value``, ``p_adjusted``, ``reject`` and both sizes.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        A class frame (:func:`~prunelab.analysis.class_frame`): it needs ``population``,
+        ``technique``, ``treatment``, ``round``, ``class``, ``accuracy``, ``reference_id`` and
+        ``reference_test_accuracy``.
+    correction : {"bh", "holm"}, default="bh"
+        The multiplicity correction within each comparison: Benjamini–Hochberg or Holm.
+    alpha : float, default=0.05
+        The level of ``reject``: false discovery rate (``"bh"``) or family-wise error rate (``"holm"``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``population``, ``technique``, ``treatment``, ``round``, ``class``,
+        ``mean_pruned``, ``mean_unpruned``, ``difference`` (pruned − unpruned), ``t``,
+        ``p_value``, ``p_adjusted``, ``reject``, ``n_pruned`` and ``n_unpruned``; ``t`` and the
+        p-values are NaN where a population has fewer than two values.
+
+    Raises
+    ------
+    AnalysisError
+        If ``correction`` is not ``"bh"`` or ``"holm"``.
     """
     import pandas as pd
     from scipy import stats
@@ -82,6 +106,28 @@ def paired_test(a: Sequence[float], b: Sequence[float], method: str = "t", *, n_
     The permutation test flips the signs of the paired differences (exactly when
     :math:`2^n \\le` ``n_resamples``) and uses their mean as the statistic.
     Returns ``statistic``, ``p_value`` (two-sided) and ``mean_difference``.
+
+    Parameters
+    ----------
+    a, b : sequence of float
+        The two samples, paired by position (same length, at least 2).
+    method : {"t", "wilcoxon", "permutation"}, default="t"
+        The paired t-test, the Wilcoxon signed-rank test or the sign-flip permutation test.
+    n_resamples : int, default=9999
+        Permutation test only: the number of random sign flips.
+    seed : int, default=0
+        Permutation test only: the seed of its random generator.
+
+    Returns
+    -------
+    dict of str to float
+        ``statistic``, ``p_value`` (two-sided) and ``mean_difference`` (mean of A − B).
+
+    Raises
+    ------
+    AnalysisError
+        If the samples are not 1-d, differ in length or have fewer than two values, or
+        ``method`` is not one of the three.
     """
     from scipy import stats
 
@@ -104,6 +150,30 @@ def paired_test(a: Sequence[float], b: Sequence[float], method: str = "t", *, n_
 def prob_better(a: Sequence[float], b: Sequence[float], *, gamma: float = 0.75, confidence: float = 0.95,
                 n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
     """P(A > B), its percentile-bootstrap interval, and Bouthillier et al.'s decision.
+
+    Parameters
+    ----------
+    a, b : sequence of float
+        The two samples (e.g. test accuracies of two populations of runs), at least two values each.
+    gamma : float, default=0.75
+        The estimate above which a significant difference counts as meaningful.
+    confidence : float, default=0.95
+        The coverage of the bootstrap interval.
+    n_boot : int, default=2000
+        The number of bootstrap resamples.
+    seed : int, default=0
+        The seed of the bootstrap's random generator.
+
+    Returns
+    -------
+    dict
+        ``estimate``, ``ci_low``, ``ci_high`` (floats), ``significant``, ``meaningful`` (bools)
+        and ``conclusion`` (the decision in words).
+
+    Raises
+    ------
+    AnalysisError
+        If a sample has fewer than two values.
 
     Notes
     -----
@@ -140,19 +210,38 @@ def _p_greater(x: np.ndarray, y: np.ndarray) -> float:
 def noether_sample_size(alpha: float = 0.05, beta: float = 0.05, gamma: float = 0.75) -> int:
     """Runs per population to detect P(A > B) = ``gamma`` with a one-sided test at level ``alpha``, power 1 − ``beta``.
 
+    Parameters
+    ----------
+    alpha : float, default=0.05
+        The level of the one-sided test, in (0, 1).
+    beta : float, default=0.05
+        One minus the power wanted, in (0, 1).
+    gamma : float, default=0.75
+        The P(A > B) to detect, in (0.5, 1).
+
+    Returns
+    -------
+    int
+        The number of training runs needed in each population.
+
+    Raises
+    ------
+    AnalysisError
+        If a value is outside its range.
+
     Notes
     -----
     Noether's formula for the Mann–Whitney test:
     :math:`n = \\lceil (z_{1-\\alpha} + z_{1-\\beta})^2 / (6 (\\gamma - \\tfrac12)^2) \\rceil`.
 
+    References
+    ----------
+    Noether, "Sample Size Determination for Some Common Nonparametric Tests", JASA 1987.
+
     Examples
     --------
     >>> noether_sample_size(0.05, 0.05, 0.75)
     29
-
-    References
-    ----------
-    Noether, "Sample Size Determination for Some Common Nonparametric Tests", JASA 1987.
     """
     from scipy.stats import norm
 
@@ -167,6 +256,25 @@ def tost(a: Sequence[float], b: Sequence[float], bound: float, *, paired: bool =
 
     Returns ``p_value`` (the larger of the two one-sided p-values),
     ``equivalent`` (at 5%) and ``mean_difference``.
+
+    Parameters
+    ----------
+    a, b : sequence of float
+        The two samples; of one length, paired by position, when ``paired``.
+    bound : float
+        The equivalence margin, positive, in the samples' units (e.g. 0.01 of accuracy).
+    paired : bool, default=False
+        Use paired t-tests instead of Welch's (unequal variances).
+
+    Returns
+    -------
+    dict
+        ``p_value`` (float), ``equivalent`` (bool) and ``mean_difference`` (mean of A − mean of B).
+
+    Raises
+    ------
+    AnalysisError
+        If ``bound`` is not positive.
     """
     from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
@@ -186,6 +294,23 @@ def mcnemar(predictions_a: Any, predictions_b: Any, labels: Any) -> dict[str, An
     Uses the exact binomial test when fewer than 25 samples are discordant.
     Returns ``statistic``, ``p_value``, and the discordant counts ``only_a``
     (A right, B wrong) and ``only_b``.
+
+    Parameters
+    ----------
+    predictions_a, predictions_b : array_like of int
+        The labels models A and B predicted for each test sample (flattened).
+    labels : array_like of int
+        The true labels, in the same order (flattened).
+
+    Returns
+    -------
+    dict
+        ``statistic`` and ``p_value`` (floats), ``only_a`` and ``only_b`` (ints).
+
+    Raises
+    ------
+    AnalysisError
+        If the three have different lengths.
     """
     from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 
@@ -210,6 +335,24 @@ def pruning_identified_exemplars(pruned: Sequence[Any], unpruned: Sequence[Any])
     a pruning-identified exemplar (PIE) when the most frequent label among the
     pruned models differs from the most frequent among the unpruned ones (ties
     go to the smallest label).
+
+    Parameters
+    ----------
+    pruned : sequence of array_like or Node
+        The pruned population: one predicted-label vector or evaluated node per model.
+    unpruned : sequence of array_like or Node
+        The unpruned population, the same way.
+
+    Returns
+    -------
+    numpy.ndarray of int
+        The indices of the PIEs, in increasing order.
+
+    Raises
+    ------
+    AnalysisError
+        If a population is empty, the two predicted different numbers of samples, or a node has
+        no (unblinded) ``evaluate`` result with test predictions.
 
     References
     ----------

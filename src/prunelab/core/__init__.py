@@ -22,7 +22,8 @@ from .errors import (
     UnknownNameError,
 )
 from .identity import encode
-from .nodes import Node, NodeSet
+from .nodes import Node
+from .nodeset import NodeSet
 from .recipe import Function, Recipe, function
 from .state import REQUIRED, ExperimentState
 

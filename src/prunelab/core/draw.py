@@ -26,10 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import PrunelabWarning, StateDefinitionError
+from .records import Status
 
 if TYPE_CHECKING:
     from .graph import Graph
-    from .nodes import Node, NodeSet
+    from .nodes import Node
+    from .nodeset import NodeSet
 
 __all__ = ["text_tree", "to_dot", "draw", "MAX_NODES"]
 
@@ -43,9 +45,9 @@ _ID = re.compile("[0-9a-f]{32}")
 # C0 and C1 controls, DEL, the line and paragraph separators, and the bidi embeddings, overrides and isolates
 _UNSAFE = [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
 _ESCAPES = {c: chr(c).encode("unicode_escape").decode("ascii") for c in _UNSAFE}
-_COLOURS = {"done": "#d8f0d8", "failed": "#f4c7c3", "stale": "#fce8b2", "declared": "#ffffff",
-            "skipped": "#eeeeee", "running": "#c6dafc"}
-_STATUS_ORDER = ("done", "failed", "stale", "running", "skipped", "declared")
+_COLOURS: dict[str, str] = {Status.DONE: "#d8f0d8", Status.FAILED: "#f4c7c3", Status.STALE: "#fce8b2", Status.DECLARED: "#ffffff",
+            Status.SKIPPED: "#eeeeee", Status.RUNNING: "#c6dafc"}
+_STATUS_ORDER = (Status.DONE, Status.FAILED, Status.STALE, Status.RUNNING, Status.SKIPPED, Status.DECLARED)
 _GROUP_TAGS = 3  # tags shown per group box
 _TAG_WIDTH = 24  # characters kept of each
 

@@ -39,12 +39,14 @@ class UnknownNameError(PrunelabError, LookupError):
 class CorruptStateError(PrunelabError, OSError):
     """A stored file fails its checksum or cannot be parsed.
 
-    Attributes
+    Parameters
     ----------
-    path : str
-        The file at fault.
-    state_ids : list of str
-        Every state that uses the file.
+    message : str
+        What is wrong with the file (the exception's text).
+    path : str, default=""
+        The file at fault; kept as the ``path`` attribute.
+    state_ids : sequence of str, default=()
+        Every state that uses the file; kept as the ``state_ids`` attribute (a list).
     """
 
     def __init__(self, message: str, path: str = "", state_ids: Sequence[str] = ()):
@@ -67,12 +69,15 @@ class StateDefinitionError(PrunelabError, ValueError):
 class RunError(PrunelabError, RuntimeError):
     """One or more nodes failed during :meth:`Experiment.run`.
 
-    Attributes
+    The message counts the failures and skips and gives the last line of each traceback.
+
+    Parameters
     ----------
     failed : dict of str to str
-        Failed node id to the traceback of its failure.
-    skipped : list of str
-        Ids of the nodes skipped because an ancestor failed.
+        Failed node id (or ``"<id> function <name>"``) to the traceback of its failure; kept (copied)
+        as the ``failed`` attribute.
+    skipped : sequence of str, default=()
+        Ids of the nodes skipped because an ancestor failed; kept as the ``skipped`` attribute (a list).
     """
 
     def __init__(self, failed: dict[str, str], skipped: Sequence[str] = ()):

@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import UnknownNameError
-from .nodes import Node, NodeSet
+from .nodes import Node
+from .nodeset import NodeSet
 from .prereg import Prereg, mask
+from .records import Status
 
 if TYPE_CHECKING:
     from .host import Host
+    from .recipe import Recipe
 
 __all__ = ["Graph"]
 
@@ -60,15 +63,53 @@ class Graph:
         """A node's stored tags and those declared now."""
         return frozenset(self.stored_tags().get(node.id, ())) | frozenset(node._tags or ())
 
-    def declare(self, node_id: str, parent_id: str | None) -> Node:
-        """Return the node with this id, creating a declared one if it is new."""
+    def declare(self, node_id: str, parent_id: str | None, *, pending: dict[str, Any] | None = None,
+                values: dict[str, Any] | None = None, recipe: Recipe | None = None) -> Node:
+        """Return the node with this id (the same object for the same id), creating a declared one if it is new.
+
+        ``pending`` is its record as known before it runs (what a retried
+        failure starts from), ``values`` its property values and ``recipe``
+        the recipe, as applied, that makes it; each given one is set.
+        """
         node = self._nodes.get(node_id)
         if node is None:
             node = self.experiment.node_class(self.experiment, node_id, parent_id, None)
             self._nodes[node_id] = node
             if self._children is not None:
                 self._children.setdefault(parent_id, []).append(node_id)
+        if pending is not None:
+            node._pending = pending
+        if values is not None:
+            node.values = values
+        if recipe is not None:
+            node.recipe_obj = recipe
         return node
+
+    # ------------------------------------------------------------ statuses
+    def set_stored_status(self, node_id: str, status: str | None) -> None:
+        """Record what the store says of a node now (``None``: not stored)."""
+        self._nodes[node_id].stored_status = status
+
+    def mark_running(self, node_ids: Iterable[str]) -> None:
+        """Show these nodes as ``running`` until :meth:`refresh`."""
+        for node_id in node_ids:
+            self._nodes[node_id].run_status = Status.RUNNING
+
+    def refresh(self, node_ids: Iterable[str], stored: dict[str, str]) -> None:
+        """After a run: these nodes' stored statuses are ``stored`` (absent: not stored); their records are re-read."""
+        for node_id in node_ids:
+            node = self._nodes[node_id]
+            node.stored_status = stored.get(node_id)
+            node.run_status = None
+            node.invalidate()
+        self.invalidate()
+
+    def mark_skipped(self, node_ids: Iterable[str]) -> None:
+        """Show the nodes a run skipped (an ancestor failed) as ``skipped``, unless they are stored."""
+        for node_id in node_ids:
+            node = self._nodes.get(node_id)
+            if node is not None and node.stored_status is None:
+                node.run_status = Status.SKIPPED
 
     def forget(self, node_ids: Iterable[str]) -> None:
         """Drop nodes from the graph (after removal)."""
@@ -191,7 +232,7 @@ class Graph:
             row.update(record.get("properties") or {})
             row.update(record.get("lineage") or {})
             row.update({f"recipe.{k}": v for k, v in (recipe.get("properties") or {}).items()})
-            if node.stored_status == "done":
+            if node.stored_status == Status.DONE:
                 for name, value in self.results_of(node).items():
                     if isinstance(value, dict):
                         row.update({f"{name}.{k}": v for k, v in value.items() if _is_scalar(v)})

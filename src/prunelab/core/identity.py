@@ -100,6 +100,17 @@ def class_name(cls: type) -> str:
 def encode(value: Any) -> bytes:
     """Return the canonical byte encoding of ``value``.
 
+    Parameters
+    ----------
+    value : object
+        A str, number, bool, None, bytes, list, tuple, dict with str keys, set, Path, Enum,
+        dataclass, array or tensor, nested as deep as needed.
+
+    Returns
+    -------
+    bytes
+        The same bytes for the same value, whatever the order of a dict's keys or a set's items.
+
     Raises
     ------
     UnhashableValueError

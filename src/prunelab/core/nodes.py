@@ -1,27 +1,21 @@
-"""Nodes (declared or stored states) and sets of them."""
+"""Nodes: a declared or stored state, at any stage of its life (sets of them are :mod:`.nodeset`'s)."""
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 
-from .display import to_display
 from .errors import UnknownNameError
 from .recipe import Function, Recipe, fingerprint
+from .records import Status
 from .seeding import derive_seed
 from .state import bind_node
 
 if TYPE_CHECKING:
-    import pandas
-
     from .host import Host
+    from .nodeset import NodeSet
     from .state import ExperimentState
 
-__all__ = ["Node", "NodeSet"]
-
-_WILDCARDS = set("*?[")
-
+__all__ = ["Node"]
 
 class Node:
     """One state of the experiment graph, at any stage of its life.
@@ -31,6 +25,19 @@ class Node:
     but its recipe's source changed since; never silently recomputed). Slim
     nodes read their record lazily from the index; :meth:`restore` loads the
     values.
+
+    Nodes are made by their experiment's graph (declaring or loading one), not by hand.
+
+    Parameters
+    ----------
+    experiment : Host
+        The experiment the node belongs to.
+    node_id : str
+        The state's id.
+    parent_id : str or None
+        The parent's id (None for a root).
+    stored_status : str or None
+        The status stored for the state (None when it is only declared).
     """
 
     __slots__ = ("experiment", "id", "parent_id", "stored_status", "run_status", "recipe_obj", "functions",
@@ -52,18 +59,18 @@ class Node:
 
     # ------------------------------------------------------------- status
     @property
-    def status(self) -> str:
-        """One of declared, running, done, failed, skipped, stale."""
-        if self.run_status in ("running", "skipped"):
-            return self.run_status
+    def status(self) -> Status:
+        """One of declared, running, done, failed, skipped, stale (a :class:`Status`, equal to its string)."""
+        if self.run_status is not None:
+            return Status(self.run_status)
         if self.stored_status is None:
-            return "declared"
-        if self.stored_status == "done" and self.recipe_obj is not None:
+            return Status.DECLARED
+        if self.stored_status == Status.DONE and self.recipe_obj is not None:
             stored = (self.record.get("recipe") or {}).get("fingerprint")
             current = fingerprint(type(self.recipe_obj))
             if stored and current and stored != current:
-                return "stale"
-        return self.stored_status
+                return Status.STALE
+        return Status(self.stored_status)
 
     @property
     def record(self) -> dict[str, Any]:
@@ -87,6 +94,8 @@ class Node:
     @property
     def children(self) -> NodeSet:
         """The child nodes, stored or declared."""
+        from .nodeset import NodeSet
+
         return NodeSet(self.experiment.graph.children_of(self.id))
 
     @property
@@ -96,7 +105,13 @@ class Node:
         return frozenset(stored | (self._tags or set()))
 
     def add_tag_in_memory(self, tag: str) -> None:
-        """Record a tag declared in this session (stored at the next run)."""
+        """Record a tag declared in this session (stored at the next run).
+
+        Parameters
+        ----------
+        tag : str
+            The tag (not checked here: :meth:`Experiment.tag` checks it).
+        """
         if self._tags is None:
             self._tags = set()
         self._tags.add(tag)
@@ -138,9 +153,22 @@ class Node:
 
     # ------------------------------------------------------------- values
     def restore(self) -> ExperimentState:
-        """Load the state's values (once) and return the state (``state.id`` and ``state.tags`` are the node's)."""
+        """Load the state's values (once) and return the state (``state.id`` and ``state.tags`` are the node's).
+
+        Returns
+        -------
+        ExperimentState
+            The state, the same object on each call until :meth:`deflate`.
+
+        Raises
+        ------
+        UnknownNameError
+            If the state is not stored as done (declared, failed …), so it has no values.
+        CorruptStateError
+            If a stored file of the state fails its checksum or cannot be parsed.
+        """
         if self._state is None:
-            if self.stored_status != "done":
+            if self.stored_status != Status.DONE:
                 raise UnknownNameError(
                     f"state {self.id[:12]} is {self.status}, so it has no stored values; run the experiment first."
                 )
@@ -148,7 +176,13 @@ class Node:
         return self._state
 
     def deflate(self) -> Node:
-        """Drop loaded values, keeping the slim node; return the node."""
+        """Drop loaded values, keeping the slim node; return the node.
+
+        Returns
+        -------
+        Node
+            This node.
+        """
         self._state = None
         return self
 
@@ -162,171 +196,3 @@ class Node:
 
     def __hash__(self) -> int:
         return hash(self.id)
-
-
-def _match_tags(tags: frozenset[str], pattern: str) -> bool:
-    negate = pattern.startswith("!")
-    pat = pattern[1:] if negate else pattern
-    if _WILDCARDS.isdisjoint(pat):
-        found = pat in tags
-    else:
-        found = any(fnmatch.fnmatchcase(t, pat) for t in tags)
-    return found != negate
-
-
-class NodeSet:
-    """An ordered set of nodes with set algebra, graph walks and queries."""
-
-    __slots__ = ("_nodes",)
-
-    def __init__(self, nodes: Iterable[Node] = ()):
-        seen: dict[str, Node] = {}
-        for node in nodes:
-            seen.setdefault(node.id, node)
-        self._nodes = list(seen.values())
-
-    def __len__(self) -> int:
-        return len(self._nodes)
-
-    def __iter__(self) -> Iterator[Node]:
-        return iter(self._nodes)
-
-    @overload
-    def __getitem__(self, key: int) -> Node: ...
-
-    @overload
-    def __getitem__(self, key: slice) -> NodeSet: ...
-
-    def __getitem__(self, key: int | slice) -> Node | NodeSet:
-        if isinstance(key, slice):
-            return NodeSet(self._nodes[key])
-        return self._nodes[key]
-
-    def __contains__(self, node: object) -> bool:
-        return isinstance(node, Node) and any(n.id == node.id for n in self._nodes)
-
-    def __and__(self, other: object) -> NodeSet:
-        nodes = _operand(other)
-        if nodes is None:
-            return NotImplemented
-        ids = {n.id for n in nodes}
-        return NodeSet(n for n in self._nodes if n.id in ids)
-
-    def __or__(self, other: object) -> NodeSet:
-        nodes = _operand(other)
-        if nodes is None:
-            return NotImplemented
-        return NodeSet([*self._nodes, *nodes])
-
-    def __sub__(self, other: object) -> NodeSet:
-        nodes = _operand(other)
-        if nodes is None:
-            return NotImplemented
-        ids = {n.id for n in nodes}
-        return NodeSet(n for n in self._nodes if n.id not in ids)
-
-    def __repr__(self) -> str:
-        return f"NodeSet({len(self)} nodes)"
-
-    @property
-    def ids(self) -> list[str]:
-        """The node ids, in order."""
-        return [n.id for n in self._nodes]
-
-    def filter(self, *tag_patterns: str, **properties: Any) -> NodeSet:
-        """Keep nodes whose tags match every pattern and whose fields equal ``properties``.
-
-        Patterns are shell-style (``"lr:*"``); ``"!pattern"`` keeps nodes with no
-        matching tag. A keyword matches a state property, a lineage field
-        (``root_id``, ``depth`` and the fields recipes' ``LINEAGE`` records) or
-        a property of the node's recipe, compared in their readable form; a
-        keyword that names no field of any node in the set is an error listing
-        the fields there are.
-        """
-        nodes = self._nodes
-        if tag_patterns:
-            stored = nodes[0].experiment.graph.stored_tags() if nodes else {}
-            kept = []
-            for node in nodes:
-                tags = frozenset(stored.get(node.id, ())) | frozenset(node._tags or ())
-                if all(_match_tags(tags, p) for p in tag_patterns):
-                    kept.append(node)
-            nodes = kept
-        if properties and self._nodes:
-            fields = {n.id: _fields(n) for n in nodes}  # of the nodes the tags kept; the rest only to name a typo
-            if not set(properties) <= set().union(*fields.values()):
-                _refuse_unknown(self._nodes, properties)
-            wanted = {k: to_display(v) for k, v in properties.items()}
-            nodes = [n for n in nodes if all(k in fields[n.id] and fields[n.id][k] == v for k, v in wanted.items())]
-        return NodeSet(nodes)
-
-
-    def where(self, predicate: Callable[[Node], bool]) -> NodeSet:
-        """Keep nodes for which ``predicate(node)`` is true."""
-        return NodeSet(n for n in self._nodes if predicate(n))
-
-    def children(self) -> NodeSet:
-        """Every child of a node in the set."""
-        return NodeSet(c for n in self._nodes for c in n.children)
-
-    def ancestors(self) -> NodeSet:
-        """Every strict ancestor of a node in the set, nearest first."""
-        out: list[Node] = []
-        for node in self._nodes:
-            parent = node.parent
-            while parent is not None:
-                out.append(parent)
-                parent = parent.parent
-        return NodeSet(out)
-
-    def descendants(self) -> NodeSet:
-        """Every strict descendant of a node in the set (breadth first)."""
-        out: list[Node] = []
-        frontier = list(self._nodes)
-        while frontier:
-            nxt = [c for n in frontier for c in n.experiment.graph.children_of(n.id)]
-            out.extend(nxt)
-            frontier = nxt
-        return NodeSet(out)
-
-    def in_run(self, k: int = -1) -> NodeSet:
-        """Keep the nodes that run ``k`` declared (``-1``: the latest run)."""
-        if not self._nodes:
-            return NodeSet()
-        declared = set(self._nodes[0].experiment.graph.run_nodes(k))
-        return NodeSet(n for n in self._nodes if n.id in declared)
-
-    def to_frame(self) -> pandas.DataFrame:
-        """Return one row per node: id, status, tags, properties, lineage, recipe and scalar results."""
-        import pandas as pd
-
-        if not self._nodes:
-            return pd.DataFrame(columns=["id", "parent_id", "status", "depth", "recipe", "tags"])
-        return pd.DataFrame(self._nodes[0].experiment.graph.frame_rows(self._nodes))
-
-
-def _fields(node: Node) -> dict[str, Any]:
-    """The fields a node can be filtered on, in readable form: recipe properties, lineage, state properties."""
-    record = node.record
-    return {**((record.get("recipe") or {}).get("properties") or {}), **node.lineage,
-            **(record.get("properties") or {})}
-
-
-def _refuse_unknown(nodes: list[Node], names: dict[str, Any]) -> None:
-    """Raise, listing the known fields, if a name in ``names`` is a field of none of ``nodes``."""
-    known: set[str] = set().union(*(_fields(n) for n in nodes))
-    unknown = sorted(set(names) - known)
-    if unknown:
-        raise UnknownNameError(
-            f"no node of this set has the field(s) {', '.join(map(repr, unknown))}; filter on one of {sorted(known)} "
-            "(state properties, lineage fields and recipe properties), or on tags by passing them as strings."
-        )
-
-
-def _operand(other: object) -> list[Node] | None:
-    """The nodes of the other side of a set operation (a NodeSet, or a list, tuple or set of nodes); else None."""
-    if isinstance(other, NodeSet):
-        return other._nodes
-    if isinstance(other, (list, tuple, set, frozenset)) and all(isinstance(n, Node) for n in other):
-        return list(other)
-    return None

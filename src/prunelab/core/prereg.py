@@ -44,9 +44,9 @@ def covers_metric(patterns: Iterable[str], function: str, key: str | None) -> bo
 
 
 def _tags_match(tags: frozenset[str], patterns: list[str]) -> bool:
-    from .nodes import _match_tags
+    from .nodeset import match_tags
 
-    return all(_match_tags(tags, p) for p in patterns)
+    return all(match_tags(tags, p) for p in patterns)
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,21 @@ class Recipe:
     attributes when it is applied (see :meth:`applied`), so a recipe may set
     them in its own ``__init__`` instead of calling ``Recipe.__init__``, and
     changing an attribute afterwards changes neither the id nor the run.
+
+    Parameters
+    ----------
+    **kwargs
+        The recipe's properties and options, by name; each is set as an attribute. A property left
+        out takes its declared default, an option its ``OPTIONS`` value.
+
+    Raises
+    ------
+    UnknownNameError
+        If a name is neither a declared property nor an option.
+    StateDefinitionError
+        If a property without a default is missing.
+    UnhashableValueError
+        If a property (or an option as recorded) has no identity encoding.
     """
 
     PROPERTIES: ClassVar[list[str] | dict[str, Any]] = []
@@ -153,6 +168,18 @@ class Recipe:
         (as dagger's do, without calling ``Recipe.__init__``) are read the same
         way. Options are held as they are (not copied: one may be a large
         object), so an option changed in place afterwards is seen by the run.
+
+        Returns
+        -------
+        Recipe
+            A shallow copy of this recipe whose property attributes are private copies.
+
+        Raises
+        ------
+        StateDefinitionError
+            If a declared property without a default is not set as an attribute, or a value cannot be copied.
+        UnhashableValueError
+            If a property (or an option as recorded) has no identity encoding.
         """
         self._checked()
         return self.fresh()
@@ -162,6 +189,17 @@ class Recipe:
 
         What each run calls ``run()`` on, made from what :meth:`applied`
         returned (whose values were checked then).
+
+        Returns
+        -------
+        Recipe
+            A shallow copy of this recipe whose property attributes are private copies.
+
+        Raises
+        ------
+        StateDefinitionError
+            If a declared property without a default is not set, a value cannot be copied, or a read-only
+            property does not give the value back on the copy.
         """
         values, options = self.properties, self.options
         frozen = copy.copy(self)
@@ -180,7 +218,23 @@ class Recipe:
         return frozen
 
     def run(self, state: ExperimentState) -> ExperimentState:
-        """Transform ``state`` (a private copy of the parent) and return the new state."""
+        """Transform ``state`` (a private copy of the parent) and return the new state.
+
+        Parameters
+        ----------
+        state : ExperimentState
+            A private copy of the parent's state, which the recipe may change in place.
+
+        Returns
+        -------
+        ExperimentState
+            The new state (usually ``state`` itself).
+
+        Raises
+        ------
+        StateDefinitionError
+            Always, in the base class: subclasses implement it.
+        """
         raise StateDefinitionError(f"{class_name(type(self))} must implement run(self, state).")
 
     def __call__(self, node: Node) -> Node:
@@ -202,6 +256,20 @@ class Function:
     Made by :func:`function`. Calling it on a node declares it; the result is
     stored as ``node.results[name]`` when the experiment runs, once per node,
     name and version.
+
+    Parameters
+    ----------
+    fn : callable
+        Receives a private copy of the node's state and returns the result.
+    name : str or None, default=None
+        Result name; defaults to ``fn.__name__``.
+    version : int, default=1
+        Bump it to recompute results after changing the function.
+
+    Raises
+    ------
+    StateDefinitionError
+        If ``fn`` is not callable, ``version`` is not a positive int, or the name is not an identifier.
     """
 
     def __init__(self, fn: Callable[..., Any], name: str | None = None, version: int = 1):
@@ -255,6 +323,17 @@ def function(fn: Callable[..., Any] | None = None, *, name: str | None = None,
         Result name; defaults to ``fn.__name__``.
     version : int, default=1
         Bump it to recompute results after changing the function.
+
+    Returns
+    -------
+    Function or callable
+        The :class:`Function` wrapping ``fn``; without ``fn``, a decorator that makes one.
+
+    Raises
+    ------
+    StateDefinitionError
+        If ``fn`` is not callable, ``version`` is not a positive int, or the name is not an identifier
+        (with ``fn`` omitted, when the decorator is applied).
     """
     if fn is None:
         return lambda f: Function(f, name, version)

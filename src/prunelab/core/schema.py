@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CorruptStateError
+from .records import Status
 
 __all__ = ["check_state_record", "check_result_record", "check_log_entry", "is_id", "STATUSES"]
 
 #: The statuses a stored state record may have.
-STATUSES = ("done", "failed")
+STATUSES = (Status.DONE, Status.FAILED)
 _HEX = re.compile(r"[0-9a-f]{32}")
 _Check = Callable[[Any], bool]
 

@@ -109,6 +109,11 @@ class ExperimentState:
         before it runs, and passed as keyword arguments too (those the
         signature accepts: all of them with ``**kwargs``); it must not change
         them.
+
+        Parameters
+        ----------
+        **kwargs
+            The state's properties, by name (the base class ignores them).
         """
 
     def __repr__(self) -> str:

@@ -17,6 +17,22 @@ def resolve_executor(executor: Executor | None) -> Executor:
 
     ``PRUNELAB_EXECUTOR=dask`` starts a local cluster (``PRUNELAB_WORKERS`` workers
     if set); ``dask://HOST:PORT`` connects to a running scheduler.
+
+    Parameters
+    ----------
+    executor : Executor or None
+        The executor to use; None picks one from the environment.
+
+    Returns
+    -------
+    Executor
+        ``executor`` itself when given, otherwise a new one.
+
+    Raises
+    ------
+    StateDefinitionError
+        If ``executor`` is not an :class:`Executor`, ``PRUNELAB_WORKERS`` is not a positive int, or
+        ``PRUNELAB_EXECUTOR`` names no known executor.
     """
     if executor is not None:
         if not isinstance(executor, Executor):

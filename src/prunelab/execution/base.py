@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .engine import Engine, Task
+    from .engine import Engine
+    from .task import Task
     from .progress import Progress
     from ..core.errors import RunError
 
@@ -19,23 +20,25 @@ __all__ = ["Executor", "RunReport"]
 class RunReport:
     """What a run did.
 
-    Attributes
+    Each parameter is kept as the attribute of the same name; an executor fills them in as it goes.
+
+    Parameters
     ----------
-    done : list of str
+    done : list of str, default=[]
         States computed and stored by this run.
-    cached : list of str
+    cached : list of str, default=[]
         Declared states that were already stored with all their results.
-    failed : dict of str to str
+    failed : dict of str to str, default={}
         Failed node id (or ``"<id> function <name>"``) to its traceback.
-    skipped : list of str
+    skipped : list of str, default=[]
         States not computed because an ancestor failed.
-    results : list of str
+    results : list of str, default=[]
         ``"<id> <name>@v<version>"`` for each function result stored.
-    elsewhere : list of str
+    elsewhere : list of str, default=[]
         States this run was about to compute but another driver or worker stored first.
-    wall_s : float
-        Wall time of the whole run.
-    error : RunError or None
+    wall_s : float, default=0.0
+        Wall time of the whole run, in seconds.
+    error : RunError or None, default=None
         The error listing the failures (also raised unless ``raise_on_failure=False``).
     """
 
@@ -49,7 +52,14 @@ class RunReport:
     error: RunError | None = None
 
     def summary(self) -> str:
-        """One line: counts and time."""
+        """One line: counts and time.
+
+        Returns
+        -------
+        str
+            ``"prunelab: N computed, N cached, N failed, N skipped, N result(s) in S s"``; states stored
+            elsewhere count as cached.
+        """
         return (f"prunelab: {len(self.done)} computed, {len(self.cached) + len(self.elsewhere)} cached, "
                 f"{len(self.failed)} failed, "
                 f"{len(self.skipped)} skipped, {len(self.results)} result(s) in {self.wall_s:.2f} s")
@@ -60,8 +70,29 @@ class Executor(ABC):
 
     @abstractmethod
     def execute(self, tasks: Sequence[Task], engine: Engine, progress: Progress | None = None) -> RunReport:
-        """Compute ``tasks`` (in dependency order) with ``engine`` and report (and show ``progress``)."""
+        """Compute ``tasks`` (in dependency order) with ``engine`` and report (and show ``progress``).
+
+        Parameters
+        ----------
+        tasks : sequence of Task
+            The plan's tasks, parents before their children.
+        engine : Engine
+            Computes and stores each task.
+        progress : Progress or None, default=None
+            Where to count and show what is done; None shows nothing.
+
+        Returns
+        -------
+        RunReport
+            What was computed, stored elsewhere, failed or skipped, and the results stored.
+        """
 
     def describe(self) -> str:
-        """A short description recorded in the run manifest."""
+        """A short description recorded in the run manifest.
+
+        Returns
+        -------
+        str
+            The executor's class name.
+        """
         return type(self).__name__

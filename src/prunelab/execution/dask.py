@@ -15,7 +15,9 @@ import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .engine import ELSEWHERE, Engine, EngineSpec, Materialized, Task
+from .engine import Engine
+from .materialise import Materialized
+from .task import ELSEWHERE, EngineSpec, Task
 from ..core.errors import StateDefinitionError
 from .base import Executor, RunReport
 from .progress import Progress
@@ -78,6 +80,13 @@ class DaskExecutor(Executor):
         self.cluster = cluster
 
     def describe(self) -> str:
+        """A short description recorded in the run manifest.
+
+        Returns
+        -------
+        str
+            ``"DaskExecutor(<where>)"``: the scheduler's address, the cluster's class name or ``LocalCluster``.
+        """
         where = self.address or (type(self.cluster).__name__ if self.cluster is not None else "LocalCluster")
         return f"DaskExecutor({where})"
 
@@ -95,6 +104,26 @@ class DaskExecutor(Executor):
         return Client(cluster), cluster
 
     def execute(self, tasks: Sequence[Task], engine: Engine, progress: Progress | None = None) -> RunReport:
+        """Compute ``tasks`` on the cluster with ``engine``'s spec and report (and show ``progress``).
+
+        A client is opened for the run (and a ``LocalCluster`` started if no address or cluster was
+        given); both are closed at the end.
+
+        Parameters
+        ----------
+        tasks : sequence of Task
+            The plan's tasks, parents before their children.
+        engine : Engine
+            The driver's engine: workers open their own from its spec; it records the failure of a
+            task that kept killing its workers.
+        progress : Progress or None, default=None
+            Where to count and show what is done; None shows nothing.
+
+        Returns
+        -------
+        RunReport
+            What was computed, stored elsewhere, failed or skipped, and the results stored.
+        """
         from distributed import as_completed
 
         report = RunReport()

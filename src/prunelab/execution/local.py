@@ -9,9 +9,11 @@ from .base import Executor, RunReport
 from .progress import Progress
 
 if TYPE_CHECKING:
-    from .engine import Engine, Task
+    from .engine import Engine
+    from .task import Task
 
-from .engine import BUSY, Materialized
+from .materialise import Materialized
+from .task import BUSY
 from ..core.errors import StateDefinitionError
 
 __all__ = ["LocalExecutor"]
@@ -41,8 +43,25 @@ class LocalExecutor(Executor):
         self.pipelined = pipelined
 
     def execute(self, tasks: Sequence[Task], engine: Engine, progress: Progress | None = None) -> RunReport:
+        """Compute ``tasks`` in this process, depth first, with ``engine`` and report (and show ``progress``).
+
+        Parameters
+        ----------
+        tasks : sequence of Task
+            The plan's tasks, parents before their children.
+        engine : Engine
+            Computes and stores each task.
+        progress : Progress or None, default=None
+            Where to count and show what is done; None shows nothing.
+
+        Returns
+        -------
+        RunReport
+            What was computed, stored elsewhere, failed or skipped, and the results stored; a state that
+            another writer stored first counts as stored elsewhere, not done.
+        """
         report = RunReport()
-        with engine.pipelined(self.pipelined) as late:
+        with engine.writer.pipelined(engine.spec, self.pipelined) as late:
             self._execute(tasks, engine, progress, report)
         for node_id in late:  # stored by another writer first (a failure of ours then stays reported)
             if node_id in report.done:

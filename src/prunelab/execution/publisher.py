@@ -47,7 +47,7 @@ from ..core.errors import PrunelabWarning, PublishError
 from ..storage.lease import Lease, read_lease
 
 if TYPE_CHECKING:
-    from .engine import EngineSpec
+    from .task import EngineSpec
 
 __all__ = ["Publisher", "available"]
 

@@ -5,6 +5,7 @@
 :mod:`.verify` read an experiment from above them.
 """
 
-from .experiment import Experiment, Plan, declaring_only, reindex
+from .experiment import Experiment, Plan, reindex
+from .running import declaring_only
 
 __all__ = ["Experiment", "Plan", "declaring_only", "reindex"]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.identity import class_name
 from ..storage.lease import pid_alive, read_lease
 from ..core.recipe import Function, Recipe, fingerprint
+from ..core.records import Status
 
 if TYPE_CHECKING:
     from .experiment import Experiment
@@ -49,7 +50,7 @@ def held_leases(exp: Experiment) -> list[dict[str, Any]]:
 
 def _imported_code() -> dict[str, dict[str, list[Any]]]:
     """Imported recipe classes and functions by kind (``recipe``, ``function``), then by name (several may share one)."""
-    from .experiment import imported
+    from ..core.discovery import imported
 
     code: dict[str, dict[str, list[Any]]] = {"recipe": {}, "function": {}}
     for value in imported(lambda v: isinstance(v, Function) or _is_recipe(v)):
@@ -230,7 +231,7 @@ def environment_groups(exp: Experiment) -> list[dict[str, Any]]:
     field (and package version) that is not the same.
     """
     groups = Counter((n.record.get("environment"), n.record.get("threads"), n.record.get("deterministic"))
-                     for n in exp.graph.nodes if n.stored_status == "done")
+                     for n in exp.graph.nodes if n.stored_status == Status.DONE)
     ordered = groups.most_common()
     if not ordered:
         return []

@@ -12,20 +12,21 @@ difference is reported), or *different* (the first differing value named).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .audit import recorded_class
-from ..storage.consistency import index_differences
-from ..storage.sources import MemorySource, StoreSource
 from ..core.errors import CorruptStateError, PrunelabError
-from ..core.records import canonical_json
-from ..storage.files import checksum
 from ..core.identity import child_id, class_name, root_id
-from ..core.seeding import derive_seed, seeded
-from ..core.state import bind_node, build_state
+from ..core.records import StateRecord, Status, canonical_json
+from ..execution.engine import Engine
+from ..execution.task import Task
+from ..storage.consistency import index_differences
+from ..storage.files import checksum
+from ..storage.sources import MemorySource, StoreSource
+from .audit import recorded_class
 
 if TYPE_CHECKING:
     from .experiment import Experiment
@@ -76,7 +77,7 @@ def check_files(exp: Experiment) -> tuple[list[dict[str, Any]], dict[str, str]]:
         try:
             record = store.states.read_record(node_id)
             blobs = list(record.get("blobs") or [])
-            if record.get("status") == "done":
+            if record.get("status") == Status.DONE:
                 store.states.read_values(node_id, record)
             for result in store.results.read_all(node_id):
                 blobs += list(result.get("blobs") or [])
@@ -122,7 +123,8 @@ def verify(exp: Experiment, node_ids: list[str] | None = None, *, sample: int | 
                         "error": f"the index disagrees with the records ({shown}); `prunelab reindex "
                                  f"{exp.store.root}` rebuilds it from them"})
     report = VerifyReport(damaged=damaged)
-    done = [n for n in exp.graph.nodes if n.stored_status == "done"]
+    engines: dict[tuple[int, bool], Engine] = {}
+    done = [n for n in exp.graph.nodes if n.stored_status == Status.DONE]
     if node_ids is not None:
         chosen = [exp.graph.node(i) for i in node_ids]
     elif sample is not None and sample < len(done):
@@ -139,27 +141,37 @@ def verify(exp: Experiment, node_ids: list[str] | None = None, *, sample: int | 
                                 "detail": f"its parent {parent_id[:12]} is damaged, so it cannot be re-executed"})
             continue
         try:
-            outcome, detail, largest = _reexecute(exp, node, atol)
+            outcome, detail, largest = _reexecute(exp, node, atol, engines)
         except PrunelabError as err:
             outcome, detail, largest = "unverifiable", str(err), None
         report.rows.append({"id": node.id, "outcome": outcome, "detail": detail, "max_difference": largest})
     return report
 
 
-def _reexecute(exp: Experiment, node: Node, atol: float) -> tuple[str, str, float | None]:
-    from .experiment import named_subclasses
+def _engine(exp: Experiment, engines: dict[tuple[int, bool], Engine], threads: int, deterministic: bool) -> Engine:
+    """An engine of ``exp`` under the torch settings a state was recorded with (the experiment's own if they match)."""
+    if (threads, deterministic) == (exp.engine.threads, exp.engine.deterministic):
+        return exp.engine
+    key = (threads, deterministic)
+    if key not in engines:
+        engines[key] = Engine(dataclasses.replace(exp.engine.spec, threads=threads, deterministic=deterministic),
+                              exp.store, exp.index)
+    return engines[key]
+
+
+def _reexecute(exp: Experiment, node: Node, atol: float, engines: dict[tuple[int, bool], Engine]
+               ) -> tuple[str, str, float | None]:
+    from ..core.discovery import named_subclasses
     from ..core.recipe import Recipe, fingerprint
 
-    engine = exp.engine
-    cls = engine.require_class()
     record = exp.store.states.read_record(node.id)
-    threads, deterministic = record.get("threads", 1), bool(record.get("deterministic"))
+    engine = _engine(exp, engines, record.get("threads", 1), bool(record.get("deterministic")))
+    cls = engine.materialiser.require_class()
     properties = exp.graph.decode_properties(record)
+    recipe = None
     if node.parent_id is None:
         if root_id(class_name(cls), properties) != node.id:
             return "unverifiable", "the root's properties do not give its id back from the record", None
-        with seeded(derive_seed(node.id, "recipe"), threads=threads, deterministic=deterministic):
-            state = build_state(cls, properties)
     else:
         spec = record.get("recipe") or {}
         made_by = recorded_class(spec)
@@ -171,16 +183,13 @@ def _reexecute(exp: Experiment, node: Node, atol: float) -> tuple[str, str, floa
             return "unverifiable", (f"recipe class {spec.get('name')!r} {why}; pass the script that defines it "
                                     "(--script)"), None
         recipe = _rebuilt(candidates[0], exp.graph.decode_properties(spec), spec.get("options") or {})
-        recipe_cls = type(recipe)
-        if child_id(node.parent_id, spec["name"], recipe_cls.VERSION, recipe.properties) != node.id:
-            return "unverifiable", (f"{spec['name']} as imported now (VERSION {recipe_cls.VERSION}) with the recorded "
-                                    "properties makes another id: the code or its VERSION changed"), None
-        parent = exp.graph.node(node.parent_id)
-        state = bind_node(engine.load_state(parent.id, parent.properties, record["root_id"]), node.id,
-                          exp.graph.tags_of(node))
-        with seeded(derive_seed(node.id, "recipe"), threads=threads, deterministic=deterministic):
-            state = recipe.run(state)
-    materialized, _ = engine.encode_state(state)
+        if child_id(node.parent_id, spec["name"], type(recipe).VERSION, recipe.properties) != node.id:
+            return "unverifiable", (f"{spec['name']} as imported now (VERSION {type(recipe).VERSION}) with the "
+                                    "recorded properties makes another id: the code or its VERSION changed"), None
+    task = Task(node.id, node.parent_id, properties, recipe, StateRecord.from_dict(record), True,
+                tags=sorted(exp.graph.tags_of(node)))
+    state, _ = engine.make(task, None)  # the run's own path: templates, seeds, the checks of a recipe's body
+    materialized, _ = engine.materialiser.encode_state(state)
     if checksum(canonical_json(materialized.values)) == record.get("values_checksum"):
         return "identical", "every value and tensor bit for bit", 0.0
     stored = exp.store.states.read_values(node.id, record)

@@ -62,16 +62,8 @@ effective sparsity
 from .apply import prune_model
 from .compaction import compact
 from .errors import PruningError, PruningWarning
-from .masks import (
-    apply_masks,
-    copy_model,
-    get_masks,
-    load_masks,
-    load_pruned_state_dict,
-    make_permanent,
-    pruned_parameters,
-    save_masks,
-)
+from .copying import copy_model, load_pruned_state_dict
+from .masks import apply_masks, get_masks, load_masks, make_permanent, pruned_parameters, save_masks
 from .report import JaccardResult, SparsityReport, flops, jaccard, sparsity_report
 from .schedules import Schedule, cubic, iterative
 from .techniques import Context, Technique, available_techniques, register_technique

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from .errors import PruningError
-from .masks import copy_model, make_permanent
+from .copying import copy_model
+from .masks import make_permanent
 from .targets import current_mask
 
 __all__ = ["compact"]
@@ -27,8 +28,14 @@ def compact(model: nn.Module, example_inputs: torch.Tensor) -> nn.Module:
     Parameters
     ----------
     model : nn.Module
+        The pruned model (not modified).
     example_inputs : Tensor
         A batch of the shape the model takes (used to trace dependencies).
+
+    Returns
+    -------
+    nn.Module
+        The smaller copy, with its masks folded into plain parameters (:func:`make_permanent`).
 
     Raises
     ------

@@ -1,19 +1,15 @@
-"""Masks as data: loading the state of pruned modules.
+"""Masks as data: read from a pruned model, applied to another, made permanent, saved and loaded.
 
 PyTorch stores a pruned parameter ``weight`` as ``weight_orig`` (a parameter)
 and ``weight_mask`` (a buffer), with a forward pre-hook that recomputes
-``weight = weight_orig * weight_mask``. A fresh, unpruned module cannot load such
-a state dict; :func:`load_pruned_state_dict` re-applies the reparametrisation
-first, so prunelab and ``torch.nn.utils.prune`` state dicts interoperate.
+``weight = weight_orig * weight_mask``; a mask here is that buffer, by the
+parameter's qualified name. Copying and loading pruned models is :mod:`.copying`'s.
 """
 
 from __future__ import annotations
 
-import copy
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -21,12 +17,22 @@ from torch.nn.utils import prune
 
 from .errors import PruningError
 
-__all__ = ["load_pruned_state_dict", "pruned_parameters", "copy_model", "get_masks", "apply_masks",
-           "make_permanent", "save_masks", "load_masks"]
+__all__ = ["pruned_parameters", "get_masks", "apply_masks", "make_permanent", "save_masks", "load_masks"]
 
 
 def pruned_parameters(module: nn.Module) -> list[str]:
-    """Return the names of ``module``'s own parameters that are pruned (reparametrised)."""
+    """Return the names of ``module``'s own parameters that are pruned (reparametrised).
+
+    Parameters
+    ----------
+    module : nn.Module
+        The module to look at; its submodules are not.
+
+    Returns
+    -------
+    list of str
+        Plain names (``"weight"``, not ``"weight_orig"``), sorted; empty when nothing is pruned.
+    """
     names: list[str] = []
     for hook in module._forward_pre_hooks.values():
         if isinstance(hook, prune.PruningContainer):
@@ -34,101 +40,6 @@ def pruned_parameters(module: nn.Module) -> list[str]:
         elif isinstance(hook, prune.BasePruningMethod):
             names.append(hook._tensor_name)
     return sorted(set(names))
-
-
-def load_pruned_state_dict(
-    model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, strict: bool = True
-) -> nn.Module:
-    """Load a state dict, pruned or not, into ``model`` (modified in place).
-
-    For every ``<name>_orig``/``<name>_mask`` pair in ``state_dict`` whose
-    parameter is not yet pruned in ``model``, the reparametrisation is applied
-    with :func:`torch.nn.utils.prune.identity`; a parameter pruned in ``model``
-    but stored plainly is made plain again with :func:`torch.nn.utils.prune.remove`.
-    Then the state dict is loaded and every masked weight is recomputed, so
-    ``module.weight`` is correct before the first forward pass.
-
-    Parameters
-    ----------
-    model : nn.Module
-        The module to load into, with the architecture the state dict came from.
-    state_dict : mapping of str to Tensor
-        As returned by ``state_dict()`` of a pruned or unpruned model.
-    strict : bool, default=True
-        Passed to :meth:`torch.nn.Module.load_state_dict`.
-
-    Returns
-    -------
-    nn.Module
-        ``model`` itself.
-
-    Raises
-    ------
-    KeyError
-        If a ``_mask`` entry names a submodule ``model`` does not have.
-    RuntimeError
-        From :meth:`torch.nn.Module.load_state_dict` when shapes or keys differ.
-    """
-    # pruned tensors in the order of their "_orig" parameters, so a restored module registers them in the
-    # order the stored one did and its state dict comes back in the same order
-    wanted: dict[str, list[str]] = {}
-    for key in state_dict:
-        if key.endswith("_orig") and key[: -len("_orig")] + "_mask" in state_dict:
-            module_path, _, name = key[: -len("_orig")].rpartition(".")
-            wanted.setdefault(module_path, []).append(name)
-    modules = dict(model.named_modules())
-    for module_path, module in modules.items():
-        current = pruned_parameters(module) if module._forward_pre_hooks else []
-        prefix = f"{module_path}." if module_path else ""
-        for name in current:
-            if name not in wanted.get(module_path, []) and prefix + name in state_dict:
-                prune.remove(module, name)  # type: ignore[no-untyped-call]
-        for name in wanted.get(module_path, []):
-            if name not in current:
-                prune.identity(module, name)  # type: ignore[no-untyped-call]
-    missing = set(wanted) - set(modules)
-    if missing:
-        raise KeyError(f"the state dict has pruning masks for submodules {sorted(missing)} that the model lacks")
-    if not (strict and _copy_values_in(model, state_dict)):
-        model.load_state_dict(state_dict, strict=strict)
-    _recompute(model, modules.values())
-    return model
-
-
-# Loaders that copy each tensor in place when every key is present with its shape (_NormBase's only
-# supplies a missing counter of old checkpoints before calling Module's).
-_PLAIN_LOADERS = {nn.Module._load_from_state_dict, nn.modules.batchnorm._NormBase._load_from_state_dict}
-
-
-def _copy_values_in(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> bool:
-    """Copy ``state_dict`` into ``model``'s tensors as ``load_state_dict(strict=True)`` would, without its machinery.
-
-    Returns False, maybe having copied some tensors, when ``load_state_dict``
-    has anything more to do (custom loaders or load hooks, extra state, a
-    missing or surplus key, a shape to complain about): the caller then calls it.
-    """
-    if torch.__future__.get_swap_module_params_on_conversion():
-        return False
-    copied = 0
-    stack = [("", model)]
-    with torch.no_grad():
-        while stack:
-            prefix, module = stack.pop()
-            cls = type(module)
-            if (cls._load_from_state_dict not in _PLAIN_LOADERS or module._load_state_dict_pre_hooks
-                    or module._load_state_dict_post_hooks or cls.get_extra_state is not nn.Module.get_extra_state):
-                return False
-            for tensors, skipped in ((module._parameters, ()), (module._buffers, module._non_persistent_buffers_set)):
-                for name, tensor in tensors.items():
-                    if tensor is None or name in skipped:
-                        continue
-                    value = state_dict.get(prefix + name)
-                    if not isinstance(value, torch.Tensor) or value.shape != tensor.shape:
-                        return False
-                    tensor.copy_(value)
-                    copied += 1
-            stack.extend((f"{prefix}{name}.", sub) for name, sub in module._modules.items() if sub is not None)
-    return copied == len(state_dict)
 
 
 def _prune_hooks(module: nn.Module) -> list[prune.BasePruningMethod]:
@@ -141,151 +52,19 @@ def _recompute(model: nn.Module, modules: Iterable[nn.Module] | None = None) -> 
             setattr(module, hook._tensor_name, hook.apply_mask(module))  # type: ignore[no-untyped-call]
 
 
-def copy_model(model: nn.Module, memo: dict[int, Any] | None = None, *, complete: bool = True) -> nn.Module:
-    """Return an independent deep copy of ``model``, pruned or not.
-
-    ``copy.deepcopy`` fails on a pruned module ("Only Tensors created explicitly
-    by the user support the deepcopy protocol") because ``weight`` is a
-    computed tensor; this copies everything else and recomputes it.
-
-    The copy is what ``copy.deepcopy`` would make, built several times faster
-    for ordinary modules: parameters and buffers are cloned, submodules copied
-    the same way, plain attributes shared when immutable and deep-copied
-    otherwise, and the result set with the class's ``__setstate__``. Modules
-    that define ``__deepcopy__`` or their own reduction, and buffers that share
-    storage, go through ``copy.deepcopy`` itself.
+def get_masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Return a copy of every pruning mask, keyed by parameter path (``"0.weight"``).
 
     Parameters
     ----------
     model : nn.Module
-        The module to copy.
-    memo : dict, optional
-        A ``copy.deepcopy`` memo shared with copies of other objects, so that
-        those referring to the model's tensors (an optimizer) stay tied to the copy.
-    complete : bool, default=True
-        False when a state dict is loaded into the copy right after (with
-        :func:`load_pruned_state_dict`, which recomputes them): the masked
-        weights are then left unset.
+        The model, pruned or not (it is not modified).
+
+    Returns
+    -------
+    dict of str to Tensor
+        Each pruned parameter's path to a detached copy of its mask; empty for an unpruned model.
     """
-    memo = {} if memo is None else memo
-    pruned, aliased = False, False
-    storages: dict[int, int] = {}  # storage address -> the buffer first seen using it
-    for module in model.modules():
-        for name in pruned_parameters(module) if module._forward_pre_hooks else ():
-            computed = module.__dict__.get(name)
-            if computed is not None:
-                memo[id(computed)] = None
-                pruned = True
-        for buffer in module._buffers.values():
-            if buffer is not None and buffer.layout == torch.strided and buffer.untyped_storage().data_ptr():
-                owner = storages.setdefault(buffer.untyped_storage().data_ptr(), id(buffer))
-                aliased |= owner != id(buffer)
-    copied: nn.Module = copy.deepcopy(model, memo) if aliased else _clone(model, memo)
-    if pruned and complete:
-        _recompute(copied)
-    return copied
-
-
-_ATOMS = (type(None), bool, int, float, str)
-# What a module class must inherit unchanged for copy.deepcopy to copy its __getstate__() and call __setstate__.
-_PLAIN_COPY: dict[str, Any] = {"__deepcopy__": None, "__reduce_ex__": object.__reduce_ex__,
-                               "__reduce__": object.__reduce__}
-
-
-_PLAIN_CLASSES: dict[type, bool] = {}
-_EMPTY = (dict, OrderedDict, set)
-
-
-def _clone(module: nn.Module, memo: dict[int, Any]) -> nn.Module:
-    if id(module) in memo:
-        return memo[id(module)]  # type: ignore[no-any-return]
-    cls = type(module)
-    plain = _PLAIN_CLASSES.get(cls)
-    if plain is None:
-        plain = _PLAIN_CLASSES[cls] = all(getattr(cls, k, None) is v for k, v in _PLAIN_COPY.items())
-    original = module.__getstate__()  # type: ignore[no-untyped-call]
-    if not plain or not isinstance(original, dict):
-        return copy.deepcopy(module, memo)
-    new = cls.__new__(cls)
-    memo[id(module)] = new
-    state: dict[str, Any] = {}
-    for key, value in original.items():
-        kind = type(value)
-        if kind in _ATOMS:
-            state[key] = value
-        elif key in ("_parameters", "_buffers"):
-            state[key] = kind((name, _clone_tensor(t, memo)) for name, t in value.items())
-        elif key == "_modules":
-            state[key] = kind((name, None if sub is None else _clone(sub, memo)) for name, sub in value.items())
-        elif kind in _EMPTY and not value:  # most hook dicts
-            state[key] = kind()
-        else:
-            state[key] = _copy_attribute(value, memo)
-    new.__setstate__(state)  # type: ignore[no-untyped-call]
-    return new
-
-
-def _copy_attribute(value: Any, memo: dict[int, Any]) -> Any:
-    """``copy.deepcopy(value, memo)`` for a module attribute, without its machinery for the common kinds.
-
-    Tuples, sets and dicts of plain values (sizes, hook flags) are copied
-    shallowly, hook dicts holding pruning methods by copying the methods' few
-    fields; anything else goes through ``copy.deepcopy``.
-    """
-    kind = type(value)
-    if kind in (dict, OrderedDict):
-        if all(type(v) in _ATOMS for v in value.values()):
-            return kind(value)
-        if all(type(v) in _PLAIN_METHODS or _plain_method(v) for v in value.values()):
-            return kind((k, _copy_method(v, memo)) for k, v in value.items())
-    elif kind in (tuple, set, frozenset) and all(type(v) in _ATOMS for v in value):
-        return value if kind is tuple else kind(value)
-    return copy.deepcopy(value, memo)
-
-
-_PLAIN_METHODS: set[type] = set()
-
-
-def _plain_method(hook: Any) -> bool:
-    """Whether ``hook`` is a pruning method that ``copy.deepcopy`` would copy field by field."""
-    cls = type(hook)
-    if not (isinstance(hook, prune.BasePruningMethod) and all(getattr(cls, k, None) is v
-                                                                for k, v in _PLAIN_COPY.items())):
-        return False
-    _PLAIN_METHODS.add(cls)
-    return True
-
-
-def _copy_method(method: prune.BasePruningMethod, memo: dict[int, Any]) -> prune.BasePruningMethod:
-    if id(method) in memo:
-        return memo[id(method)]  # type: ignore[no-any-return]
-    new = type(method).__new__(type(method))
-    memo[id(method)] = new
-    new.__dict__.update({k: v if type(v) in _ATOMS else copy.deepcopy(v, memo) for k, v in method.__dict__.items()})
-    return new
-
-
-def _clone_tensor(tensor: torch.Tensor | None, memo: dict[int, Any]) -> torch.Tensor | None:
-    """What ``copy.deepcopy`` gives for a dense leaf tensor or parameter without a gradient or attributes."""
-    if tensor is None:
-        return None
-    if id(tensor) in memo:
-        return memo[id(tensor)]  # type: ignore[no-any-return]
-    plain = (type(tensor) in (torch.Tensor, nn.Parameter) and tensor.is_leaf and tensor.grad is None
-             and tensor.layout == torch.strided and not tensor.is_quantized and not tensor.__dict__
-             and not tensor.is_conj() and not tensor.is_neg() and tensor.device.type in ("cpu", "cuda"))
-    if not plain:
-        return copy.deepcopy(tensor, memo)
-    with torch.no_grad():
-        data = tensor.clone(memory_format=torch.preserve_format)
-    new = nn.Parameter(data, tensor.requires_grad) if type(tensor) is nn.Parameter else data.requires_grad_(
-        tensor.requires_grad)
-    memo[id(tensor)] = new
-    return new
-
-
-def get_masks(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Return a copy of every pruning mask, keyed by parameter path (``"0.weight"``)."""
     out = {}
     for path, module in model.named_modules():
         for name in pruned_parameters(module):
@@ -298,6 +77,18 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modul
 
     Each mask multiplies the parameter's existing mask, so masks only shrink.
     Everything is checked before anything is applied.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Modified in place.
+    masks : mapping of str to Tensor
+        Parameter path (``"0.weight"``) to a mask of 0 and 1 of the parameter's shape.
+
+    Returns
+    -------
+    nn.Module
+        ``model``.
 
     Raises
     ------
@@ -327,7 +118,18 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modul
 
 
 def make_permanent(model: nn.Module) -> nn.Module:
-    """Fold every mask into its parameter and drop the reparametrisation (in place); return ``model``."""
+    """Fold every mask into its parameter and drop the reparametrisation (in place); return ``model``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Modified in place; its pruned weights become plain parameters holding zeros where masked.
+
+    Returns
+    -------
+    nn.Module
+        ``model``.
+    """
     for module in model.modules():
         for name in pruned_parameters(module):
             prune.remove(module, name)  # type: ignore[no-untyped-call]
@@ -335,7 +137,16 @@ def make_permanent(model: nn.Module) -> nn.Module:
 
 
 def save_masks(masks: Mapping[str, torch.Tensor] | nn.Module, path: str | Path) -> None:
-    """Write masks (or a model's masks) to a safetensors file, one uint8 tensor per parameter."""
+    """Write masks (or a model's masks) to a safetensors file, one uint8 tensor per parameter.
+
+    Parameters
+    ----------
+    masks : mapping of str to Tensor, or nn.Module
+        Parameter path to mask (any non-zero entry counts as kept), or a model whose masks
+        (:func:`get_masks`) are written.
+    path : str or Path
+        The file to write (replaced if it exists).
+    """
     if isinstance(masks, nn.Module):
         masks = get_masks(masks)
     from safetensors.torch import save_file
@@ -347,10 +158,21 @@ def save_masks(masks: Mapping[str, torch.Tensor] | nn.Module, path: str | Path) 
 def load_masks(path: str | Path) -> dict[str, torch.Tensor]:
     """Read masks written by :func:`save_masks`, as float32 tensors of 0 and 1.
 
+    Parameters
+    ----------
+    path : str or Path
+        A file written by :func:`save_masks`.
+
+    Returns
+    -------
+    dict of str to Tensor
+        Parameter path to mask, as :func:`apply_masks` takes them.
+
     Raises
     ------
     PruningError
-        If the file is not a prunelab mask file or holds values other than 0 and 1.
+        If the file is not a prunelab mask file or holds values other than 0 and 1,
+        or cannot be read as a safetensors file.
     """
     from safetensors import safe_open
 

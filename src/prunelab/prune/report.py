@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .masks import copy_model, get_masks
+from .copying import copy_model
+from .masks import get_masks
 from .targets import current_mask, select_parameters
 
 if TYPE_CHECKING:
@@ -22,7 +23,9 @@ __all__ = ["SparsityReport", "sparsity_report", "JaccardResult", "jaccard", "flo
 class SparsityReport:
     """Zero weights per tensor and overall; effective figures when an input shape was given.
 
-    Attributes
+    Made by :func:`sparsity_report`; the constructor's parameters are the attributes.
+
+    Parameters
     ----------
     rows : list of dict
         Per tensor: ``parameter``, ``size``, ``zeros``, ``sparsity`` and, with an
@@ -30,9 +33,10 @@ class SparsityReport:
         and ``effective_bias_zeros`` (biases of units that cannot reach the output).
     sparsity : float
         Fraction of masked weights over the selected parameters.
-    effective_sparsity : float or None
+    effective_sparsity : float or None, default=None
         Fraction of selected weights that cannot affect the output, masked ones
         included (see Notes of :func:`sparsity_report`); never below ``sparsity``.
+        None when no input shape was given.
     """
 
     rows: list[dict[str, Any]]
@@ -40,7 +44,13 @@ class SparsityReport:
     effective_sparsity: float | None = None
 
     def to_frame(self) -> pandas.DataFrame:
-        """One row per tensor."""
+        """One row per tensor.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The :attr:`rows` as a table, one column per key.
+        """
         import pandas as pd
 
         return pd.DataFrame(self.rows)
@@ -53,10 +63,22 @@ def sparsity_report(model: nn.Module, parameters: Iterable[tuple[nn.Module, str]
     Parameters
     ----------
     model : nn.Module
-    parameters : optional
+        The model, pruned or not.
+    parameters : iterable of (nn.Module, str) pairs or str, optional
         As for :func:`prune_model`; default every Conv and Linear weight.
     input_shape : sequence of int, optional
         Shape of one input batch (e.g. ``(1, 1, 28, 28)``); enables effective sparsity.
+
+    Returns
+    -------
+    SparsityReport
+        The figures per tensor and overall; ``effective_sparsity`` is None without ``input_shape``.
+
+    Raises
+    ------
+    PruningError
+        If ``parameters`` names something not in the model, a parameter that is not floating point
+        or one twice, or no parameter is selected.
 
     Notes
     -----
@@ -192,12 +214,15 @@ def _replace(module: nn.Module, name: str, value: torch.Tensor) -> None:
 class JaccardResult:
     """Similarity of two sets of kept weights.
 
-    Attributes
+    Made by :func:`jaccard`; the constructor's parameters are the attributes.
+
+    Parameters
     ----------
     pooled : float
         :math:`|A \\cap B| / |A \\cup B|` over all tensors together.
-    per_tensor : dict of str to float
-    chance : float
+    per_tensor : dict of str to float, optional
+        The same per tensor, keyed by parameter path; default empty.
+    chance : float, default=0.0
         The expected pooled value for independent masks of the same densities,
         :math:`d_1 d_2 / (d_1 + d_2 - d_1 d_2)`.
     """
@@ -210,6 +235,23 @@ class JaccardResult:
 def jaccard(first: Mapping[str, torch.Tensor] | nn.Module, second: Mapping[str, torch.Tensor] | nn.Module
             ) -> JaccardResult:
     """Jaccard index of the kept weights of two masks (or two pruned models), with its chance level.
+
+    Parameters
+    ----------
+    first : mapping of str to Tensor, or nn.Module
+        Parameter path to mask (non-zero entries are kept), or a model whose masks (:func:`get_masks`) are used.
+    second : mapping of str to Tensor, or nn.Module
+        The same, covering the same parameters.
+
+    Returns
+    -------
+    JaccardResult
+        The pooled and per-tensor index (1 where neither keeps a weight) and the chance level.
+
+    Raises
+    ------
+    PruningError
+        If the two cover different parameters.
 
     Examples
     --------

@@ -16,6 +16,13 @@ class Schedule:
 
     ``amounts`` gives, for each event, the fraction of the still-unpruned
     weights to prune then (what ``prune_model(amount=...)`` takes).
+
+    Parameters
+    ----------
+    steps : tuple of (int, float)
+        The events in order: the step (e.g. training step or round) and the
+        target sparsity in [0, 1] after it. They are not checked here;
+        :func:`iterative` and :func:`cubic` make valid ones.
     """
 
     steps: tuple[tuple[int, float], ...]
@@ -50,6 +57,23 @@ def _fraction(name: str, value: float) -> float:
 def iterative(rate: float, rounds: int) -> Schedule:
     """Prune ``rate`` of the remaining weights in each of ``rounds`` rounds (Han et al.; Frankle & Carbin).
 
+    Parameters
+    ----------
+    rate : float
+        The fraction of the still-unpruned weights pruned in each round, in [0, 1].
+    rounds : int
+        The number of rounds, at least 1.
+
+    Returns
+    -------
+    Schedule
+        One event per round, at steps ``1 .. rounds``.
+
+    Raises
+    ------
+    PruningError
+        If ``rate`` is not a number in [0, 1] or ``rounds`` is not a positive int.
+
     Notes
     -----
     After round :math:`k` the sparsity is :math:`1 - (1 - r)^k`.
@@ -67,6 +91,30 @@ def iterative(rate: float, rounds: int) -> Schedule:
 
 def cubic(initial: float, final: float, start: int, end: int, every: int) -> Schedule:
     """Zhu & Gupta's gradual schedule: sparsity rises from ``initial`` to ``final`` between two steps.
+
+    Parameters
+    ----------
+    initial : float
+        The sparsity at ``start``, in [0, 1].
+    final : float
+        The sparsity at ``end``, in [``initial``, 1].
+    start : int
+        The step of the first event.
+    end : int
+        The step of the last event, after ``start``.
+    every : int
+        Steps between events, at least 1; ``end - start`` must be a multiple of it.
+
+    Returns
+    -------
+    Schedule
+        Events at ``start``, ``start + every``, ..., ``end``.
+
+    Raises
+    ------
+    PruningError
+        If ``initial`` or ``final`` is not a number in [0, 1], ``final`` is below ``initial``, or the steps are not
+        integers with ``start < end`` and ``end - start`` a multiple of ``every`` (at least 1).
 
     Notes
     -----

@@ -29,6 +29,14 @@ def masked_training(model: nn.Module, optimizer: torch.optim.Optimizer | None = 
     hooks. On exit (also on error) the reparametrisation is restored, and the
     pruned entries of ``<name>_orig`` get back the values they had on entry.
 
+    Parameters
+    ----------
+    model : nn.Module
+        The pruned model to train; changed in place inside the block and restored on exit.
+    optimizer : torch.optim.Optimizer, optional
+        The optimizer training ``model``; given, its steps keep the pruned weights at zero.
+        None: nothing is hooked, so the caller keeps the pruned weights at zero.
+
     Yields
     ------
     nn.Module

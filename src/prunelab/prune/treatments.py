@@ -28,6 +28,16 @@ def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     """Return a copy of every parameter and buffer (not the masks), for :func:`rewind`.
 
     A pruned parameter is saved as its ``_orig`` tensor under its plain name.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model, pruned or not (it is not modified).
+
+    Returns
+    -------
+    dict of str to Tensor
+        Plain parameter or buffer name (``"0.weight"``) to a detached copy.
     """
     return {name: tensor.detach().clone() for name, tensor in _trainable(model).items()}
 
@@ -38,6 +48,18 @@ def rewind(model: nn.Module, saved: Mapping[str, torch.Tensor]) -> nn.Module:
     The surviving weights equal the snapshot exactly; pruned ones stay zero.
     This is the "rewinding" of Frankle et al. (Linear Mode Connectivity and the
     Lottery Ticket Hypothesis, ICML 2020, arXiv:1912.05671).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Modified in place.
+    saved : mapping of str to Tensor
+        From :func:`snapshot` of a model of the same architecture; extra entries are ignored.
+
+    Returns
+    -------
+    nn.Module
+        ``model``.
 
     Raises
     ------
@@ -68,6 +90,18 @@ def reinit(model: nn.Module, *, generator: torch.Generator | None = None) -> nn.
     ``weight`` attribute instead is avoided. Randomness comes from
     ``generator`` (default: torch's global generator), so a seeded generator
     gives the same values every time.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Modified in place; modules without a pruned parameter keep their values.
+    generator : torch.Generator, optional
+        Where the new values come from (default: torch's global generator).
+
+    Returns
+    -------
+    nn.Module
+        ``model``.
     """
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     with torch.random.fork_rng(devices=[]):

@@ -37,6 +37,33 @@ def train_model(state: ModelState, *, epochs: int, lr: float, batch_size: int, o
     engine). Pruned models train inside :func:`prunelab.prune.masked_training`
     (dense speed, masks exact). With ``rewind_epoch`` = k, a snapshot is taken
     into ``state.rewind_snapshot`` after k epochs (k = 0: before training).
+
+    Parameters
+    ----------
+    state : ModelState
+        Its ``model`` is trained in place on ``state.data.train`` (and left in ``eval()`` mode).
+    epochs : int
+        Passes over the training split.
+    lr : float
+        The (initial) learning rate.
+    batch_size : int
+        Samples per step.
+    optimizer : {"sgd", "adam"}
+        SGD with momentum, or Adam (any other value also gives Adam).
+    momentum : float
+        SGD's momentum (unused by Adam).
+    weight_decay : float
+        The optimizer's weight decay (L2 penalty).
+    schedule : {"constant", "cosine", "step"}
+        The learning rate over the steps: constant, cosine annealing to 0 over all steps, or
+        multiplied by 0.1 after every third of the steps (any other value: constant).
+    rewind_epoch : int or None
+        After how many epochs to take the rewind snapshot, 0 .. ``epochs``; None: no snapshot.
+
+    Returns
+    -------
+    list of float
+        The mean training loss of each epoch (cross-entropy), ``epochs`` values.
     """
     model = state.model
     x, y = state.data.train
@@ -109,6 +136,22 @@ class Train(pl.Recipe):
     late rewinding). ``treatment`` (e.g. ``"finetune"``) and ``outcome``
     only label the lineage: a study marks the states it analyses with
     ``outcome=True``; every other recipe resets ``outcome`` to False.
+
+    Parameters
+    ----------
+    **kwargs
+        The properties, each optional: ``epochs`` (1), ``lr`` (0.1), ``batch_size`` (64),
+        ``optimizer`` (``"sgd"``), ``momentum`` (0.9), ``weight_decay`` (5e-4), ``schedule``
+        (``"constant"``) and ``rewind_epoch`` (None), as :func:`train_model` takes them, and
+        ``treatment`` (None) and ``outcome`` (False).
+
+    Raises
+    ------
+    UnknownNameError
+        For a name that is not a property.
+    StateDefinitionError
+        For a value out of range (e.g. negative ``epochs``, an unknown ``optimizer`` or
+        ``schedule``, ``rewind_epoch`` beyond ``epochs``).
     """
 
     PROPERTIES = {"epochs": 1, "lr": 0.1, "batch_size": 64, "optimizer": "sgd", "momentum": 0.9,
@@ -129,6 +172,18 @@ class Train(pl.Recipe):
             isinstance(p["rewind_epoch"], int) and 0 <= p["rewind_epoch"] <= p["epochs"]), "None or 0..epochs")
 
     def run(self, state: ModelState) -> ModelState:  # type: ignore[override]
+        """Train ``state.model`` in place with this recipe's properties (:func:`train_model`).
+
+        Parameters
+        ----------
+        state : ModelState
+            A private copy of the parent state.
+
+        Returns
+        -------
+        ModelState
+            ``state``, its model trained and the properties and per-epoch losses appended to ``train_config``.
+        """
         settings = {k: v for k, v in self.properties.items() if k not in ("treatment", "outcome")}
         losses = train_model(state, **settings)
         state.train_config = [*state.train_config, {**self.properties, "losses": losses}]
@@ -137,6 +192,18 @@ class Train(pl.Recipe):
 
 class LRRewind(Train):
     """Retrain a pruned model with the original learning-rate schedule from its pruned weights.
+
+    Parameters
+    ----------
+    **kwargs
+        The properties of :class:`Train`, with the same defaults.
+
+    Raises
+    ------
+    UnknownNameError
+        For a name that is not a property.
+    StateDefinitionError
+        For a value out of range, as for :class:`Train`.
 
     References
     ----------
@@ -157,12 +224,44 @@ class Prune(pl.Recipe):
     technique as well as SNIP, GraSP, Taylor), the data's input shape when it
     has an ``input_shape`` option (SynFlow). Random techniques draw from
     torch's generator, which the engine seeds per state.
+
+    Parameters
+    ----------
+    **kwargs
+        The properties, each optional: ``technique`` (``"l1_unstructured"``), ``amount`` (0.2, the
+        fraction of the remaining units pruned), ``round`` (1, a label for the lineage) and
+        ``batch_size`` (256, the samples given to data-dependent techniques). The technique and
+        amount are checked when the recipe runs.
+
+    Raises
+    ------
+    UnknownNameError
+        For a name that is not a property.
     """
 
     PROPERTIES = {"technique": "l1_unstructured", "amount": 0.2, "round": 1, "batch_size": 256}
     LINEAGE = {"technique": "technique", "amount": "amount", "round": "round", "outcome": False}
 
     def run(self, state: ModelState) -> ModelState:  # type: ignore[override]
+        """Prune ``state.model`` in place by ``amount`` with ``technique`` (:func:`prunelab.prune.prune_model`).
+
+        Parameters
+        ----------
+        state : ModelState
+            A private copy of the parent state; data-dependent techniques get its first
+            ``batch_size`` training samples.
+
+        Returns
+        -------
+        ModelState
+            ``state``, its model pruned.
+
+        Raises
+        ------
+        PruningError
+            For an unknown technique or an amount :func:`~prunelab.prune.prune_model` refuses
+            (e.g. not a fraction in [0, 1]).
+        """
         p = self.properties
         technique = get_technique(p["technique"])
         x, y = state.data.train
@@ -180,7 +279,20 @@ class Prune(pl.Recipe):
 
 
 class Rewind(pl.Recipe):
-    """Set the surviving weights back to initialisation (``to="init"``) or the training snapshot."""
+    """Set the surviving weights back to initialisation (``to="init"``) or the training snapshot.
+
+    Parameters
+    ----------
+    **kwargs
+        The property ``to``: ``"init"`` (default) or ``"snapshot"`` (taken by :class:`Train` with ``rewind_epoch``).
+
+    Raises
+    ------
+    UnknownNameError
+        For a name that is not a property.
+    StateDefinitionError
+        If ``to`` is not ``"init"`` or ``"snapshot"``.
+    """
 
     PROPERTIES = {"to": "init"}
     LINEAGE = {"treatment": "rewind", "rewind_to": "to", "outcome": False}
@@ -191,6 +303,26 @@ class Rewind(pl.Recipe):
         _check("Rewind", "to", to, to in ("init", "snapshot"), "'init' or 'snapshot'")
 
     def run(self, state: ModelState) -> ModelState:  # type: ignore[override]
+        """Set the surviving weights of ``state.model`` back to the chosen snapshot (:func:`prunelab.prune.rewind`).
+
+        Parameters
+        ----------
+        state : ModelState
+            A private copy of the parent state; ``to="init"`` reads its ``init_weights``,
+            ``to="snapshot"`` its ``rewind_snapshot``.
+
+        Returns
+        -------
+        ModelState
+            ``state``, its model rewound (masks kept).
+
+        Raises
+        ------
+        StateDefinitionError
+            With ``to="snapshot"`` when no snapshot was taken (train with ``rewind_epoch`` first).
+        PruningError
+            If the snapshot does not fit the model (a tensor missing or of another shape).
+        """
         saved = state.init_weights if self.properties["to"] == "init" else state.rewind_snapshot
         if saved is None:
             raise pl.StateDefinitionError("Rewind(to='snapshot') needs a snapshot: train with rewind_epoch=k first.")
@@ -199,10 +331,33 @@ class Rewind(pl.Recipe):
 
 
 class Reinit(pl.Recipe):
-    """Re-initialise the surviving weights (the random-reinitialisation control of the lottery ticket)."""
+    """Re-initialise the surviving weights (the random-reinitialisation control of the lottery ticket).
+
+    Parameters
+    ----------
+    **kwargs
+        None is accepted: the recipe has no properties.
+
+    Raises
+    ------
+    UnknownNameError
+        For any name given.
+    """
 
     LINEAGE = {"treatment": "reinit", "outcome": False}
 
     def run(self, state: ModelState) -> ModelState:  # type: ignore[override]
+        """Re-initialise the pruned modules of ``state.model`` in place (:func:`prunelab.prune.reinit`).
+
+        Parameters
+        ----------
+        state : ModelState
+            A private copy of the parent state; the new values come from torch's global generator.
+
+        Returns
+        -------
+        ModelState
+            ``state``, its model re-initialised (masks kept).
+        """
         reinit(state.model)
         return state

@@ -23,7 +23,31 @@ def _load(name: str, split_seed: int, val_fraction: float) -> Dataset:
 
 def dataset_for(dataset_name: str, split_seed: int = 0, val_fraction: float = 0.1,
                 imbalance_fractions: tuple[float, ...] | None = None) -> Dataset:
-    """Load a dataset once per process (and subsample its training classes if asked)."""
+    """Load a dataset once per process (and subsample its training classes if asked).
+
+    Parameters
+    ----------
+    dataset_name : str
+        One of :func:`prunelab.zoo.available_datasets`.
+    split_seed : int, default=0
+        Seed of the validation split, and of the subsample when ``imbalance_fractions`` is given.
+    val_fraction : float, default=0.1
+        Fraction of the training set held out as validation, in (0, 1).
+    imbalance_fractions : tuple of float, optional
+        One fraction of the training samples kept per class (:func:`prunelab.zoo.imbalance`);
+        None or empty: every sample is kept.
+
+    Returns
+    -------
+    Dataset
+        The splits. Without ``imbalance_fractions``, calls with the same arguments in one process
+        share one object: treat it as read-only.
+
+    Raises
+    ------
+    ZooError
+        If the dataset cannot be loaded, or a fraction is not in (0, 1].
+    """
     data = _load(dataset_name, split_seed, val_fraction)
     if imbalance_fractions:
         data = imbalance(data, list(imbalance_fractions), seed=split_seed)
@@ -62,7 +86,18 @@ class ModelState(pl.ExperimentState):
     DERIVED_ATTRIBUTES = ["data"]
 
     def initialize_state(self, **kwargs: Any) -> None:
-        """Load the data and build a freshly initialised model (seeded from the root's id)."""
+        """Load the data and build a freshly initialised model (seeded from the root's id).
+
+        Parameters
+        ----------
+        **kwargs
+            The state's properties, passed by the engine; unused here (they are read from the attributes).
+
+        Raises
+        ------
+        ZooError
+            If the dataset cannot be loaded or the model cannot be built for it.
+        """
         fractions = tuple(self.imbalance) if self.imbalance else None
         self.data = dataset_for(self.dataset_name, self.split_seed, self.val_fraction, fractions)
         self.model = build_model(self.model_name, self.data.input_shape, self.data.num_classes)

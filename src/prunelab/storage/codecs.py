@@ -333,7 +333,7 @@ def _install_numpy() -> None:
 def _install_torch() -> None:
     import torch
 
-    from ..prune.masks import copy_model, load_pruned_state_dict
+    from ..prune.copying import copy_model, load_pruned_state_dict
 
     def encode_tensor(value: torch.Tensor, path: _Path, ctx: _Context) -> Any:
         if value.layout != torch.strided or value.is_quantized:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .codecs import digest
 from ..core.errors import CorruptStateError
+from ..core.records import Status
 from .files import read_file
 
 if TYPE_CHECKING:
@@ -212,7 +213,7 @@ def _references(store: Store, report: GCReport) -> _References:
             damaged(err, folder / "meta.json", node_id)
         if record is None:
             keep(_digests_in(folder / "values.json"), node_id)
-        elif record.get("status") == "done":
+        elif record.get("status") == Status.DONE:
             try:
                 store.states.read_values(node_id, record)
             except (OSError, CorruptStateError) as err:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..core.errors import CorruptStateError
 from ..core.schema import check_log_entry
+from ..core.records import Status
 from .files import checksum, read_file, write_atomic
 from .seal import seal, unseal
 from .store import Store
@@ -73,12 +74,12 @@ def _merge_state(into: Store, other: Store, folder: Path) -> bool:
     """Copy one state of ``other`` (or the results ``into`` lacks); return whether the state was added."""
     node_id, layout = folder.name, into.layout
     theirs = other.states.read_record(node_id)
-    if theirs.get("status") == "done":
+    if theirs.get("status") == Status.DONE:
         other.states.read_values(node_id, theirs)
     results = other.results.read_all(node_id)  # every file copied is verified: damage is never spread
     target = layout.state_dir(node_id)
     ours = into.states.peek_status(target) if os.path.lexists(target) else None
-    if ours is None or (ours == "failed" and theirs.get("status") == "done"):
+    if ours is None or (ours == Status.FAILED and theirs.get("status") == Status.DONE):
         tmp = layout.tmp(f"merge.{node_id}")
         shutil.copytree(folder, tmp, symlinks=True)
         layout.ensure_dir(target.parent)
@@ -86,7 +87,7 @@ def _merge_state(into: Store, other: Store, folder: Path) -> bool:
             layout.discard(target)
         os.rename(tmp, target)
         return True
-    if ours == "done":
+    if ours == Status.DONE:
         for result in results:
             path = layout.result_path(node_id, result["name"], result["version"])
             if not os.path.lexists(path):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import CorruptStateError
-from ..core.records import canonical_json
+from ..core.records import Status, canonical_json
 from ..core.schema import check_state_record
 from .blobs import Blobs
 from .codecs import Blob
@@ -107,7 +107,7 @@ class States:
                 new_dir = not os.path.lexists(target)
                 if not new_dir:  # replacing a failed record: the count stays, so mark the write
                     self.lock.bump_generation()
-                    if self.peek_status(target) == "done":
+                    if self.peek_status(target) == Status.DONE:
                         on_published(read_file(target / "meta.json"), False)
                         return False
                     self.layout.discard(target)

@@ -1,14 +1,24 @@
-"""One experiment directory as the layers above read it: its files (:class:`Store`) and its index (:class:`Index`)."""
+"""One experiment directory as the layers above see it: its files (:class:`Store`) and its index (:class:`Index`).
+
+:class:`Storage` is what the graph reads (it is the model's :class:`~prunelab.core.host.Catalogue`) and what the
+facade writes through: tags, run manifests, removals, merges and gc.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
+from ..core.errors import PublishError, StateDefinitionError
 from ..core.prereg import Prereg
 from .codecs import decode_value
+from .files import disk_full
+from .gc import GCReport, collect
 from .index import Index
+from .merge import merge
 from .sources import StoreSource
+from .layout import LAYOUT
 from .store import Store
 
 __all__ = ["Storage"]
@@ -28,6 +38,54 @@ class Storage:
     def __init__(self, store: Store, index: Index):
         self.store = store
         self.index = index
+        self.info: dict[str, Any] = {}
+
+    @classmethod
+    def open(cls, directory: str | Path, state_class: str | None, *, durable: bool, create: bool,
+             version: str) -> Storage:
+        """Open an experiment directory (creating it when asked), with its index brought up to date.
+
+        Parameters
+        ----------
+        directory : str or Path
+            The experiment directory.
+        state_class : str, optional
+            The name of the state class the caller expects (None: any).
+        durable : bool
+            fsync every write.
+        create : bool
+            Make the experiment when the directory holds none (it must be missing or empty).
+        version : str
+            The prunelab version recorded in a new experiment.
+
+        Returns
+        -------
+        Storage
+            With :attr:`info` holding ``experiment.json``.
+
+        Raises
+        ------
+        StateDefinitionError
+            The directory holds other things, or states of another class.
+        PublishError
+            The disk is full (nothing else was changed).
+        """
+        store = Store(directory, durable=durable)
+        if create and not store.layout.is_experiment():
+            assert state_class is not None  # only a restore opens without a class, and it never creates
+            _create(store, state_class, version)
+        info = store.read_info()
+        if state_class is not None and info.get("state_class") != state_class:
+            raise StateDefinitionError(
+                f"{directory} holds states of class {info.get('state_class')!r}, not "
+                f"{state_class!r}; use that class, or another directory."
+            )
+        index = Index(store)
+        store.blobs.users = index.blob_users
+        index.ensure_valid()
+        storage = cls(store, index)
+        storage.info = info
+        return storage
 
     def node_rows(self) -> list[tuple[str, str | None, str]]:
         """Every stored state as (id, parent id, status)."""
@@ -84,3 +142,93 @@ class Storage:
         folder = str(self.store.layout.log_folder("prereg"))
         damaged = any(os.path.dirname(path) == folder for path in self.store.logs.damaged)
         return Prereg.from_log(entries, damaged)
+
+    # ------------------------------------------------------------- writes
+    def status_of(self, node_ids: list[str]) -> dict[str, str]:
+        """The stored status of those of ``node_ids`` that are stored."""
+        return self.index.status_of(node_ids)
+
+    def write_tags(self, entries: list[list[str]]) -> None:
+        """Append tag assignments (``["+" or "-", node id, tag]`` each) to the tag log, and index them."""
+        if not entries:
+            return
+        self.store.layout.require_writable("changing tags")
+        self.store.logs.append("tags", {"entries": entries}, lambda _: self.index.tags_written(entries))
+
+    def append_run(self, manifest: dict[str, Any]) -> None:
+        """Append a run's manifest to the run log."""
+        self.store.logs.append("runs", manifest, lambda _: self.index.touch())
+
+    def index_results(self, found: list[tuple[str, dict[str, Any]]]) -> None:
+        """Index results stored but missing from the index (a crash between the two): (node id, record) each."""
+        if found:
+            with self.store.lock():
+                for node_id, record in found:
+                    self.index.result_written(node_id, record)
+
+    def remove(self, node_ids: list[str]) -> list[str]:
+        """Remove states from view (gc deletes their files); return those that were stored."""
+        self.store.layout.require_writable("remove()")
+        with self.store.lock():
+            self.store.bump_generation()
+            removed = [node_id for node_id in node_ids if self.store.states.remove(node_id)]
+            self.index.nodes_removed(removed)
+        return removed
+
+    def merge(self, directory: str | Path) -> list[str]:
+        """Merge another experiment directory of the same state class into this one; return the ids added.
+
+        Parameters
+        ----------
+        directory : str or Path
+            The experiment merged in (only read).
+
+        Returns
+        -------
+        list of str
+            The ids of the states added (merging again adds none).
+
+        Raises
+        ------
+        StateDefinitionError
+            The other experiment's states are of another class.
+        """
+        self.store.layout.require_writable("merge()")
+        other = Store(directory)
+        theirs, ours = other.read_info().get("state_class"), self.store.read_info().get("state_class")
+        if theirs != ours:
+            raise StateDefinitionError(
+                f"{directory} holds states of class {theirs!r}, this experiment {ours!r}; only experiments of one "
+                "state class can be merged."
+            )
+        with self.store.lock():
+            self.store.bump_generation()
+            added = merge(self.store, other)
+            self.index.rebuild()
+        return added
+
+    def collect(self, *, repair: bool, min_age_s: float, dry_run: bool) -> GCReport:
+        """Delete crash leftovers, removed states and unreferenced blobs; see :func:`prunelab.storage.gc.collect`."""
+        return collect(self.store, self.index, repair=repair, min_age_s=min_age_s, dry_run=dry_run)
+
+
+def _create(store: Store, state_class: str, version: str) -> None:
+    """Make a new experiment in ``store``'s directory (refusing one that holds other things)."""
+    directory = store.root
+    foreign = [p.name for p in directory.iterdir()  # ours: the layout, and temp files being written
+               if p.name not in LAYOUT and not p.name.startswith(".tmp-")] if directory.is_dir() else []
+    if foreign:
+        raise StateDefinitionError(
+            f"{directory} exists and is not empty (it holds {sorted(foreign)[:3]}), but is not a "
+            "prunelab experiment; choose a new or empty directory."
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        with store.lock():  # two drivers may create the same new experiment at once
+            if not store.layout.is_experiment():
+                store.create({"state_class": state_class, "prunelab": version})
+    except OSError as err:
+        if not disk_full(err):
+            raise
+        raise PublishError(f"cannot create the experiment {directory}: the disk is full ({err}). Free "
+                           "some space and open it again; nothing else was changed.") from err

@@ -49,11 +49,16 @@ Split = tuple[torch.Tensor, torch.Tensor]
 class Dataset:
     """Three splits of one dataset, with its class names.
 
-    Attributes
+    Made by :func:`load_dataset`; the constructor's parameters are the attributes.
+
+    Parameters
     ----------
+    name : str
+        The dataset's name, as :func:`load_dataset` takes it.
     train, val, test : (Tensor, Tensor)
         Images ``(N, C, H, W)`` float32 in [0, 1] and labels ``(N,)`` int64.
     class_names : tuple of str
+        One name per class, in label order.
     """
 
     name: str
@@ -96,7 +101,13 @@ _IDX_SOURCES = {
 
 
 def available_datasets() -> list[str]:
-    """Return the dataset names :func:`load_dataset` knows."""
+    """Return the dataset names :func:`load_dataset` knows.
+
+    Returns
+    -------
+    list of str
+        The names, sorted; whether their files are here is not checked.
+    """
     return ["cifar10", "digits", "fashion-mnist", "mnist"]
 
 
@@ -118,11 +129,16 @@ def load_dataset(name: str, root: str | Path | None = None, split_seed: int = 0,
         Fetch missing MNIST/Fashion-MNIST files (checked against known digests)
         into ``root`` (only ``root`` is searched then) or the user cache.
 
+    Returns
+    -------
+    Dataset
+        The three splits and the class names.
+
     Raises
     ------
     ZooError
         Unknown name; files missing (says where it looked and how to install
-        them); truncated or corrupt files.
+        them); truncated or corrupt files; ``val_fraction`` not a float in (0, 1).
 
     Examples
     --------
@@ -315,6 +331,26 @@ def imbalance(dataset: Dataset, fractions: Mapping[int, float] | Sequence[float]
     ``fractions`` maps classes to the fraction kept (missing classes keep all),
     or lists one fraction per class. The subsample is drawn with ``seed``.
     Record ``fractions`` as a state property so the imbalance is part of identity.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The dataset to subsample (it is not modified).
+    fractions : mapping of int to float, or sequence of float
+        Class to the fraction of its training samples kept, in (0, 1]; at least one sample
+        of a class with samples is kept.
+    seed : int, default=0
+        Seed of the subsample.
+
+    Returns
+    -------
+    Dataset
+        A copy whose training split holds the kept samples, in their original order.
+
+    Raises
+    ------
+    ZooError
+        If a class is not one of the dataset's, or a fraction is not in (0, 1].
     """
     if isinstance(fractions, Mapping):
         wanted = {int(c): float(f) for c, f in fractions.items()}

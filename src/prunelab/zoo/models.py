@@ -149,7 +149,13 @@ _MODELS: dict[str, tuple[Callable[[tuple[int, int, int], int], nn.Module], int]]
 
 
 def available_models() -> list[str]:
-    """Return the model names :func:`build_model` knows."""
+    """Return the model names :func:`build_model` knows.
+
+    Returns
+    -------
+    list of str
+        The names, sorted.
+    """
     return sorted(_MODELS)
 
 
@@ -160,14 +166,21 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int) -> nn.M
     ----------
     name : str
         One of :func:`available_models`.
-    input_shape : (channels, height, width)
+    input_shape : sequence of int
+        ``(channels, height, width)`` of one input.
     num_classes : int
+        The number of outputs, at least 2.
+
+    Returns
+    -------
+    nn.Module
+        The model, mapping ``(N, channels, height, width)`` inputs to ``(N, num_classes)`` logits.
 
     Raises
     ------
     ZooError
         For an unknown name (the message lists the choices) or an input the
-        architecture cannot take (too small, not 3-D).
+        architecture cannot take (too small, not 3-D), or fewer than 2 classes.
 
     Examples
     --------

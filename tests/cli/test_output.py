@@ -19,7 +19,7 @@ import prunelab as pl
 from helpers import MLPState, Train
 from prunelab.cli import main
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 # the child imports the same prunelab as this process (also from a worktree run with PYTHONPATH=src)
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(pl.__file__).resolve().parents[1]), str(TESTS)])}
 

@@ -253,7 +253,7 @@ def test_gc_after_a_killed_run_removes_its_leftovers_and_nothing_else(tmp_path):
     import os
     from pathlib import Path
 
-    chain = Path(__file__).parent / "scripts" / "chain.py"
+    chain = Path(__file__).resolve().parents[1] / "scripts" / "chain.py"
     exp_dir = tmp_path / "exp"
     killed = subprocess.run([sys.executable, str(chain), str(exp_dir)], capture_output=True, text=True,
                             env={**os.environ, "PRUNELAB_CRASH_AT": "record-written:3"})

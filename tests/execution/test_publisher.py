@@ -34,7 +34,7 @@ class WaitingExecutor(pl.LocalExecutor):
         self.publisher = None
 
     def _execute(self, tasks, engine, progress, report):
-        self.publisher = engine.publishing_helper()
+        self.publisher = engine.writer.helper()
         deadline = time.monotonic() + 60
         while self.publisher.phase == "starting":
             self.publisher.ready()
@@ -189,7 +189,7 @@ class Watching(pl.LocalExecutor):
 
     def _execute(self, tasks, engine, progress, report):
         super()._execute(tasks, engine, progress, report)
-        self.seen.append(engine.publisher)
+        self.seen.append(engine.writer.publisher)
 
 
 def test_a_run_starts_a_helper_only_when_pipelined_and_with_something_to_store(tmp_path):
