@@ -653,3 +653,18 @@ def test_a_lambda_function_needs_a_name_and_spawn_refuses_undeclared_arguments(e
     exp = dg.Experiment(exp_dir, EmptyState)
     with pytest.raises(dg.UnknownNameError, match="EmptyState has no property 'c'"):
         exp.spawn_new_tree(a=1, B=2, c=3)
+
+
+def test_get_indexes_a_stored_result_the_index_lost(exp_dir):
+    """A result on disk that the index lacks (a crash between the two) is shown after get(), not lost for good."""
+    import sqlite3
+
+    exp, root, x1, x2, y1 = _two_level(exp_dir)
+    dg.function(lambda s: s.c, name="value")(x1)
+    exp.run(quiet=True)
+    with sqlite3.connect(exp.index.path) as db:
+        db.execute("DELETE FROM results")
+    again, _, x1, _, _ = _two_level(exp_dir)
+    dg.function(lambda s: s.c, name="value")(x1)
+    assert x1.get().c == 6.0
+    assert x1.results == {"value": 6.0}

@@ -540,3 +540,19 @@ def test_results_holding_tensors_read_in_a_process_that_never_imported_torch(exp
 def weights(state):
     """The first layer's weight as a tensor blob."""
     return {"first": state.model[0].weight.detach().clone()}
+
+
+def test_a_foreign_directory_is_named_as_it_was_given(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    with pytest.raises(pl.StateDefinitionError, match=r"^notes exists and is not empty \(it holds \['todo.txt'\]\)"):
+        pl.Experiment("notes", MLPState)
+    assert sorted(p.name for p in (tmp_path / "notes").iterdir()) == ["todo.txt"]
+
+
+def test_restoring_a_directory_that_is_no_experiment_says_so_before_judging_the_class(tmp_path):
+    with pytest.raises(pl.ExperimentFormatError, match="does not exist"):
+        pl.Experiment.restore(tmp_path / "nope", state_class=5)
+    with pytest.raises(pl.StateDefinitionError, match="state_class must be a class"):
+        pl.Experiment.restore(pl.Experiment(tmp_path / "exp", MLPState).directory, state_class=5)

@@ -177,3 +177,22 @@ def test_prune_gives_what_the_technique_declares_it_needs(tmp_path):
     assert SEEN_BATCHES == [48]
     assert users.results["sparsity"]["sparsity"] == pytest.approx(0.5, abs=1e-3)
     assert synflow.results["sparsity"]["sparsity"] == pytest.approx(0.5, abs=1e-3)
+
+
+#: The fingerprints of the recipes and functions prunelab ships, as every stored state of theirs records them.
+#: Changing one marks those states stale: change the code knowingly (and bump VERSION when results change),
+#: then update the value here.
+SHIPPED_FINGERPRINTS = {
+    "LRRewind": "9428dca949c5ba6c", "Prune": "8fd9feae50613ef5", "Reinit": "d71e0fe2a7fdfecf",
+    "Rewind": "e3cab3d1f8af5373", "Train": "a4f0ee0237819233",
+    "class_shares": "81e17e317b7c1e75", "evaluate": "d2c0b1013afc0b0c", "sparsity": "2356cc7f8160ec54",
+}
+
+
+def test_the_shipped_recipes_and_functions_keep_the_fingerprints_their_states_record():
+    import prunelab.recipes as recipes
+    from prunelab.core.recipe import fingerprint
+
+    found = {name: fingerprint(getattr(recipes, name).fn if name.islower() else getattr(recipes, name))
+             for name in SHIPPED_FINGERPRINTS}
+    assert found == SHIPPED_FINGERPRINTS

@@ -84,3 +84,20 @@ def test_gc_keeps_work_in_progress_of_a_leased_state(exp_dir):
     assert exp.gc(min_age_s=0).leftovers == [] and work.exists()
     (exp_dir / "leases" / f"{node_id}.lease").unlink()
     assert exp.gc(min_age_s=0).leftovers == [work.name]
+
+
+def test_a_run_in_the_session_that_repaired_skips_what_gc_set_aside(exp_dir):
+    """exp.gc(repair=True) forgets the states it set aside, declared or not; plan() and run() go on without them."""
+    exp = pl.Experiment(exp_dir, MLPState)
+    trained = Train(steps=1, lr=0.1)(exp.spawn_new_tree(width=8, replicate=0))
+    pruned = Prune(amount=0.5)(trained)
+    exp.run(quiet=True)
+    own = sorted(set(pruned.record["blobs"]) - set(trained.record["blobs"]))[0]
+    path = exp.store.layout.blob_path(own)
+    path.write_bytes(bytes([path.read_bytes()[0] ^ 1]) + path.read_bytes()[1:])
+    report = exp.gc(repair=True, min_age_s=0)
+    assert pruned.id in report.states_removed
+    assert exp.plan().to_compute == [] and exp.run(quiet=True).done == []  # no KeyError for the forgotten node
+    again = pl.Experiment(exp_dir, MLPState)
+    Prune(amount=0.5)(Train(steps=1, lr=0.1)(again.spawn_new_tree(width=8, replicate=0)))
+    assert again.run(quiet=True).done == [pruned.id]  # re-running the script recomputes it

@@ -49,7 +49,7 @@ def _covered_results(exp: Experiment, nodes: list[str], metrics: list[str]) -> l
 
 
 def _append(exp: Experiment, entry: dict[str, Any]) -> None:
-    exp.store.logs.append("prereg", entry, lambda _: exp.index.touch())
+    exp.storage.append_registration(entry)
     exp.graph.invalidate()
 
 

@@ -143,7 +143,8 @@ class Node(prunelab.Node):
             The node's recipe, an ancestor's or a function failed.
         """
         experiment = cast(prunelab.Experiment, self.experiment)  # a node's host is always an Experiment
-        if experiment.plan(targets=[self]).tasks:
+        plan = experiment.plan(targets=[self])
+        if plan.tasks or plan.unindexed:  # a run also indexes a stored result the index lost
             experiment.run(executor, targets=[self])
         return self.restore()
 

@@ -86,9 +86,9 @@ class Graph:
         return node
 
     # ------------------------------------------------------------ statuses
-    def set_stored_status(self, node_id: str, status: str | None) -> None:
+    def set_stored_status(self, node: Node, status: str | None) -> None:
         """Record what the store says of a node now (``None``: not stored)."""
-        self._nodes[node_id].stored_status = status
+        node.stored_status = status
 
     def mark_running(self, node_ids: Iterable[str]) -> None:
         """Show these nodes as ``running`` until :meth:`refresh`."""

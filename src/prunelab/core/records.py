@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import CorruptStateError
 
-__all__ = ["ResultRecord", "RunManifest", "StateRecord", "Status", "canonical_json"]
+__all__ = ["ResultRecord", "RunManifest", "StateRecord", "Status", "canonical_json", "stamps"]
 
 
 class Status(StrEnum):
@@ -49,6 +49,11 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+def stamps(environment: str | None, prereg: tuple[str, ...]) -> dict[str, Any]:
+    """What every record a run writes says of its context: the environment, and the registrations in force."""
+    return {"environment": environment, **({"prereg": list(prereg)} if prereg else {})}
+
+
 #: Fields of a stored record that belong to the file, not to the state (the seal's digest, the values' checksum).
 _FILE_FIELDS = frozenset({"digest", "values_checksum"})
 
@@ -59,8 +64,10 @@ class StateRecord:
 
     Attributes
     ----------
-    id, parent_id, root_id : str
-        The state's id, its parent's (None for a root) and its root's.
+    id : str
+        The state's id.
+    parent_id, root_id : str or None
+        Its parent's id (None for a root) and its root's (every record prunelab writes names it; see :attr:`root`).
     depth : int
         Edges from the root.
     state_class : str
@@ -127,8 +134,8 @@ class StateRecord:
     def started(self, *, at: float, worker: str, environment: str | None, prereg: tuple[str, ...], seed: int,
                 threads: int, deterministic: bool) -> StateRecord:
         """The record as its recipe starts: when, where, the environment and registrations, seed and settings."""
-        run = {"started": at, "worker": worker, "environment": environment, "threads": threads,
-               "deterministic": deterministic, **({"prereg": list(prereg)} if prereg else {})}
+        run = {"started": at, "worker": worker, "threads": threads, "deterministic": deterministic,
+               **stamps(environment, prereg)}
         return dataclasses.replace(self, seed=seed, run=run, outcome={})
 
     def in_force(self, settings: dict[str, Any]) -> StateRecord:

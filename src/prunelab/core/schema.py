@@ -1,6 +1,6 @@
 """Shape checks of sealed files: a record whose seal holds may still not be one prunelab wrote.
 
-A seal (see :func:`prunelab.storage.store.seal`) detects accidental damage; a
+A seal (see :func:`prunelab.storage.seal.seal`) detects accidental damage; a
 crafted file can carry a valid seal over fields of the wrong type. Every sealed
 file is checked here before any field is used, so such a file is a
 :class:`CorruptStateError` naming it and the field, never a crash somewhere

@@ -21,7 +21,7 @@ from ..core.errors import StateDefinitionError
 from ..core.identity import class_name
 from ..core.prereg import split_blinded
 from ..core.recipe import fingerprint
-from ..core.records import ResultRecord, StateRecord, Status
+from ..core.records import ResultRecord, StateRecord, Status, stamps
 from ..core.seeding import derive_seed, preserved, reseed, seeded
 from ..core.state import ExperimentState, bind_node, check_kept, warn_undeclared
 from ..storage.codecs import encode_value
@@ -278,7 +278,7 @@ class Engine:
         except Exception:  # noqa: BLE001 - recorded and reported
             return False, traceback.format_exc()
         run = {"started": started, "wall_s": time.time() - started, "worker": self.worker,
-               "environment": self.environment, **({"prereg": list(self.spec.prereg)} if self.spec.prereg else {})}
+               **stamps(self.environment, self.spec.prereg)}
         record = ResultRecord(function.name, function.version, task.node_id, seed, fingerprint(function.fn),
                               getattr(function.fn, "__module__", None), getattr(function.fn, "__qualname__", None),
                               encoded.spec, sorted(encoded.blobs), run, None if hidden is None else sorted(withheld))

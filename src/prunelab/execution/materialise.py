@@ -130,7 +130,7 @@ class Materialiser:
         a model). Derived attributes are shared with the template, not copied:
         like anything ``initialize_state`` rebuilds from the properties, they
         are read-only, and a recipe or function that changes one in place fails
-        (see :meth:`Engine.body <prunelab.execution.engine.Engine>`).
+        (see :meth:`prunelab.execution.engine.Engine.make`).
 
         With ``stored`` (the values the caller is about to decode into the
         state), the attributes decoded from scratch are left out of the copy,

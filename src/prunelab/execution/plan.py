@@ -89,7 +89,7 @@ def make_plan(candidates: Iterable[Node], graph: Graph, storage: Storage, retry_
     plan = Plan()
     failed_parents: set[str] = set()
     for node in sorted(candidates, key=lambda n: n.depth):
-        graph.set_stored_status(node.id, status.get(node.id))
+        graph.set_stored_status(node, status.get(node.id))
         stored = node.stored_status
         if stored == Status.FAILED and not retry_failed or node.parent_id in failed_parents:
             plan.blocked.append(node.id)

@@ -9,8 +9,8 @@ copying the bytes into the socket, not for the filesystem and SQLite.
 
 The helper is a fresh interpreter, not a fork: forking a process that holds
 threads (lease heartbeats, progress displays, BLAS pools) can deadlock the
-child, and on macOS it can crash it. It imports ``prunelab.core`` only (no
-torch). Until it says it is ready, states are published in the computing
+child, and on macOS it can crash it. It imports prunelab's model and storage
+only (no torch). Until it says it is ready, states are published in the computing
 process as usual, so a short run never waits for it to start; a helper that
 cannot start leaves the whole run publishing in-process, with a warning.
 

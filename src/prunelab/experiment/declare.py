@@ -51,16 +51,14 @@ class Declarations:
         self.nodes.setdefault(node.id, node)
         return node
 
-    def recipe_name(self, cls: type[Recipe]) -> str:
-        """The name of a recipe class, refusing a second class of that name."""
-        name = class_name(cls)
+    def register_recipe(self, cls: type[Recipe], name: str) -> None:
+        """Note the recipe class named ``name`` (its :func:`class_name`), refusing a second class of that name."""
         known = self._recipe_classes.setdefault(name, cls)
         if known is not cls:
             raise StateDefinitionError(
                 f"two different recipe classes are named {name!r} ({known.__module__}.{known.__qualname__} and "
                 f"{cls.__module__}.{cls.__qualname__}); set NAME on one of them so their ids differ."
             )
-        return name
 
     def function(self, function: Function, node: Node) -> Node:
         """Declare ``function`` on ``node`` (a copy: its name and version now are what runs); return the node."""
@@ -113,13 +111,15 @@ def declare_root(state_class: type[ExperimentState], properties: dict[str, Any]
     return node_id, values, StateRecord.declared_root(node_id, owner, shown, property_specs(values)).to_dict()
 
 
-def declare_child(recipe: Recipe, parent: Node) -> tuple[str, dict[str, Any]]:
+def declare_child(recipe: Recipe, name: str, parent: Node) -> tuple[str, dict[str, Any]]:
     """The id and pending record of the state ``recipe`` makes from ``parent``.
 
     Parameters
     ----------
     recipe : Recipe
         The recipe as applied (its properties and options read, see :meth:`Recipe.applied`).
+    name : str
+        Its class's name (:func:`~prunelab.core.identity.class_name`).
     parent : Node
         The node it is applied to.
 
@@ -129,7 +129,6 @@ def declare_child(recipe: Recipe, parent: Node) -> tuple[str, dict[str, Any]]:
         The child's id, and its record as known before it runs (lineage inherited and extended).
     """
     cls = type(recipe)
-    name = class_name(cls)
     properties = recipe.properties
     node_id = child_id(parent.id, name, cls.VERSION, properties)
     parent_record = parent.record

@@ -203,10 +203,11 @@ class Experiment(Upkeep):
         return self.declared.add(self.graph.declare(node_id, None, pending=pending, values=values))
 
     def _apply_recipe(self, recipe: Recipe, parent: Node) -> Node:
-        self._own(parent, class_name(type(recipe)))
-        self.declared.recipe_name(type(recipe))
+        name = class_name(type(recipe))
+        self._own(parent, name)
+        self.declared.register_recipe(type(recipe), name)
         recipe = recipe.applied()  # what is hashed and recorded is what runs
-        node_id, pending = declare_child(recipe, parent)
+        node_id, pending = declare_child(recipe, name, parent)
         return self.declared.add(self.graph.declare(node_id, parent.id, pending=pending, values=parent.properties,
                                                     recipe=recipe))
 
@@ -278,11 +279,11 @@ class Experiment(Upkeep):
 def _state_class(directory: str | Path, given: type[ExperimentState] | None, slim: bool
                  ) -> type[ExperimentState] | None:
     """The state class to restore ``directory`` with: ``given``, else the imported class its records name."""
+    name = Store(directory).read_info().get("state_class", "")  # first: a directory that is no experiment says so
     if given is not None:
         if not isinstance(given, type):
             raise StateDefinitionError(f"state_class must be a class, got {given!r}.")
         return given
-    name = Store(directory).read_info().get("state_class", "")
     found = find_state_class(name)
     if found is None and not slim:
         raise StateDefinitionError(f"restoring {directory} with slim=False needs its state class {name!r}; pass "

@@ -92,7 +92,7 @@ def _run(exp: Experiment, executor: Executor | None, targets: Iterable[Node] | N
     chosen = None if targets is None else exp._as_nodes(targets)
     started = time.time()
     exp.graph.invalidate()  # re-read registrations and blinds other processes may have written
-    exp.engine.with_environment(exp.storage.store.logs.write_env(capture()), tuple(exp.graph.prereg.digests))
+    exp.engine.with_environment(exp.storage.write_env(capture()), tuple(exp.graph.prereg.digests))
     plan = exp.plan(chosen, retry_failed)
     exp._write_tags(exp.declared.untagged(exp.graph.stored_tags()))
     declared = list(exp.declared.nodes) if chosen is None else [t.node_id for t in plan.tasks] + plan.cached

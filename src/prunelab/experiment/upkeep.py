@@ -75,8 +75,9 @@ class Upkeep:
         return items
 
     def _write_tags(self, entries: list[list[str]]) -> None:
-        self.storage.write_tags(entries)
-        self.graph.invalidate()
+        if entries:
+            self.storage.write_tags(entries)
+            self.graph.invalidate()
 
     def remove(self, node: Node) -> list[str]:
         """Remove a stored node and its whole subtree (files are deleted by ``gc``); return the ids.
@@ -137,6 +138,8 @@ class Upkeep:
         """
         report = self.storage.collect(repair=repair, min_age_s=min_age_s, dry_run=dry_run)
         if (report.states_removed or report.results_removed or report.logs_removed) and not dry_run:
+            for node_id in report.states_removed:  # as remove() does: a later run() here must not reach them
+                self.declared.nodes.pop(node_id, None)
             self.graph.forget(report.states_removed)
             self.graph.reload()
         return report

@@ -88,12 +88,6 @@ def evaluate(state: ModelState) -> dict[str, Any]:
     ----------
     state : ModelState
         The state whose model is evaluated (a private copy).
-
-    Returns
-    -------
-    dict
-        ``val_accuracy``, ``test_accuracy``, ``val_loss``, ``test_loss`` (floats), and ``val``
-        and ``test``: the figures of :func:`evaluate_split` on each split.
     """
     out: dict[str, Any] = {}
     for split in ("val", "test"):
@@ -107,19 +101,7 @@ def evaluate(state: ModelState) -> dict[str, Any]:
 
 @pl.function
 def sparsity(state: ModelState) -> dict[str, Any]:
-    """Explicit and effective sparsity of the model's Conv and Linear weights, and per tensor.
-
-    Parameters
-    ----------
-    state : ModelState
-        The state whose model is measured (a private copy; not modified).
-
-    Returns
-    -------
-    dict
-        ``sparsity`` and ``effective_sparsity`` (fractions of the weights, see
-        :func:`prunelab.prune.sparsity_report`) and ``per_tensor`` (parameter path to its sparsity).
-    """
+    """Explicit and effective sparsity of the model's Conv and Linear weights, and per tensor."""
     report = sparsity_report(state.model, input_shape=(1, *state.data.input_shape))
     return {"sparsity": report.sparsity, "effective_sparsity": report.effective_sparsity,
             "per_tensor": {row["parameter"]: row["sparsity"] for row in report.rows}}
@@ -127,18 +109,7 @@ def sparsity(state: ModelState) -> dict[str, Any]:
 
 @pl.function
 def class_shares(state: ModelState) -> dict[str, Any]:
-    """Each class's share of the training set (the representation analysis reads).
-
-    Parameters
-    ----------
-    state : ModelState
-        The state whose training split is counted (after any class imbalance).
-
-    Returns
-    -------
-    dict
-        ``class_shares`` (one fraction per class, in label order, summing to 1) and ``class_names``.
-    """
+    """Each class's share of the training set (the representation analysis reads)."""
     y = state.data.train[1]
     counts = torch.bincount(y, minlength=state.data.num_classes)
     return {"class_shares": [float(c) / len(y) for c in counts], "class_names": list(state.data.class_names)}

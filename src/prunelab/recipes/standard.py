@@ -136,22 +136,6 @@ class Train(pl.Recipe):
     late rewinding). ``treatment`` (e.g. ``"finetune"``) and ``outcome``
     only label the lineage: a study marks the states it analyses with
     ``outcome=True``; every other recipe resets ``outcome`` to False.
-
-    Parameters
-    ----------
-    **kwargs
-        The properties, each optional: ``epochs`` (1), ``lr`` (0.1), ``batch_size`` (64),
-        ``optimizer`` (``"sgd"``), ``momentum`` (0.9), ``weight_decay`` (5e-4), ``schedule``
-        (``"constant"``) and ``rewind_epoch`` (None), as :func:`train_model` takes them, and
-        ``treatment`` (None) and ``outcome`` (False).
-
-    Raises
-    ------
-    UnknownNameError
-        For a name that is not a property.
-    StateDefinitionError
-        For a value out of range (e.g. negative ``epochs``, an unknown ``optimizer`` or
-        ``schedule``, ``rewind_epoch`` beyond ``epochs``).
     """
 
     PROPERTIES = {"epochs": 1, "lr": 0.1, "batch_size": 64, "optimizer": "sgd", "momentum": 0.9,
@@ -172,18 +156,6 @@ class Train(pl.Recipe):
             isinstance(p["rewind_epoch"], int) and 0 <= p["rewind_epoch"] <= p["epochs"]), "None or 0..epochs")
 
     def run(self, state: ModelState) -> ModelState:  # type: ignore[override]
-        """Train ``state.model`` in place with this recipe's properties (:func:`train_model`).
-
-        Parameters
-        ----------
-        state : ModelState
-            A private copy of the parent state.
-
-        Returns
-        -------
-        ModelState
-            ``state``, its model trained and the properties and per-epoch losses appended to ``train_config``.
-        """
         settings = {k: v for k, v in self.properties.items() if k not in ("treatment", "outcome")}
         losses = train_model(state, **settings)
         state.train_config = [*state.train_config, {**self.properties, "losses": losses}]
@@ -192,18 +164,6 @@ class Train(pl.Recipe):
 
 class LRRewind(Train):
     """Retrain a pruned model with the original learning-rate schedule from its pruned weights.
-
-    Parameters
-    ----------
-    **kwargs
-        The properties of :class:`Train`, with the same defaults.
-
-    Raises
-    ------
-    UnknownNameError
-        For a name that is not a property.
-    StateDefinitionError
-        For a value out of range, as for :class:`Train`.
 
     References
     ----------
@@ -224,44 +184,12 @@ class Prune(pl.Recipe):
     technique as well as SNIP, GraSP, Taylor), the data's input shape when it
     has an ``input_shape`` option (SynFlow). Random techniques draw from
     torch's generator, which the engine seeds per state.
-
-    Parameters
-    ----------
-    **kwargs
-        The properties, each optional: ``technique`` (``"l1_unstructured"``), ``amount`` (0.2, the
-        fraction of the remaining units pruned), ``round`` (1, a label for the lineage) and
-        ``batch_size`` (256, the samples given to data-dependent techniques). The technique and
-        amount are checked when the recipe runs.
-
-    Raises
-    ------
-    UnknownNameError
-        For a name that is not a property.
     """
 
     PROPERTIES = {"technique": "l1_unstructured", "amount": 0.2, "round": 1, "batch_size": 256}
     LINEAGE = {"technique": "technique", "amount": "amount", "round": "round", "outcome": False}
 
     def run(self, state: ModelState) -> ModelState:  # type: ignore[override]
-        """Prune ``state.model`` in place by ``amount`` with ``technique`` (:func:`prunelab.prune.prune_model`).
-
-        Parameters
-        ----------
-        state : ModelState
-            A private copy of the parent state; data-dependent techniques get its first
-            ``batch_size`` training samples.
-
-        Returns
-        -------
-        ModelState
-            ``state``, its model pruned.
-
-        Raises
-        ------
-        PruningError
-            For an unknown technique or an amount :func:`~prunelab.prune.prune_model` refuses
-            (e.g. not a fraction in [0, 1]).
-        """
         p = self.properties
         technique = get_technique(p["technique"])
         x, y = state.data.train
@@ -279,20 +207,7 @@ class Prune(pl.Recipe):
 
 
 class Rewind(pl.Recipe):
-    """Set the surviving weights back to initialisation (``to="init"``) or the training snapshot.
-
-    Parameters
-    ----------
-    **kwargs
-        The property ``to``: ``"init"`` (default) or ``"snapshot"`` (taken by :class:`Train` with ``rewind_epoch``).
-
-    Raises
-    ------
-    UnknownNameError
-        For a name that is not a property.
-    StateDefinitionError
-        If ``to`` is not ``"init"`` or ``"snapshot"``.
-    """
+    """Set the surviving weights back to initialisation (``to="init"``) or the training snapshot."""
 
     PROPERTIES = {"to": "init"}
     LINEAGE = {"treatment": "rewind", "rewind_to": "to", "outcome": False}
@@ -303,26 +218,6 @@ class Rewind(pl.Recipe):
         _check("Rewind", "to", to, to in ("init", "snapshot"), "'init' or 'snapshot'")
 
     def run(self, state: ModelState) -> ModelState:  # type: ignore[override]
-        """Set the surviving weights of ``state.model`` back to the chosen snapshot (:func:`prunelab.prune.rewind`).
-
-        Parameters
-        ----------
-        state : ModelState
-            A private copy of the parent state; ``to="init"`` reads its ``init_weights``,
-            ``to="snapshot"`` its ``rewind_snapshot``.
-
-        Returns
-        -------
-        ModelState
-            ``state``, its model rewound (masks kept).
-
-        Raises
-        ------
-        StateDefinitionError
-            With ``to="snapshot"`` when no snapshot was taken (train with ``rewind_epoch`` first).
-        PruningError
-            If the snapshot does not fit the model (a tensor missing or of another shape).
-        """
         saved = state.init_weights if self.properties["to"] == "init" else state.rewind_snapshot
         if saved is None:
             raise pl.StateDefinitionError("Rewind(to='snapshot') needs a snapshot: train with rewind_epoch=k first.")
@@ -331,33 +226,10 @@ class Rewind(pl.Recipe):
 
 
 class Reinit(pl.Recipe):
-    """Re-initialise the surviving weights (the random-reinitialisation control of the lottery ticket).
-
-    Parameters
-    ----------
-    **kwargs
-        None is accepted: the recipe has no properties.
-
-    Raises
-    ------
-    UnknownNameError
-        For any name given.
-    """
+    """Re-initialise the surviving weights (the random-reinitialisation control of the lottery ticket)."""
 
     LINEAGE = {"treatment": "reinit", "outcome": False}
 
     def run(self, state: ModelState) -> ModelState:  # type: ignore[override]
-        """Re-initialise the pruned modules of ``state.model`` in place (:func:`prunelab.prune.reinit`).
-
-        Parameters
-        ----------
-        state : ModelState
-            A private copy of the parent state; the new values come from torch's global generator.
-
-        Returns
-        -------
-        ModelState
-            ``state``, its model re-initialised (masks kept).
-        """
         reinit(state.model)
         return state

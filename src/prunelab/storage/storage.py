@@ -1,7 +1,8 @@
 """One experiment directory as the layers above see it: its files (:class:`Store`) and its index (:class:`Index`).
 
 :class:`Storage` is what the graph reads (it is the model's :class:`~prunelab.core.host.Catalogue`) and what the
-facade writes through: tags, run manifests, removals, merges and gc.
+facade and the analysis write through: tags, run manifests, environments, registrations, removals, merges and gc.
+States and results are published by the engine's writer (or its publishing helper), through the same store.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class Storage:
         store = Store(directory, durable=durable)
         if create and not store.layout.is_experiment():
             assert state_class is not None  # only a restore opens without a class, and it never creates
-            _create(store, state_class, version)
+            _create(store, Path(directory), state_class, version)
         info = store.read_info()
         if state_class is not None and info.get("state_class") != state_class:
             raise StateDefinitionError(
@@ -143,10 +144,18 @@ class Storage:
         damaged = any(os.path.dirname(path) == folder for path in self.store.logs.damaged)
         return Prereg.from_log(entries, damaged)
 
-    # ------------------------------------------------------------- writes
     def status_of(self, node_ids: list[str]) -> dict[str, str]:
         """The stored status of those of ``node_ids`` that are stored."""
         return self.index.status_of(node_ids)
+
+    # ------------------------------------------------------------- writes
+    def write_env(self, env: dict[str, Any]) -> str:
+        """Store a captured environment once; return its digest (what records name it by)."""
+        return self.store.logs.write_env(env)
+
+    def append_registration(self, entry: dict[str, Any]) -> None:
+        """Append a registration, blind or unblind to the pre-registration log."""
+        self.store.logs.append("prereg", entry, lambda _: self.index.touch())
 
     def write_tags(self, entries: list[list[str]]) -> None:
         """Append tag assignments (``["+" or "-", node id, tag]`` each) to the tag log, and index them."""
@@ -212,9 +221,8 @@ class Storage:
         return collect(self.store, self.index, repair=repair, min_age_s=min_age_s, dry_run=dry_run)
 
 
-def _create(store: Store, state_class: str, version: str) -> None:
-    """Make a new experiment in ``store``'s directory (refusing one that holds other things)."""
-    directory = store.root
+def _create(store: Store, directory: Path, state_class: str, version: str) -> None:
+    """Make a new experiment in ``directory`` (``store``'s, as the caller named it), refusing one holding other things."""
     foreign = [p.name for p in directory.iterdir()  # ours: the layout, and temp files being written
                if p.name not in LAYOUT and not p.name.startswith(".tmp-")] if directory.is_dir() else []
     if foreign:
@@ -230,5 +238,5 @@ def _create(store: Store, state_class: str, version: str) -> None:
     except OSError as err:
         if not disk_full(err):
             raise
-        raise PublishError(f"cannot create the experiment {directory}: the disk is full ({err}). Free "
+        raise PublishError(f"cannot create the experiment {store.root}: the disk is full ({err}). Free "
                            "some space and open it again; nothing else was changed.") from err
