@@ -26,7 +26,7 @@ def test_a_stored_record_reads_and_writes_back_key_for_key(meta):
 
 
 def test_the_transitions_give_the_fields_a_run_has_always_written():
-    declared = StateRecord.declared_root("a" * 32, "S", {"n": 1}, {"n": ["json", 1]})
+    declared = StateRecord.from_dict(StateRecord.declared_root("a" * 32, "S", {"n": 1}, {"n": ["json", 1]}))
     assert declared.to_dict() == {"id": "a" * 32, "parent_id": None, "root_id": "a" * 32, "depth": 0,
                                   "state_class": "S", "recipe": None, "properties": {"n": 1},
                                   "property_specs": {"n": ["json", 1]}, "lineage": {}, "seed": None}

@@ -1,8 +1,9 @@
 """Records as the model knows them: statuses, the state and result records and the run manifest, and the
 canonical JSON that seals, digests and checksums are taken over.
 
-Each record is a frozen dataclass built by one constructor per transition
-(a state is *declared*, *started*, then *done* or *failed*), so every path that
+Each record is built by one constructor per transition (a state is
+*declared*, *started*, then *done* or *failed*; the declared record stays in
+its stored form until the state runs, the others are frozen dataclasses), so every path that
 writes one (the run's own process, the publishing helper, a Dask failure
 recorded by the driver) writes the same fields. :meth:`StateRecord.to_dict`
 gives the stored form, key for key as prunelab has always written it; the
@@ -109,18 +110,21 @@ class StateRecord:
                                     "was altered. `prunelab gc --repair` sets it aside for recomputation.")
         return self.root_id
 
-    @classmethod
-    def declared_root(cls, node_id: str, state_class: str, properties: dict[str, Any],
-             property_specs: dict[str, Any]) -> StateRecord:
-        """A root as declared: its properties, shown and exact."""
-        return cls(node_id, None, node_id, 0, state_class, None, properties, property_specs, {})
+    # A declared record lives on its node, in its stored form, until the state runs: :meth:`from_dict` reads it
+    # then. Declaring makes no dataclass (one per node would cost a declaration a tenth more).
+    @staticmethod
+    def declared_root(node_id: str, state_class: str, properties: dict[str, Any],
+                      property_specs: dict[str, Any]) -> dict[str, Any]:
+        """The record of a root as declared (its properties, shown and exact), in its stored form."""
+        return _own(node_id, None, node_id, 0, state_class, None, properties, property_specs, {}, None)
 
-    @classmethod
-    def declared_child(cls, node_id: str, parent_id: str, parent: dict[str, Any], recipe: dict[str, Any],
-              lineage: dict[str, Any]) -> StateRecord:
-        """The state a recipe makes from node ``parent_id`` (whose record is ``parent``), as declared."""
-        return cls(node_id, parent_id, parent.get("root_id"), int(parent.get("depth", 0)) + 1,
-                   parent.get("state_class"), recipe, parent.get("properties"), parent.get("property_specs"), lineage)
+    @staticmethod
+    def declared_child(node_id: str, parent_id: str, parent: dict[str, Any], recipe: dict[str, Any],
+                       lineage: dict[str, Any]) -> dict[str, Any]:
+        """The record of the state a recipe makes from node ``parent_id`` (whose record is ``parent``), as declared."""
+        return _own(node_id, parent_id, parent.get("root_id"), int(parent.get("depth", 0)) + 1,
+                    parent.get("state_class"), recipe, parent.get("properties"), parent.get("property_specs"),
+                    lineage, None)
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> StateRecord:
@@ -155,10 +159,18 @@ class StateRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """The stored form: every field by its stored name (``run`` and ``outcome`` spread out)."""
-        out = {"id": self.id, "parent_id": self.parent_id, "root_id": self.root_id, "depth": self.depth,
-               "state_class": self.state_class, "recipe": self.recipe, "properties": self.properties,
-               "property_specs": self.property_specs, "lineage": self.lineage, "seed": self.seed}
+        out = _own(self.id, self.parent_id, self.root_id, self.depth, self.state_class, self.recipe, self.properties,
+                   self.property_specs, self.lineage, self.seed)
         return {**out, **self.run, **self.outcome}
+
+
+def _own(node_id: str, parent_id: str | None, root_id: str | None, depth: int, state_class: str | None,
+         recipe: dict[str, Any] | None, properties: dict[str, Any] | None, property_specs: dict[str, Any] | None,
+         lineage: dict[str, Any] | None, seed: int | None) -> dict[str, Any]:
+    """A state's own fields (those known when it is declared, and its seed), by their stored names."""
+    return {"id": node_id, "parent_id": parent_id, "root_id": root_id, "depth": depth, "state_class": state_class,
+            "recipe": recipe, "properties": properties, "property_specs": property_specs, "lineage": lineage,
+            "seed": seed}
 
 
 _OUTCOME = ("status", "error", "wall_s", "blobs", "bytes", "pickled", "devices")

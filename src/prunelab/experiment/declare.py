@@ -108,7 +108,7 @@ def declare_root(state_class: type[ExperimentState], properties: dict[str, Any]
         encode_property(owner, name, value)
     node_id = root_id(owner, values)
     shown = {k: to_display(v) for k, v in values.items()}
-    return node_id, values, StateRecord.declared_root(node_id, owner, shown, property_specs(values)).to_dict()
+    return node_id, values, StateRecord.declared_root(node_id, owner, shown, property_specs(values))
 
 
 def declare_child(recipe: Recipe, name: str, parent: Node) -> tuple[str, dict[str, Any]]:
@@ -143,7 +143,7 @@ def declare_child(recipe: Recipe, name: str, parent: Node) -> tuple[str, dict[st
     entry = {"name": name, "version": cls.VERSION, "properties": shown, "property_specs": property_specs(properties),
              "options": {k: to_display(v) for k, v in recipe.options.items()}, "fingerprint": fingerprint(cls),
              "module": cls.__module__, "qualname": cls.__qualname__}
-    return node_id, StateRecord.declared_child(node_id, parent.id, parent_record, entry, lineage).to_dict()
+    return node_id, StateRecord.declared_child(node_id, parent.id, parent_record, entry, lineage)
 
 
 def property_specs(values: dict[str, Any]) -> dict[str, Any]:
