@@ -53,12 +53,8 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     """Load ``Experiment`` and ``Plan`` from the layers above on first use (the model imports neither)."""
-    if name == "Experiment":
-        from ..experiment import Experiment
+    if name in ("Experiment", "Plan"):
+        from .. import experiment
 
-        return Experiment
-    if name == "Plan":
-        from ..experiment import Plan
-
-        return Plan
+        return getattr(experiment, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

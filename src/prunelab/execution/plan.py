@@ -73,7 +73,7 @@ def make_plan(candidates: Iterable[Node], graph: Graph, storage: Storage, retry_
     graph : Graph
         Their graph (tags and registrations).
     storage : Storage
-        Read for what is stored (the index, and the files for a result it lacks).
+        Read for what is stored (the index, and the file of a result it lacks).
     retry_failed : bool
         Plan to recompute states stored as failed.
 
@@ -104,7 +104,7 @@ def make_plan(candidates: Iterable[Node], graph: Graph, storage: Storage, retry_
         for function in node.functions.values():
             if function.key in keys.get(node.id, set()):
                 continue
-            on_disk = storage.store.results.read(node.id, function.name, function.version)
+            on_disk = storage.stored_result(node.id, function.name, function.version)
             if on_disk is None:
                 functions.append(function)
             else:

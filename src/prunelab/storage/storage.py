@@ -34,12 +34,14 @@ class Storage:
         The experiment directory's files.
     index : Index
         Its SQLite index (a cache of the records, rebuilt from the files when stale).
+    info : dict
+        Its ``experiment.json`` (format version, state class name, prunelab version).
     """
 
-    def __init__(self, store: Store, index: Index):
+    def __init__(self, store: Store, index: Index, info: dict[str, Any]):
         self.store = store
         self.index = index
-        self.info: dict[str, Any] = {}
+        self.info = info
 
     @classmethod
     def open(cls, directory: str | Path, state_class: str | None, *, durable: bool, create: bool,
@@ -84,9 +86,7 @@ class Storage:
         index = Index(store)
         store.blobs.users = index.blob_users
         index.ensure_valid()
-        storage = cls(store, index)
-        storage.info = info
-        return storage
+        return cls(store, index, info)
 
     def node_rows(self) -> list[tuple[str, str | None, str]]:
         """Every stored state as (id, parent id, status)."""
@@ -111,6 +111,10 @@ class Storage:
     def result_keys(self) -> dict[str, set[str]]:
         """The stored result keys (``name@vN``) of every state, by id."""
         return self.index.result_keys()
+
+    def stored_result(self, node_id: str, name: str, version: int) -> dict[str, Any] | None:
+        """One result record read from its file (verified), whether or not the index holds it; None if not stored."""
+        return self.store.results.read(node_id, name, version)
 
     def withheld(self, node_id: str, name: str, version: int) -> dict[str, Any]:
         """The withheld (blinded) part of one result record."""
@@ -204,7 +208,7 @@ class Storage:
         """
         self.store.layout.require_writable("merge()")
         other = Store(directory)
-        theirs, ours = other.read_info().get("state_class"), self.store.read_info().get("state_class")
+        theirs, ours = other.read_info().get("state_class"), self.info.get("state_class")
         if theirs != ours:
             raise StateDefinitionError(
                 f"{directory} holds states of class {theirs!r}, this experiment {ours!r}; only experiments of one "
