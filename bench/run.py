@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "prune"))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "execution"))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "studies"))
 
+import bench_checkpoints  # noqa: E402
 import bench_dask  # noqa: E402
 import bench_demo  # noqa: E402
 import bench_draw  # noqa: E402
@@ -20,4 +21,5 @@ if __name__ == "__main__":
     bench_draw.main()
     bench_techniques.main()
     bench_dask.main()
+    bench_checkpoints.main()
     bench_demo.main()

@@ -15,17 +15,17 @@ SURFACE = {
     "prunelab": [
         "CorruptStateError", "DaskExecutor", "Experiment", "ExperimentFormatError", "ExperimentState",
         "LocalExecutor", "Node",
-        "NodeSet", "PrunelabError", "PrunelabWarning", "PublishError", "REQUIRED", "ReadOnlyError", "Recipe", "RunError",
-        "StateDefinitionError", "UnhashableValueError", "UnknownNameError", "__version__", "function",
+        "NodeSet", "Preempted", "PrunelabError", "PrunelabWarning", "PublishError", "REQUIRED", "ReadOnlyError", "Recipe", "RunError",
+        "StateDefinitionError", "UnhashableValueError", "UnknownNameError", "__version__", "function", "log",
     ],
     "prunelab.core": [
         "CorruptStateError", "Experiment", "ExperimentFormatError", "ExperimentState", "Function", "Node", "NodeSet",
-        "Plan", "PrunelabError", "PrunelabWarning", "PublishError", "REQUIRED", "ReadOnlyError", "Recipe", "RunError",
-        "StateDefinitionError", "UnhashableValueError", "UnknownNameError", "encode", "function",
+        "Plan", "Preempted", "PrunelabError", "PrunelabWarning", "PublishError", "REQUIRED", "ReadOnlyError", "Recipe", "RunError",
+        "StateDefinitionError", "UnhashableValueError", "UnknownNameError", "encode", "function", "log",
     ],
     "prunelab.analysis": [
         "AnalysisError", "DEFAULT_FORMULA", "RegressionResult", "accuracy_vs_sparsity", "blind", "class_change",
-        "class_change_heatmap", "class_frame", "coefficient_plot", "disparity", "gini", "mask_similarity",
+        "class_change_heatmap", "class_frame", "coefficient_plot", "disparity", "gini", "learning_curves", "mask_similarity",
         "mcnemar", "noether_sample_size", "outcome_nodes", "paired_test", "pareto_front", "pareto_plot",
         "population_labels", "preregister", "prob_better", "prune_responsibly_model",
         "pruning_identified_exemplars", "registrations", "report", "state_frame", "tost", "unblind",
@@ -34,7 +34,7 @@ SURFACE = {
     "prunelab.execution": ["DaskExecutor", "Executor", "LocalExecutor", "RunReport", "resolve_executor"],
     "prunelab.zoo": ["Dataset", "ZooError", "available_datasets", "available_models", "build_model", "imbalance",
                      "load_dataset"],
-    "prunelab.recipes": ["LRRewind", "ModelState", "Prune", "Reinit", "Rewind", "Train", "class_shares",
+    "prunelab.recipes": ["LRRewind", "ModelState", "Prune", "Reinit", "ResumableSampler", "Rewind", "Train", "class_shares",
                          "dataset_for", "evaluate", "evaluate_split", "sparsity", "train_model"],
     "prunelab.prune": [
         "Context", "JaccardResult", "PruningError", "PruningWarning", "Schedule", "SparsityReport", "Technique",

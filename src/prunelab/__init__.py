@@ -14,6 +14,7 @@ from .core import (  # noqa: E402 - __version__ first: the store records it
     ExperimentState,
     Node,
     NodeSet,
+    Preempted,
     PrunelabError,
     PrunelabWarning,
     REQUIRED,
@@ -25,6 +26,7 @@ from .core import (  # noqa: E402 - __version__ first: the store records it
     UnhashableValueError,
     UnknownNameError,
     function,
+    log,
 )
 from .execution import DaskExecutor, LocalExecutor  # noqa: E402
 from .experiment import Experiment  # noqa: E402
@@ -38,6 +40,7 @@ __all__ = [
     "LocalExecutor",
     "Node",
     "NodeSet",
+    "Preempted",
     "PrunelabError",
     "PrunelabWarning",
     "PublishError",
@@ -50,4 +53,5 @@ __all__ = [
     "UnknownNameError",
     "__version__",
     "function",
+    "log",
 ]

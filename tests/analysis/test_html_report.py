@@ -46,8 +46,10 @@ def test_the_report_opens_in_chromium_with_every_figure_and_no_errors(tagged_stu
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert errors == []
     images = browser.execute_script("return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
-    # accuracy against sparsity, per-class change, Pareto front, regression coefficients, and the graph
-    assert [alt for alt, _, _ in images] == ["figure"] * 4 + ["experiment graph"]
+    # accuracy against sparsity, per-class change, the loss along each outcome's lineage (Train logs it), Pareto
+    # front, regression coefficients, and the graph
+    assert [alt for alt, _, _ in images] == ["figure"] * 2 + ["learning curve: loss"] + ["figure"] * 2 + [
+        "experiment graph"]
     assert all(complete and width > 0 for _, complete, width in images)
     headings = browser.execute_script("return Array.from(document.querySelectorAll('h2')).map(h => h.textContent)")
     assert "Prune Responsibly regression" in headings and "Environment and how to reproduce" in headings

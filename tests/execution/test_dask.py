@@ -180,3 +180,18 @@ def test_a_task_that_keeps_killing_its_worker_fails_its_node(tmp_path):
     assert "KilledWorker" in info.value.failed[bad.id]
     assert bad.status == "failed" and "KilledWorker" in bad.record["error"]
     assert below.status == "skipped" and root.status == "done"
+
+
+def test_workers_with_an_index_of_their_own_leave_the_drivers_index_current(tmp_path, monkeypatch):
+    """Each worker indexes into its own PRUNELAB_INDEX_DIR (a job-local disk on a cluster); after the run the
+    driver's index holds what they stored, so its nodes show their records and results at once."""
+    exp = pl.Experiment(tmp_path / "exp", MLPState)  # the driver's index: inside the experiment
+    declare_tree(exp)
+    monkeypatch.setenv("PRUNELAB_INDEX_DIR", str(tmp_path / "workers-index"))  # inherited by the new workers
+    report = exp.run(executor=pl.DaskExecutor(n_workers=1), quiet=True)
+    assert list((tmp_path / "workers-index").glob("*.sqlite"))
+    assert len(report.done) == 8
+    assert {n.id for n in exp.graph.nodes if n.status == "done"} == set(report.done)
+    assert all("values_checksum" in n.record for n in exp.graph.nodes)
+    assert sum(len(n.results) for n in exp.graph.nodes) == len(report.results) == 4
+    assert sorted(exp.index.status_of(report.done)) == sorted(report.done)

@@ -184,7 +184,7 @@ def test_prune_gives_what_the_technique_declares_it_needs(tmp_path):
 #: then update the value here.
 SHIPPED_FINGERPRINTS = {
     "LRRewind": "9428dca949c5ba6c", "Prune": "8fd9feae50613ef5", "Reinit": "d71e0fe2a7fdfecf",
-    "Rewind": "e3cab3d1f8af5373", "Train": "a4f0ee0237819233",
+    "Rewind": "e3cab3d1f8af5373", "Train": "ee2a84d7bebb7738",  # issue 15: Train checkpoints and logs
     "class_shares": "81e17e317b7c1e75", "evaluate": "d2c0b1013afc0b0c", "sparsity": "2356cc7f8160ec54",
 }
 

@@ -10,7 +10,8 @@ pandas tables; :mod:`.metrics` measures how unevenly pruning hits classes;
 
 from .frames import AnalysisError, class_frame, outcome_nodes, state_frame
 from .metrics import class_change, disparity, gini, mask_similarity, pareto_front
-from .plots import accuracy_vs_sparsity, class_change_heatmap, coefficient_plot, pareto_plot, population_labels
+from .plots import (accuracy_vs_sparsity, class_change_heatmap, coefficient_plot, learning_curves, pareto_plot,
+                    population_labels)
 from .prereg import blind, preregister, registrations, unblind
 from .regression import DEFAULT_FORMULA, RegressionResult, prune_responsibly_model
 from .report import report
@@ -21,4 +22,5 @@ __all__ = ["state_frame", "class_frame", "outcome_nodes", "AnalysisError", "clas
            "mask_similarity", "pareto_front", "prune_responsibly_model", "RegressionResult", "DEFAULT_FORMULA",
            "welch_per_class", "paired_test", "prob_better", "noether_sample_size", "tost", "mcnemar",
            "pruning_identified_exemplars", "preregister", "blind", "unblind", "registrations", "report",
-           "accuracy_vs_sparsity", "class_change_heatmap", "coefficient_plot", "pareto_plot", "population_labels"]
+           "accuracy_vs_sparsity", "class_change_heatmap", "coefficient_plot", "learning_curves", "pareto_plot",
+           "population_labels"]

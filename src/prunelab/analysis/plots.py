@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
     from .regression import RegressionResult
 
-__all__ = ["accuracy_vs_sparsity", "class_change_heatmap", "coefficient_plot", "pareto_plot", "population_labels"]
+__all__ = ["accuracy_vs_sparsity", "class_change_heatmap", "coefficient_plot", "learning_curves", "pareto_plot",
+           "population_labels"]
 
 _STYLES = {"finetune": "-", "rewind": "--", "none": ":"}
 
@@ -199,3 +200,66 @@ def pareto_plot(frame: pandas.DataFrame, x: str = "sparsity", y: str = "test_acc
     ax.set_ylabel(y.replace("_", " "))
     ax.set_title(f"Pareto front: {x}, {y} and {colour.replace('_', ' ')}")
     return fig
+
+
+def learning_curves(nodes: Any, name: str = "loss") -> Figure:
+    """The series ``name`` along each node's lineage (:meth:`Node.history <prunelab.Node.history>`), as curves.
+
+    Nodes are grouped by technique and treatment; each group's curve is the
+    mean over its nodes (its training runs: replicates, seeds) at each global
+    step, with a band from the lowest to the highest. Dotted verticals mark
+    where the pruning rounds of the first node of each group begin.
+
+    Parameters
+    ----------
+    nodes : iterable of Node
+        The last states of the curves (e.g. the outcome states of a study).
+    name : str, default="loss"
+        The series.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel, the global step on the x axis.
+
+    Raises
+    ------
+    AnalysisError
+        If no node has the series.
+    """
+    import pandas as pd
+
+    frames = []
+    events: dict[str, list[int]] = {}
+    for node in nodes:
+        curve = node.history(name)
+        if curve.empty:
+            continue
+        lineage = node.lineage
+        label = f"{lineage.get('technique') or 'dense'} / {lineage.get('treatment') or 'trained'}"
+        frames.append(curve.assign(group=label, run=node.id))
+        events.setdefault(label, [e["global_step"] for e in curve.attrs["events"] if e["kind"] == "prune"])
+    if not frames:
+        raise AnalysisError(f"no node has a series {name!r}; recipes log one with pl.log({name!r}, value).")
+    data = pd.concat(frames, ignore_index=True)
+    fig = _figure()
+    ax = fig.add_subplot()
+    for (label, group), color in zip(data.groupby("group"), _colors()):
+        stats = group.groupby("global_step")["value"].agg(["mean", "min", "max", "count"])
+        runs = group["run"].nunique()
+        ax.plot(stats.index, stats["mean"], color=color, label=f"{label} ({runs} run{'s' if runs != 1 else ''})")
+        if runs > 1:
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.2, linewidth=0)
+        for step in events[label]:
+            ax.axvline(step, color=color, linestyle=":", linewidth=1)
+    ax.set_xlabel("step (along the lineage)")
+    ax.set_ylabel(name)
+    ax.set_title(f"{name}: mean and range over runs")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _colors() -> Any:
+    from itertools import cycle
+
+    return cycle(f"C{i}" for i in range(10))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.prereg import covers_metric
-from .frames import AnalysisError, class_frame, state_frame
+from .frames import AnalysisError, class_frame, outcome_nodes, state_frame
 from .metrics import disparity
 from .prereg import registrations
 from .regression import prune_responsibly_model
@@ -52,11 +52,11 @@ def _table(frame: pandas.DataFrame, max_rows: int = 200) -> str:
     return table + more
 
 
-def _png(fig: Figure) -> str:
+def _png(fig: Figure, alt: str = "figure") -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f"<img alt='figure' src='data:image/png;base64,{data}'>"
+    return f"<img alt='{_e(alt)}' src='data:image/png;base64,{data}'>"
 
 
 def _graph_image(exp: Experiment) -> str:
@@ -85,8 +85,9 @@ def report(exp: Experiment, path: str | Path | None = None) -> Path:
     """Write the study's HTML report (default ``EXP/report.html``); return its path.
 
     Sections: pre-registration and blinding status, outcomes by technique,
-    treatment and round, figures (accuracy against sparsity, per-class change,
-    Pareto front, regression coefficients, the experiment graph), the Prune
+    treatment and round, figures (accuracy against sparsity, learning curves
+    of the loss and validation accuracy along each outcome's lineage, per-class
+    change, Pareto front, regression coefficients, the experiment graph), the Prune
     Responsibly regression, per-class tests, disparity, tags, the environment
     and how to reproduce the results.
 
@@ -108,7 +109,7 @@ def report(exp: Experiment, path: str | Path | None = None) -> Path:
         If an entry of the pre-registration log is damaged (from :func:`registrations`).
     """
     from .. import __version__
-    from .plots import accuracy_vs_sparsity, class_change_heatmap, population_labels
+    from .plots import accuracy_vs_sparsity, class_change_heatmap, learning_curves, population_labels
 
     target = Path(path) if path is not None else exp.directory / "report.html"
     parts = [f"<h1>prunelab report: {_e(exp.directory.name)}</h1>",
@@ -126,6 +127,12 @@ def report(exp: Experiment, path: str | Path | None = None) -> Path:
             std=("test_accuracy", "std")).reset_index()
         parts.append(_section("Outcomes (test accuracy, mean and std over training runs)", _table(summary)))
         figures.append(_png(accuracy_vs_sparsity(states)))
+        outcomes = outcome_nodes(exp)
+        for series in ("loss", "val_accuracy"):
+            try:
+                figures.append(_png(learning_curves(outcomes, series), f"learning curve: {series}"))
+            except AnalysisError:  # no recipe logged it
+                pass
     else:
         parts.append(_section("Outcomes", "<p>No outcome states (lineage <code>outcome=True</code>) are stored; "
                                           "a study marks the states it analyses.</p>"))

@@ -113,7 +113,7 @@ def _summarise(value: Any) -> Any:
 
 
 def status(args: argparse.Namespace) -> Output:
-    """``prunelab status``: counts by status, failures, held leases, stale states, differing environments."""
+    """``prunelab status``: counts by status, failures, checkpoints, held leases, stale states, differing environments."""
     from ..experiment.audit import environment_groups, held_leases, stale_states
 
     import_code(args.script, "status")
@@ -130,6 +130,14 @@ def status(args: argparse.Namespace) -> Output:
     for f in failed:
         text.append(f"  failed {f['id'][:12]}:")
         text += [f"    {line}" for line in f["error"].split("\n")]
+    found = exp.storage.partials()
+    done = exp.storage.status_of([p.node_id for p in found])
+    partials: list[dict[str, Any]] = [{"id": p.node_id, "step": p.step, "age_s": round(p.age_s, 1), "worker": p.worker,
+                 "state_done": done.get(p.node_id) == Status.DONE} for p in found]
+    for partial in partials:
+        then = "its state is done: `prunelab gc` removes it" if partial["state_done"] else "the next run resumes it"
+        text.append(f"  checkpoint {partial['id'][:12]} at step {partial['step']}, {partial['age_s']:.0f} s old "
+                    f"(written by {partial['worker']}): {then}")
     for lease in leases:
         alive = {True: "alive", False: "dead", None: "on another host"}[lease["alive"]]
         text.append(f"  lease {lease['key'][:40]} held by {lease['host']}:{lease['pid']} ({alive}), "
@@ -146,7 +154,7 @@ def status(args: argparse.Namespace) -> Output:
                         f"{group['threads']}, deterministic {group['deterministic']}"
                         + (f"; differs in {'; '.join(group['differences'][:6])}" if group["differences"] else ""))
     return Output({"directory": str(exp.directory), "states": len(exp.graph.nodes), "counts": dict(counts),
-                   "runs": len(runs), "failed": failed, "leases": leases, "stale": stale,
+                   "runs": len(runs), "failed": failed, "partials": partials, "leases": leases, "stale": stale,
                    "not_checked": not_checked, "environments": environments}, "\n".join(map(escape, text)))
 
 

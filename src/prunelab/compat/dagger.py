@@ -38,6 +38,7 @@ from prunelab import (
     ExperimentState,
     LocalExecutor,
     NodeSet,
+    Preempted,
     PrunelabError,
     PrunelabWarning,
     PublishError,
@@ -50,6 +51,7 @@ from prunelab import (
     UnknownNameError,
     __version__,
     function,
+    log,
 )
 from prunelab.core import Function
 from prunelab.core import graph as _graph
@@ -68,6 +70,7 @@ __all__ = [
     "LocalExecutor",
     "Node",
     "NodeSet",
+    "Preempted",
     "PrunelabError",
     "PrunelabWarning",
     "PublishError",
@@ -80,6 +83,7 @@ __all__ = [
     "UnknownNameError",
     "__version__",
     "function",
+    "log",
 ]
 
 _SHOWN = 5  # roots named in an error, at most

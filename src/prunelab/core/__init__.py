@@ -12,6 +12,7 @@ from typing import Any
 from .errors import (
     CorruptStateError,
     ExperimentFormatError,
+    Preempted,
     PrunelabError,
     PrunelabWarning,
     PublishError,
@@ -25,6 +26,7 @@ from .identity import encode
 from .nodes import Node
 from .nodeset import NodeSet
 from .recipe import Function, Recipe, function
+from .runtime import log
 from .state import REQUIRED, ExperimentState
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "Node",
     "NodeSet",
     "Plan",
+    "Preempted",
     "PrunelabError",
     "PrunelabWarning",
     "PublishError",
@@ -48,6 +51,7 @@ __all__ = [
     "UnknownNameError",
     "encode",
     "function",
+    "log",
 ]
 
 

@@ -108,3 +108,30 @@ class ReadOnlyError(PrunelabError, PermissionError):
 
     Everything that only reads works on such a directory.
     """
+
+
+#: The exit status of a process whose run was preempted (``EX_TEMPFAIL``: a job script requeues on it).
+PREEMPTED_EXIT = 75
+
+
+class Preempted(PrunelabError, SystemExit):
+    """A run stopped because the process was asked to (SIGTERM, or the signal in ``PRUNELAB_PREEMPT_SIGNAL``).
+
+    Raised by :meth:`Recipe.checkpoint` once it has written the partial, and
+    by :meth:`Experiment.run` after the run's summary: the preempted nodes
+    are left declared, their leases released, and re-running resumes them
+    from their newest checkpoint. Left uncaught, it ends the process with
+    exit status 75 (:data:`PREEMPTED_EXIT`), which a job script requeues on.
+
+    Parameters
+    ----------
+    message : str
+        What was preempted.
+    nodes : sequence of str, default=()
+        The ids of the preempted nodes; kept as the ``nodes`` attribute (a list).
+    """
+
+    def __init__(self, message: str, nodes: Sequence[str] = ()):
+        super().__init__(message)
+        self.code = PREEMPTED_EXIT
+        self.nodes = list(nodes)

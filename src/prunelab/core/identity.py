@@ -31,9 +31,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+import inspect
 import math
 import pathlib
 import struct
+import textwrap
 import types
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
@@ -42,7 +44,7 @@ from typing import Any
 from .errors import UnhashableValueError
 from .lazy import LazyInstallers
 
-__all__ = ["SCHEME", "encode", "register", "register_lazy", "class_name", "root_id", "child_id"]
+__all__ = ["SCHEME", "encode", "register", "register_lazy", "class_name", "root_id", "child_id", "fingerprint"]
 
 #: Version of the encoding. Part of every id.
 SCHEME = 1
@@ -347,3 +349,22 @@ def encode_property(owner: str, name: str, value: Any, *, kind: str = "property"
         raise UnhashableValueError(f"{owner} {kind} {_describe(err.path, err.value, err.reason)}") from None
     finally:
         _DECLARING.reset(token)
+
+
+_FINGERPRINTS: dict[object, str | None] = {}
+
+
+def fingerprint(obj: object) -> str | None:
+    """Return a digest of the source of a class or function (None if unavailable).
+
+    Only the object's own source is covered, not the helpers it calls: bump the
+    recipe's ``VERSION`` (or the function's ``version``) when those change.
+    """
+    if obj not in _FINGERPRINTS:
+        try:
+            source = inspect.getsource(obj)  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            _FINGERPRINTS[obj] = None
+        else:
+            _FINGERPRINTS[obj] = hashlib.sha256(textwrap.dedent(source).encode()).hexdigest()[:16]
+    return _FINGERPRINTS[obj]

@@ -11,6 +11,8 @@ from .seeding import derive_seed
 from .state import bind_node
 
 if TYPE_CHECKING:
+    import pandas
+
     from .host import Host
     from .nodeset import NodeSet
     from .state import ExperimentState
@@ -150,6 +152,42 @@ class Node:
     def results(self) -> dict[str, Any]:
         """Function results by name (the version applied here, else the newest stored)."""
         return self.experiment.graph.results_of(self)
+
+    def series(self, name: str | None = None) -> pandas.DataFrame:
+        """The metric series logged with :func:`prunelab.log` by this state's recipe and its functions.
+
+        Parameters
+        ----------
+        name : str, optional
+            Only this series (default: all).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``name``, ``step``, ``value`` and ``source`` (``recipe``, or ``function:<name>@v<version>``), one
+            row per logged value; empty for a state not stored yet.
+        """
+        from .curves import node_series
+
+        return node_series(self, name)
+
+    def history(self, name: str) -> pandas.DataFrame:
+        """The series ``name`` of this state's lineage, root first, on one global step axis.
+
+        Parameters
+        ----------
+        name : str
+            The series (e.g. ``"loss"``): train, prune, finetune as one curve.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``global_step``, ``value``, ``step``, ``node_id``, ``recipe``, ``begins``; ``attrs["events"]``
+            says where each recipe (and each pruning round) begins (see :func:`prunelab.core.curves.history`).
+        """
+        from .curves import history
+
+        return history(self, name)
 
     # ------------------------------------------------------------- values
     def restore(self) -> ExperimentState:

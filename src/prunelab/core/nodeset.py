@@ -234,6 +234,25 @@ class NodeSet:
             return pd.DataFrame(columns=["id", "parent_id", "status", "depth", "recipe", "tags"])
         return pd.DataFrame(self._nodes[0].experiment.graph.frame_rows(self._nodes))
 
+    def series(self, name: str | None = None) -> pandas.DataFrame:
+        """The series of every node in the set as one long frame (see :meth:`Node.series`).
+
+        Parameters
+        ----------
+        name : str, optional
+            The one series to read; None reads every series of each node.
+
+        Returns
+        -------
+        pandas.DataFrame
+            A row per logged value: ``node_id``, ``name``, ``step``, ``value``, ``source``, then the node's
+            properties and lineage fields (``replicate``, ``technique``, ``treatment``, ``root_id`` …), to
+            group curves by seed and treatment.
+        """
+        from .curves import set_series
+
+        return set_series(self._nodes, name)
+
 
 def _fields(node: Node) -> dict[str, Any]:
     """The fields a node can be filtered on, in readable form: recipe properties, lineage, state properties."""

@@ -4,41 +4,19 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
-import inspect
 import sys
-import textwrap
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 from .display import to_display
 from .errors import StateDefinitionError
-from .identity import class_name, encode_property
+from .identity import class_name, encode_property, fingerprint
 from .state import ExperimentState, check_properties, property_defaults
 
 if TYPE_CHECKING:
     from .nodes import Node
 
 __all__ = ["Recipe", "Function", "function", "fingerprint"]
-
-
-_FINGERPRINTS: dict[object, str | None] = {}
-
-
-def fingerprint(obj: object) -> str | None:
-    """Return a digest of the source of a class or function (None if unavailable).
-
-    Only the object's own source is covered, not the helpers it calls: bump the
-    recipe's ``VERSION`` (or the function's ``version``) when those change.
-    """
-    if obj not in _FINGERPRINTS:
-        try:
-            source = inspect.getsource(obj)  # type: ignore[arg-type]
-        except (OSError, TypeError):
-            _FINGERPRINTS[obj] = None
-        else:
-            _FINGERPRINTS[obj] = hashlib.sha256(textwrap.dedent(source).encode()).hexdigest()[:16]
-    return _FINGERPRINTS[obj]
 
 
 def _read_attributes(recipe: Recipe, names: list[str], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -236,6 +214,80 @@ class Recipe:
             Always, in the base class: subclasses implement it.
         """
         raise StateDefinitionError(f"{class_name(type(self))} must implement run(self, state).")
+
+    def checkpoint(self, state: ExperimentState, step: int, *, every: Any = None, **objects: Any) -> bool:
+        """Store, atomically, a partial of the node being computed: what :meth:`resume` restores.
+
+        A partial holds the state's stored attributes (content-addressed: an
+        unchanged tensor costs nothing), each object's ``state_dict()``, the
+        generators the engine seeds (Python, NumPy, torch CPU and CUDA) and the
+        series logged so far; it replaces the node's previous one. It is not a
+        state: queries and analysis never see it, and it goes once the node is
+        done. When the process has been sent the preemption signal (SIGTERM, or
+        ``PRUNELAB_PREEMPT_SIGNAL``), it is written whether or not it is due and
+        :class:`~prunelab.Preempted` is raised: the node stays declared.
+
+        Parameters
+        ----------
+        state : ExperimentState
+            The state being computed (the one ``run`` was given).
+        step : int
+            Where the recipe is (e.g. the epochs done); :meth:`resume` returns it.
+        every : int, datetime.timedelta or str, optional
+            Write only when due: every ``n`` steps (an int), or once that much time has passed since the last
+            partial (``"90s"``, ``"5min"``, ``"1h"``, a ``timedelta``). None: every call writes.
+        **objects
+            Objects with ``state_dict()``/``load_state_dict()`` (optimizers, schedulers, scalers, samplers).
+
+        Returns
+        -------
+        bool
+            Whether a partial was written.
+
+        Raises
+        ------
+        Preempted
+            After writing the partial, when the process was asked to stop.
+        StateDefinitionError
+            Outside a run's call of :meth:`run`, for a step that is not a non-negative int, or an object
+            without ``state_dict()``.
+        """
+        from .runtime import current, every_of
+
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise StateDefinitionError(f"{class_name(type(self))}.checkpoint: step must be a non-negative int, "
+                                       f"got {step!r}.")
+        return current(f"{class_name(type(self))}.checkpoint").checkpoint(self, state, step, every_of(every),
+                                                                          objects)
+
+    def resume(self, state: ExperimentState, **objects: Any) -> int | None:
+        """Load the node's newest partial into ``state`` and ``objects`` in place; return its step (None: none).
+
+        Call it at the start of :meth:`run`, once the objects exist. Continued
+        from that step, the run stores a state bitwise identical to an
+        uninterrupted run's. A partial written by other code of the recipe, or
+        under other thread settings, is ignored with a warning.
+
+        Parameters
+        ----------
+        state : ExperimentState
+            The state ``run`` was given.
+        **objects
+            The objects passed to :meth:`checkpoint`, by the same names.
+
+        Returns
+        -------
+        int or None
+            The step of the partial loaded; None when there is none (start from the beginning).
+
+        Raises
+        ------
+        StateDefinitionError
+            Outside a run's call of :meth:`run`, or when the partial holds other objects than those passed.
+        """
+        from .runtime import current
+
+        return current(f"{class_name(type(self))}.resume").resume(self, state, objects)
 
     def __call__(self, node: Node) -> Node:
         """Declare this recipe applied to ``node``; return the child node."""

@@ -146,11 +146,19 @@ class StateRecord:
         """The record with the torch settings a recipe left in force (``threads``, ``deterministic``)."""
         return dataclasses.replace(self, run={**self.run, **settings})
 
-    def done(self, *, wall_s: float, blobs: list[str], size: int, pickled: bool, devices: list[str]) -> StateRecord:
-        """The record of a state computed: its blobs (and their bytes), whether pickled, the devices of its tensors."""
+    def done(self, *, wall_s: float, blobs: list[str], size: int, pickled: bool, devices: list[str],
+             series: str | None = None, resumed: list[int] | None = None) -> StateRecord:
+        """The record of a state computed: its blobs (and their bytes), whether pickled, the devices of its tensors.
+
+        ``series`` is the digest of the blob of the series its recipe logged
+        (also listed in ``blobs``), ``resumed`` the steps of the checkpoints it
+        was resumed from; each is left out when there is none, and ``wall_s``
+        is then the time of the last attempt only.
+        """
+        extra = {**({"series": series} if series else {}), **({"resumed": resumed} if resumed else {})}
         return dataclasses.replace(self, outcome={"status": Status.DONE.value, "error": None, "wall_s": wall_s,
                                                   "blobs": blobs, "bytes": size, "pickled": pickled,
-                                                  "devices": devices})
+                                                  "devices": devices, **extra})
 
     def failed(self, *, error: str, wall_s: float) -> StateRecord:
         """The record of a state whose recipe failed (or that could not run at all): the traceback."""
@@ -173,7 +181,7 @@ def _own(node_id: str, parent_id: str | None, root_id: str | None, depth: int, s
             "seed": seed}
 
 
-_OUTCOME = ("status", "error", "wall_s", "blobs", "bytes", "pickled", "devices")
+_OUTCOME = ("status", "error", "wall_s", "blobs", "bytes", "pickled", "devices", "series", "resumed")
 _OWN = frozenset({"id", "parent_id", "root_id", "depth", "state_class", "recipe", "properties", "property_specs",
                   "lineage", "seed"})
 
@@ -200,6 +208,8 @@ class ResultRecord:
         When it started, its wall time, worker, environment and registrations.
     blinded : list of str or None
         The keys withheld under a blind (None: nothing is).
+    series : str or None
+        The digest of the blob of the series the function logged (None: it logged none).
     """
 
     name: str
@@ -213,16 +223,19 @@ class ResultRecord:
     blobs: list[str]
     run: dict[str, Any]
     blinded: list[str] | None = None
+    series: str | None = None  # the digest of the series the function logged (also in ``blobs``)
 
     def withheld(self, value: Any, blobs: list[str]) -> ResultRecord:
         """The withheld part of this result: the same record holding the blinded keys' values."""
-        return dataclasses.replace(self, value=value, blobs=blobs)
+        return dataclasses.replace(self, value=value, blobs=blobs, series=None)
 
     def to_dict(self) -> dict[str, Any]:
         """The stored form."""
         out = {"name": self.name, "version": self.version, "node_id": self.node_id, "seed": self.seed,
                "fingerprint": self.fingerprint, "module": self.module, "qualname": self.qualname,
                "value": self.value, "blobs": self.blobs, **self.run}
+        if self.series is not None:
+            out["series"] = self.series
         return {**out, "blinded": self.blinded} if self.blinded is not None else out
 
 

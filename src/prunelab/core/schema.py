@@ -18,7 +18,7 @@ from typing import Any
 from .errors import CorruptStateError
 from .records import Status
 
-__all__ = ["check_state_record", "check_result_record", "check_log_entry", "is_id", "STATUSES"]
+__all__ = ["check_state_record", "check_result_record", "check_partial", "check_log_entry", "is_id", "STATUSES"]
 
 #: The statuses a stored state record may have.
 STATUSES = (Status.DONE, Status.FAILED)
@@ -75,12 +75,23 @@ _STATE: dict[str, tuple[_Check, bool]] = {
     "started": (_optional(_is_number), False), "environment": (_optional(is_id), False),
     "prereg": (_list_of(_is_str), False), "values_checksum": (_optional(_is_str), False),
     "worker": (_optional(_is_str), False), "devices": (_list_of(_is_str), False),
+    "series": (is_id, False), "resumed": (_list_of(_is_int), False),
 }
 _RESULT: dict[str, tuple[_Check, bool]] = {
     "name": (_is_str, True), "version": (_is_int, True), "node_id": (is_id, True), "value": (_is_spec, True),
     "blobs": (_list_of(is_id), False), "blinded": (_list_of(_is_str), False),
     "fingerprint": (_optional(_is_str), False), "module": (_optional(_is_str), False),
     "qualname": (_optional(_is_str), False), "environment": (_optional(is_id), False), "prereg": (_list_of(_is_str), False), "wall_s": (_optional(_is_number), False),
+    "series": (is_id, False),
+}
+_PARTIAL: dict[str, tuple[_Check, bool]] = {
+    "id": (is_id, True), "step": (lambda v: _is_int(v) and v >= 0, True), "at": (_is_number, True),
+    "values": (lambda v: _is_dict(v) and all(_is_spec(x) for x in v.values()), True),
+    "objects": (lambda v: _is_dict(v) and all(_is_spec(x) for x in v.values()), True),
+    "generators": (_is_spec, True), "series": (_optional(is_id), True), "blobs": (_list_of(is_id), True),
+    "fingerprint": (_optional(_is_str), False), "threads": (_optional(_is_int), False),
+    "deterministic": (lambda v: isinstance(v, bool), False), "worker": (_optional(_is_str), False),
+    "resumed": (_list_of(_is_int), False),
 }
 
 
@@ -137,6 +148,11 @@ def check_result_record(record: Any, path: Path | str, node_id: str) -> dict[str
     """Return ``record`` if it is a well-formed function result of ``node_id``, else raise naming the field."""
     return _of_state(_check(record, _RESULT, path, "function result", [node_id]), "node_id", path, node_id,
                      "a result")
+
+
+def check_partial(record: Any, path: Path | str, node_id: str) -> dict[str, Any]:
+    """Return ``record`` if it is a well-formed checkpoint (partial) of ``node_id``, else raise naming the field."""
+    return _of_state(_check(record, _PARTIAL, path, "checkpoint", [node_id]), "id", path, node_id, "a checkpoint")
 
 
 def check_log_entry(kind: str, entry: Any, path: Path | str) -> dict[str, Any]:

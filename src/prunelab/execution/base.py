@@ -36,6 +36,8 @@ class RunReport:
         ``"<id> <name>@v<version>"`` for each function result stored.
     elsewhere : list of str, default=[]
         States this run was about to compute but another driver or worker stored first.
+    preempted : list of str, default=[]
+        States whose recipe was stopped by the preemption signal (checkpoint stored, left declared).
     wall_s : float, default=0.0
         Wall time of the whole run, in seconds.
     error : RunError or None, default=None
@@ -48,6 +50,7 @@ class RunReport:
     skipped: list[str] = field(default_factory=list)
     results: list[str] = field(default_factory=list)
     elsewhere: list[str] = field(default_factory=list)
+    preempted: list[str] = field(default_factory=list)
     wall_s: float = 0.0
     error: RunError | None = None
 
@@ -58,11 +61,12 @@ class RunReport:
         -------
         str
             ``"prunelab: N computed, N cached, N failed, N skipped, N result(s) in S s"``; states stored
-            elsewhere count as cached.
+            elsewhere count as cached. A preempted run adds ``"; preempted: N (re-run to resume)"``.
         """
+        preempted = f"; preempted: {len(self.preempted)} (re-run to resume)" if self.preempted else ""
         return (f"prunelab: {len(self.done)} computed, {len(self.cached) + len(self.elsewhere)} cached, "
                 f"{len(self.failed)} failed, "
-                f"{len(self.skipped)} skipped, {len(self.results)} result(s) in {self.wall_s:.2f} s")
+                f"{len(self.skipped)} skipped, {len(self.results)} result(s) in {self.wall_s:.2f} s{preempted}")
 
 
 class Executor(ABC):

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from .engine import Engine
 from .materialise import Materialized
-from .task import ELSEWHERE, EngineSpec, Task
+from . import preempt
+from .task import ELSEWHERE, PREEMPTED, EngineSpec, Task
 from ..core.errors import StateDefinitionError
 from .base import Executor, RunReport
 from .progress import Progress
@@ -32,10 +33,14 @@ def _run_task(spec: EngineSpec, task: Task, *parents: dict[str, Any]) -> dict[st
     """The worker side: compute one node (parent read from disk) and its functions."""
     if any(p.get("status") in ("failed", "skipped") for p in parents):
         return {"node_id": task.node_id, "status": "skipped"}
+    if any(p.get("status") in (PREEMPTED, "waiting") for p in parents):
+        return {"node_id": task.node_id, "status": "waiting"}  # left declared, for the run that resumes its parent
     engine = Engine.open(spec)
     outcome = engine.run_task(task, None)
     if task.compute and outcome.state is None:
         return {"node_id": task.node_id, "status": "failed", "error": outcome.error or ""}
+    if outcome.state == PREEMPTED:
+        return {"node_id": task.node_id, "status": PREEMPTED}
     status = "cached" if not task.compute else "done" if isinstance(outcome.state, Materialized) else ELSEWHERE
     return {"node_id": task.node_id, "status": status, "results": outcome.results, "failures": outcome.failures}
 
@@ -145,6 +150,9 @@ class DaskExecutor(Executor):
             remaining = len(futures)
             lost: set[str] = set()
             for future in as_completed(list(futures.values())):
+                if preempt.requested():  # asked to stop: what has not started is left declared
+                    client.cancel([f for f in futures.values() if not f.done()])
+                    break
                 node_id = by_future[future.key]
                 try:
                     result = future.result()
@@ -181,5 +189,7 @@ class DaskExecutor(Executor):
             report.failed[node_id] = result.get("error", "")
         elif status == "skipped":
             report.skipped.append(node_id)
+        elif status == PREEMPTED:
+            report.preempted.append(node_id)
         report.results.extend(result.get("results", []))
         report.failed.update(result.get("failures", {}))

@@ -17,18 +17,19 @@ import traceback
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import StateDefinitionError
+from ..core.errors import Preempted, StateDefinitionError
 from ..core.identity import class_name
-from ..core.prereg import split_blinded
-from ..core.recipe import fingerprint
-from ..core.records import ResultRecord, StateRecord, Status, stamps
+from ..core.records import StateRecord, Status
+from ..core.runtime import running
 from ..core.seeding import derive_seed, preserved, reseed, seeded
 from ..core.state import ExperimentState, bind_node, check_kept, warn_undeclared
-from ..storage.codecs import encode_value
 from ..storage.lease import Lease, acquire
+from ..storage.series import encode_series
 from .bodies import in_body, settings_changed
+from .checkpoints import BodyRuntime
+from .functions import run_function
 from .materialise import Materialiser, Materialized
-from .task import BUSY, ELSEWHERE, EngineSpec, Task, TaskOutcome
+from .task import BUSY, ELSEWHERE, PREEMPTED, EngineSpec, Task, TaskOutcome
 from .writer import Writer
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ class Engine:
                 self._preserving = False
 
     @contextlib.contextmanager
-    def _body(self, seed: int, root_id: str, what: str) -> Iterator[None]:
+    def body(self, seed: int, root_id: str, what: str) -> Iterator[None]:
         """Run a recipe's or function's body: seeded, marked as running, then its root's derived attributes checked.
 
         Derived attributes are shared by every state of a root (see
@@ -169,7 +170,7 @@ class Engine:
                         return self._run_functions(task, outcome, outcome.state, lease)
                 finally:
                     self.writer.let_go(lease)
-                if outcome.state is None:
+                if outcome.state is None or outcome.state == PREEMPTED:
                     return outcome
         if not task.functions:
             return outcome
@@ -191,7 +192,7 @@ class Engine:
         """Run the task's functions but those ``stored`` already; every one that did not fail is a result."""
         for function in task.functions:
             if function not in stored and lease is not None:
-                ok, error = self._run_function(task, function, parent, lease)
+                ok, error = run_function(self, task, function, parent, lease)
                 if not ok:
                     outcome.failures[f"{task.node_id} function {function.name}"] = error or ""
         outcome.results = [f"{task.node_id} {f.key}" for f in task.functions
@@ -203,21 +204,30 @@ class Engine:
 
     def _compute(self, task: Task, parent: Materialized | None, lease: Lease
                  ) -> tuple[Materialized | str | None, str | None]:
-        """Make and publish a task's state: (its stored form or ELSEWHERE, None), or (None, the traceback)."""
+        """Make and publish a task's state: (its stored form, ELSEWHERE or PREEMPTED, None), or (None, the traceback)."""
         started = time.time()
         record = self._started(task, started)
+        runtime = BodyRuntime(task.node_id, self.store, self.materialiser, threads=self.threads,
+                              deterministic=self.deterministic)
         try:
-            state, in_force = self.make(task, parent)
+            state, in_force = self.make(task, parent, runtime)
             record = record.in_force(in_force)
             materialized, pickled = self.materialiser.encode_state(state)
+            series = encode_series(runtime.series.frozen())
+        except Preempted:
+            return PREEMPTED, None  # its checkpoint is stored; the node stays declared
         except Exception:  # noqa: BLE001 - a user's recipe may raise anything; it is recorded
             error = traceback.format_exc()
             self.writer.publish(record.failed(error=error, wall_s=time.time() - started).to_dict(), None, lease)
             return None, error
-        done = record.done(wall_s=time.time() - started, blobs=sorted(materialized.blobs),
-                           size=sum(len(b.data) for b in materialized.blobs.values()), pickled=pickled,
-                           devices=sorted({spec[4] for spec in _tensor_specs(materialized.values)}))
-        return (materialized if self.writer.publish(done.to_dict(), materialized, lease) else ELSEWHERE), None
+        extra = {} if series is None else {series.digest: series}
+        blobs = {**materialized.blobs, **extra}
+        done = record.done(wall_s=time.time() - started, blobs=sorted(blobs),
+                           size=sum(len(b.data) for b in blobs.values()), pickled=pickled,
+                           devices=sorted({spec[4] for spec in _tensor_specs(materialized.values)}),
+                           series=None if series is None else series.digest, resumed=runtime.resumed)
+        published = self.writer.publish(done.to_dict(), materialized, lease, extra)
+        return (materialized if published else ELSEWHERE), None
 
     def _started(self, task: Task, at: float) -> StateRecord:
         return task.record.started(at=at, worker=self.worker, environment=self.environment, prereg=self.spec.prereg,
@@ -232,10 +242,14 @@ class Engine:
         """
         self.writer.publish_unleased(self._started(task, time.time()).failed(error=error, wall_s=0.0).to_dict())
 
-    def make(self, task: Task, parent: Materialized | None) -> tuple[ExperimentState, dict[str, Any]]:
-        """Build a task's state as a run does, storing nothing (``verify`` re-executes through this too).
+    def make(self, task: Task, parent: Materialized | None, runtime: BodyRuntime | None = None
+             ) -> tuple[ExperimentState, dict[str, Any]]:
+        """Build a task's state as a run does (``verify`` re-executes through this too).
 
-        Returns the state and the torch settings its recipe left in force, where they differ from the spec's.
+        The recipe runs under ``runtime`` (where its series and checkpoints
+        go); the default keeps its series in memory and writes no checkpoint.
+        Returns the state and the torch settings its recipe left in force,
+        where they differ from the spec's.
         """
         cls = self.materialiser.require_class()
         root_id = task.record.root
@@ -247,7 +261,8 @@ class Engine:
         recipe = task.recipe.fresh()  # a failed run that changed self leaves the next one as declared
         name = class_name(type(recipe))
         what = f"recipe {name} (node {task.node_id[:12]}…)"
-        with self._body(derive_seed(task.node_id, "recipe"), root_id, what):
+        with self.body(derive_seed(task.node_id, "recipe"), root_id, what), \
+                running(runtime or BodyRuntime(task.node_id, threads=self.threads, deterministic=self.deterministic)):
             out = recipe.run(state)
             in_force = settings_changed(what, self.threads, self.deterministic)
         if not isinstance(out, cls):
@@ -259,34 +274,6 @@ class Engine:
                     "non-hashed attribute.")
         warn_undeclared(out, f"{name}.run")
         return out, in_force
-
-    def _run_function(self, task: Task, function: Function, parent: Materialized | None, lease: Lease
-                      ) -> tuple[bool, str | None]:
-        started = time.time()
-        seed = derive_seed(task.node_id, f"function:{function.name}")
-        owner = f"result of function {function.name!r}"
-        try:
-            root_id = task.record.root
-            state = bind_node(self.materialiser.load_state(task.node_id, task.properties, root_id, parent), task.node_id, task.tags)
-            what = f"function {function.name!r} (node {task.node_id[:12]}…)"
-            with self._body(seed, root_id, what):
-                value = function.fn(state)
-                settings_changed(what, self.threads, self.deterministic)
-            value, withheld = split_blinded(value, function.name, task.blinded)
-            encoded = encode_value(value, owner=owner, allow_stateful=False)
-            hidden = encode_value(withheld, owner=owner, allow_stateful=False) if withheld else None
-        except Exception:  # noqa: BLE001 - recorded and reported
-            return False, traceback.format_exc()
-        run = {"started": started, "wall_s": time.time() - started, "worker": self.worker,
-               **stamps(self.environment, self.spec.prereg)}
-        record = ResultRecord(function.name, function.version, task.node_id, seed, fingerprint(function.fn),
-                              getattr(function.fn, "__module__", None), getattr(function.fn, "__qualname__", None),
-                              encoded.spec, sorted(encoded.blobs), run, None if hidden is None else sorted(withheld))
-        withheld_part = None
-        if hidden is not None:
-            withheld_part = (record.withheld(hidden.spec, sorted(hidden.blobs)).to_dict(), hidden.blobs)
-        self.writer.store_result(task.node_id, record.to_dict(), encoded.blobs, withheld_part, lease)
-        return True, None
 
 
 def _tensor_specs(spec: Any) -> list[list[Any]]:

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from .task import Task
 
 from .materialise import Materialized
-from .task import BUSY
+from . import preempt
+from .task import BUSY, PREEMPTED
 from ..core.errors import StateDefinitionError
 
 __all__ = ["LocalExecutor"]
@@ -26,7 +27,8 @@ class LocalExecutor(Executor):
     form a store round trip would give; it is released once its last child has
     run, so a 10,000-deep chain holds one state at a time. The walk is
     iterative (no recursion limit). A failed node's descendants are skipped;
-    every other branch completes.
+    every other branch completes. Once the process is asked to stop (see
+    :mod:`prunelab.execution.preempt`), no further task starts.
 
     Parameters
     ----------
@@ -79,7 +81,7 @@ class LocalExecutor(Executor):
         dead: set[str] = set()
         stack = list(reversed(children.get(None, [])))
         deferred: list[Task] = []  # computed by another driver right now: come back to them last
-        while stack or deferred:
+        while (stack or deferred) and not preempt.requested():  # asked to stop: no further task starts
             task, wait = (stack.pop(), False) if stack else (deferred.pop(0), True)
             kids = children.get(task.node_id, [])
             parent_id = task.parent_id or ""
@@ -95,6 +97,9 @@ class LocalExecutor(Executor):
                     progress.running(-1)
                     deferred.append(task)
                     continue
+                if materialized == PREEMPTED:
+                    progress.running(-1)
+                    break
                 status = ("failed" if any(k.startswith(task.node_id) for k in report.failed)
                           else "done" if isinstance(materialized, Materialized) else "cached")
                 progress.finished(status, task.node_id)
@@ -114,6 +119,9 @@ class LocalExecutor(Executor):
         outcome = engine.run_task(task, parent, wait=wait)
         if outcome.state == BUSY:
             return BUSY
+        if outcome.state == PREEMPTED:
+            report.preempted.append(task.node_id)
+            return PREEMPTED
         if task.compute:
             if outcome.state is None:
                 report.failed[task.node_id] = outcome.error or ""

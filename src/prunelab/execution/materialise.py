@@ -225,7 +225,7 @@ class Materialiser:
         if cached is None:
             record = self.store.states.read_record(node_id)
             values = self.store.states.read_values(node_id, record)
-            cached = Materialized(values, _read_blobs(values, self.store))
+            cached = Materialized(values, read_blobs(values, self.store))
         size = sum(len(b.data) for b in cached.blobs.values())
         if size <= _cache_limit():
             self._stored[node_id] = cached  # most recently used last
@@ -276,7 +276,7 @@ def _cache_limit() -> int:
         return 512 * 2**20
 
 
-def _read_blobs(values: dict[str, Any], store: Store) -> dict[str, Blob]:
+def read_blobs(values: dict[str, Any], store: Store) -> dict[str, Blob]:
     """Read every blob a value spec references: tensors as tensors, the rest as bytes."""
     blobs: dict[str, Blob] = {}
     source = StoreSource(store)

@@ -238,7 +238,7 @@ def serve(conn: Connection, directory: str, durable: bool) -> None:
             blobs = {name: Blob(name, memoryview(data), data) for name in names for data in [conn.recv_bytes()]}
             if kind == "state":
                 record, values, lease_path, token = rest
-                published = store.states.publish(
+                published = store.publish_state(
                     record, values, _of(record, blobs), index.record_published,
                     lambda: (read_lease(Path(lease_path)) or {}).get("token") == token)
                 if not published:

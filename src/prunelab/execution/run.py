@@ -14,7 +14,7 @@ import sqlite3
 import sys
 import time
 
-from ..core.errors import PublishError, RunError
+from ..core.errors import PREEMPTED_EXIT, Preempted, PublishError, RunError
 from ..core.graph import Graph
 from ..core.records import RunManifest
 from ..storage.files import disk_full
@@ -22,6 +22,7 @@ from ..storage.layout import Layout
 from ..storage.lease import Lease, acquire
 from ..storage.storage import Storage
 from ..storage.store import FORMAT_VERSION
+from . import preempt
 from .base import Executor, RunReport
 from .engine import Engine
 from .plan import Plan
@@ -65,6 +66,8 @@ def execute_plan(plan: Plan, *, engine: Engine, executor: Executor, storage: Sto
 
     Raises
     ------
+    Preempted
+        The process was sent the preemption signal (see :mod:`.preempt`) during the run.
     RunError
         Some nodes failed (every other branch completed), with ``raise_on_failure``.
     """
@@ -77,13 +80,17 @@ def execute_plan(plan: Plan, *, engine: Engine, executor: Executor, storage: Sto
     progress = Progress(len(plan.tasks), quiet=quiet)
     run_lease = acquire(storage.store.layout.leases, f"run.{os.getpid()}.{secrets.token_hex(4)}", lambda: False,
                         durable=storage.store.durable)  # tells gc a run is writing (keep unreferenced blobs)
+    report: RunReport | None = None
     try:
-        with engine.batch():
+        with engine.batch(), preempt.handling():
             report = executor.execute(plan.tasks, engine, progress)
     finally:
         if isinstance(run_lease, Lease):
             run_lease.release()
         progress.close()
+        if report is not None:  # what workers with an index of their own (PRUNELAB_INDEX_DIR) stored
+            storage.index_stored({**{i: "done" for i in report.done + report.elsewhere},
+                                  **{k: "failed" for k in report.failed if " " not in k}}, report.results)
         graph.refresh(ids, storage.status_of(ids))
     report.cached = plan.cached
     report.wall_s = time.time() - started
@@ -91,6 +98,11 @@ def execute_plan(plan: Plan, *, engine: Engine, executor: Executor, storage: Sto
     graph.mark_skipped(report.skipped)
     if not quiet:
         print(report.summary(), file=sys.stderr)
+    if preempt.requested():
+        left = len(ids) - len(report.done) - len(report.elsewhere) - len(report.failed) - len(report.skipped)
+        raise Preempted(f"the run was preempted: {len(report.preempted)} state(s) stopped at their checkpoint, "
+                        f"{left} in all left declared; run the script again to resume them (exit status "
+                        f"{PREEMPTED_EXIT} asks a job script to requeue).", report.preempted)
     if report.failed:
         error = RunError(report.failed, report.skipped)
         report.error = error

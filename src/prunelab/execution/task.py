@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ..core.state import ExperimentState
     from .materialise import Materialized
 
-__all__ = ["BUSY", "ELSEWHERE", "EngineSpec", "Task", "TaskOutcome"]
+__all__ = ["BUSY", "ELSEWHERE", "PREEMPTED", "EngineSpec", "Task", "TaskOutcome"]
 
 
 @dataclass
@@ -58,3 +58,5 @@ class EngineSpec:
 
 #: A task outcome's state when another driver or worker stored it first.
 ELSEWHERE = "elsewhere"
+#: A task outcome's state when its recipe was preempted (its checkpoint stored, the node left declared).
+PREEMPTED = "preempted"

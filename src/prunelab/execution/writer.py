@@ -88,18 +88,24 @@ class Writer:
         helper = self.helper()
         return helper if helper is not None and helper.ready() else None
 
-    def publish(self, record: dict[str, Any], materialized: Materialized | None, lease: Lease) -> bool:
-        """Publish a state (or a failure record) made under ``lease``; False when another writer came first."""
+    def publish(self, record: dict[str, Any], materialized: Materialized | None, lease: Lease,
+                extra: dict[str, Blob] | None = None) -> bool:
+        """Publish a state (or a failure record) made under ``lease``; False when another writer came first.
+
+        ``extra`` holds blobs the record lists beyond the state's values (its series).
+        """
         values, blobs = (None, {}) if materialized is None else (materialized.values, materialized.blobs)
+        if extra:
+            blobs = {**blobs, **extra}
         helper = self._ready()
         if helper is not None:
             helper.publish_state(record, values, blobs, lease)
             return True
-        return self.store.states.publish(record, values, blobs, self.index.record_published, lease.owned)
+        return self.store.publish_state(record, values, blobs, self.index.record_published, lease.owned)
 
     def publish_unleased(self, record: dict[str, Any]) -> None:
         """Publish a failure record in this process, under no lease (a task that could not run at all)."""
-        self.store.states.publish(record, None, {}, self.index.record_published)
+        self.store.publish_state(record, None, {}, self.index.record_published)
 
     def store_result(self, node_id: str, record: dict[str, Any], blobs: dict[str, Blob],
                      withheld: tuple[dict[str, Any], dict[str, Blob]] | None, lease: Lease) -> None:

@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import CorruptStateError, PrunelabError
 from ..core.identity import child_id, class_name, root_id
 from ..core.records import StateRecord, Status, canonical_json
+from ..execution.checkpoints import BodyRuntime
 from ..execution.engine import Engine
 from ..execution.task import Task
 from ..storage.consistency import index_differences
 from ..storage.files import checksum
+from ..storage.series import encode_series
 from ..storage.sources import MemorySource, StoreSource
 from .audit import recorded_class
 
@@ -188,10 +190,14 @@ def _reexecute(exp: Experiment, node: Node, atol: float, engines: dict[tuple[int
                                     "recorded properties makes another id: the code or its VERSION changed"), None
     task = Task(node.id, node.parent_id, properties, recipe, StateRecord.from_dict(record), True,
                 tags=sorted(exp.graph.tags_of(node)))
-    state, _ = engine.make(task, None)  # the run's own path: templates, seeds, the checks of a recipe's body
+    runtime = BodyRuntime(node.id, threads=engine.threads, deterministic=engine.deterministic)
+    state, _ = engine.make(task, None, runtime)  # the run's own path: templates, seeds, the checks of a recipe's body
     materialized, _ = engine.materialiser.encode_state(state)
+    series = encode_series(runtime.series.frozen())
+    if (None if series is None else series.digest) != record.get("series"):
+        return "different", "the series its recipe logs differ from the stored ones", None
     if checksum(canonical_json(materialized.values)) == record.get("values_checksum"):
-        return "identical", "every value and tensor bit for bit", 0.0
+        return "identical", "every value and tensor bit for bit" + (", and its series" if series else ""), 0.0
     stored = exp.store.states.read_values(node.id, record)
     return _compare(stored, materialized.values, StoreSource(exp.store), MemorySource(materialized.blobs), atol)
 

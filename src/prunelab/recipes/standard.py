@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from torch import nn
 
 import prunelab as pl
 
+from ..execution.preempt import requested
 from ..prune import get_masks, masked_training, prune_model, reinit, rewind, snapshot
 from ..prune.targets import DEFAULT_TYPES as _PRUNABLE
 from ..prune.techniques import get_technique
@@ -30,13 +32,22 @@ def _check(owner: str, name: str, value: Any, ok: bool, what: str) -> None:
 
 
 def train_model(state: ModelState, *, epochs: int, lr: float, batch_size: int, optimizer: str, momentum: float,
-                weight_decay: float, schedule: str, rewind_epoch: int | None) -> list[float]:
+                weight_decay: float, schedule: str, rewind_epoch: int | None, recipe: pl.Recipe | None = None,
+                checkpoint_every: float | None = None, val_accuracy: bool = False) -> list[float]:
     """Train ``state.model`` in place; return the mean training loss of each epoch.
 
     Shuffling draws from torch's global generator (seeded per state by the
     engine). Pruned models train inside :func:`prunelab.prune.masked_training`
     (dense speed, masks exact). With ``rewind_epoch`` = k, a snapshot is taken
     into ``state.rewind_snapshot`` after k epochs (k = 0: before training).
+    Each step's loss is logged as the series ``loss`` (see :func:`prunelab.log`).
+
+    Given the ``recipe`` that trains, the run resumes from its newest
+    checkpoint and checkpoints after every epoch, and within an epoch
+    whenever ``checkpoint_every`` seconds have passed since the last one (or
+    the process is asked to stop): the model, the optimizer and schedule,
+    the epoch's order and place, the losses so far, the generators and the
+    series. A resumed run stores what an uninterrupted one does, bit for bit.
 
     Parameters
     ----------
@@ -59,6 +70,12 @@ def train_model(state: ModelState, *, epochs: int, lr: float, batch_size: int, o
         multiplied by 0.1 after every third of the steps (any other value: constant).
     rewind_epoch : int or None
         After how many epochs to take the rewind snapshot, 0 .. ``epochs``; None: no snapshot.
+    recipe : Recipe, optional
+        The recipe running this (its checkpoints are used); None: no checkpoint, no resume.
+    checkpoint_every : float, optional
+        Seconds between checkpoints within an epoch; None: at the ends of epochs only.
+    val_accuracy : bool, default=False
+        Also log the accuracy on ``state.data.val`` after each epoch, as the series ``val_accuracy``.
 
     Returns
     -------
@@ -79,30 +96,110 @@ def train_model(state: ModelState, *, epochs: int, lr: float, batch_size: int, o
         scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=max(steps // 3, 1), gamma=0.1)
     else:
         scheduler = None
-    losses = []
+    place = _Place()
+    objects = {"optimizer": opt, "place": place, **({"scheduler": scheduler} if scheduler is not None else {})}
+    if recipe is not None:
+        recipe.resume(state, **objects)
     pruned = bool(get_masks(model))
-    with (masked_training(model, opt) if pruned else contextlib.nullcontext()), _progress(epochs) as tick:
-        for epoch in range(epochs):
-            if rewind_epoch == epoch:
-                state.rewind_snapshot = snapshot(model) if not pruned else _snapshot_outside(model)
+    segment = _Segment(model, opt if pruned else None)
+    last = time.monotonic()
+
+    def save() -> None:  # outside masked training, so the model is stored in its pruned form
+        nonlocal last
+        assert recipe is not None
+        with segment.paused():
+            recipe.checkpoint(state, place.step(len(y), batch_size), **objects)
+        last = time.monotonic()
+
+    with segment, _progress(epochs) as tick:
+        for epoch in range(place.epoch, epochs):
+            if place.order is None:  # the epoch begins
+                if rewind_epoch == epoch:
+                    state.rewind_snapshot = snapshot(model) if not pruned else _snapshot_outside(model)
+                place.order = torch.randperm(len(y))
             model.train()
-            order = torch.randperm(len(y))
-            total = 0.0
-            for start in range(0, len(y), batch_size):
-                index = order[start:start + batch_size]
+            for start in range(place.position, len(y), batch_size):
+                index = place.order[start:start + batch_size]
                 loss = nn.functional.cross_entropy(model(x[index]), y[index])
                 opt.zero_grad()
                 loss.backward()  # type: ignore[no-untyped-call]
                 opt.step()
                 if scheduler is not None:
                     scheduler.step()
-                total += loss.item() * len(index)
-            losses.append(total / len(y))
-            tick(epoch, losses[-1])
+                place.total += loss.item() * len(index)
+                place.position = start + len(index)
+                pl.log("loss", loss.detach())
+                if recipe is not None and place.position < len(y) and (requested() or (
+                        checkpoint_every is not None and time.monotonic() - last >= checkpoint_every)):
+                    save()
+            place.end_epoch(len(y))
+            tick(epoch, place.losses[-1])
+            if val_accuracy:
+                pl.log("val_accuracy", _accuracy(model, *state.data.val), step=epoch + 1)
+            if recipe is not None and epoch + 1 < epochs:  # after the last, the state itself is stored
+                save()
     if rewind_epoch == epochs:
         state.rewind_snapshot = snapshot(model)
     model.eval()
-    return losses
+    return list(place.losses)
+
+
+class _Place:
+    """Where training is: the epoch, its order and position, the loss summed so far, the epochs' mean losses."""
+
+    def __init__(self) -> None:
+        self.epoch, self.position, self.total = 0, 0, 0.0
+        self.order: torch.Tensor | None = None
+        self.losses: list[float] = []
+
+    def step(self, n: int, batch_size: int) -> int:
+        """The steps done (what a checkpoint is labelled with)."""
+        return self.epoch * math.ceil(n / batch_size) + math.ceil(self.position / batch_size)
+
+    def end_epoch(self, n: int) -> None:
+        self.losses.append(self.total / n)
+        self.epoch, self.position, self.total, self.order = self.epoch + 1, 0, 0.0, None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "position": self.position, "total": self.total, "order": self.order,
+                "losses": list(self.losses)}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        self.epoch, self.position, self.total = saved["epoch"], saved["position"], saved["total"]
+        self.order, self.losses = saved["order"], list(saved["losses"])
+
+
+class _Segment:
+    """Masked training (for a pruned model) that a checkpoint can step out of and back into."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None):
+        self.model, self.optimizer = model, optimizer
+        self.stack = contextlib.ExitStack()
+
+    def __enter__(self) -> _Segment:
+        if self.optimizer is not None:
+            self.stack.enter_context(masked_training(self.model, self.optimizer))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stack.close()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        self.stack.close()
+        try:
+            yield
+        finally:
+            self.__enter__()
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        accuracy = float((model(x).argmax(1) == y).float().mean())
+    model.train(was_training)
+    return accuracy
 
 
 def _snapshot_outside(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -136,16 +233,27 @@ class Train(pl.Recipe):
     late rewinding). ``treatment`` (e.g. ``"finetune"``) and ``outcome``
     only label the lineage: a study marks the states it analyses with
     ``outcome=True``; every other recipe resets ``outcome`` to False.
+
+    It logs the loss of every step (the series ``loss``) and, with the
+    option ``val_accuracy=True``, the validation accuracy after each epoch.
+    It checkpoints after every epoch and, within one, every
+    ``checkpoint_every`` seconds (an option, default 600; None: epochs
+    only), so a run killed or preempted resumes where it stopped and stores
+    what an uninterrupted run stores (see :func:`train_model`).
     """
 
     PROPERTIES = {"epochs": 1, "lr": 0.1, "batch_size": 64, "optimizer": "sgd", "momentum": 0.9,
                   "weight_decay": 5e-4, "schedule": "constant", "rewind_epoch": None, "treatment": None,
                   "outcome": False}
+    OPTIONS = {"checkpoint_every": 600.0, "val_accuracy": False}
     LINEAGE = {"treatment": "treatment", "outcome": "outcome"}
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         name, p = type(self).__name__, self.properties
+        every = self.options["checkpoint_every"]
+        _check(name, "checkpoint_every", every, every is None or (
+            isinstance(every, (int, float)) and not isinstance(every, bool) and every > 0), "None or positive seconds")
         _check(name, "epochs", p["epochs"], isinstance(p["epochs"], int) and p["epochs"] >= 0, "a non-negative int")
         _check(name, "lr", p["lr"], isinstance(p["lr"], (int, float)) and p["lr"] > 0, "a positive number")
         _check(name, "batch_size", p["batch_size"], isinstance(p["batch_size"], int) and p["batch_size"] > 0,
@@ -157,7 +265,9 @@ class Train(pl.Recipe):
 
     def run(self, state: ModelState) -> ModelState:  # type: ignore[override]
         settings = {k: v for k, v in self.properties.items() if k not in ("treatment", "outcome")}
-        losses = train_model(state, **settings)
+        options = self.options
+        losses = train_model(state, **settings, recipe=self, checkpoint_every=options["checkpoint_every"],
+                             val_accuracy=bool(options["val_accuracy"]))
         state.train_config = [*state.train_config, {**self.properties, "losses": losses}]
         return state
 

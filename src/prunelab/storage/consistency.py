@@ -9,7 +9,7 @@ from ..core.errors import CorruptStateError
 from .files import read_file
 from .index import Index, blobs_of
 
-__all__ = ["index_differences"]
+__all__ = ["catch_up", "index_differences"]
 
 
 def index_differences(index: Index) -> list[str]:
@@ -67,3 +67,46 @@ def index_differences(index: Index) -> list[str]:
     if indexed != tags:
         out.append(f"{len(indexed ^ tags)} tag assignment(s) in the index differ from the tag log")
     return out
+
+
+def catch_up(index: Index, statuses: dict[str, str], results: list[str]) -> int:
+    """Index what other processes stored with an index of their own (``PRUNELAB_INDEX_DIR`` on each worker).
+
+    A run's report says what was stored; a state the index holds with
+    another status, or not at all, is read from its record, and a result it
+    lacks from its file. (A whole rebuild would read every record.)
+
+    Parameters
+    ----------
+    index : Index
+        The index to bring up to date (its store is read).
+    statuses : dict of str to str
+        State id to the status a run reports for it (``done`` or ``failed``); those the index holds
+        otherwise are read from their files.
+    results : list of str
+        ``"<id> <name>@v<version>"`` of the results the run stored; those the index lacks are read.
+
+    Returns
+    -------
+    int
+        How many records were indexed.
+    """
+    indexed = index.status_of(list(statuses))
+    behind = [i for i, status in statuses.items() if indexed.get(i) != status]
+    missing_results = []
+    for item in results:
+        node_id, _, key = item.partition(" ")
+        if key not in index.results(node_id):
+            missing_results.append((node_id, key))
+    if not behind and not missing_results:
+        return 0
+    with index.store.lock():
+        for node_id in behind:
+            path = index.store.layout.state_file(node_id, "meta.json")
+            index.record_published(read_file(path, state_ids=[node_id]), node_id not in indexed)
+        for node_id, key in missing_results:
+            name, _, version = key.rpartition("@v")
+            record = index.store.results.read(node_id, name, int(version))
+            if record is not None:
+                index.result_written(node_id, record)
+    return len(behind) + len(missing_results)

@@ -52,7 +52,8 @@ class GCReport:
     ``states``); ``links`` every symlink or foreign entry left alone;
     ``states_removed`` the states set aside for recomputation (``repair``),
     ``results_removed`` and ``logs_removed`` the result files and log entries
-    set aside, each with what it means.
+    set aside, each with what it means; ``partials_removed`` the ids whose
+    checkpoint was removed because the state is done.
     """
 
     leftovers: list[str] = field(default_factory=list)
@@ -63,6 +64,7 @@ class GCReport:
     states_removed: list[str] = field(default_factory=list)
     results_removed: list[str] = field(default_factory=list)
     logs_removed: list[str] = field(default_factory=list)
+    partials_removed: list[str] = field(default_factory=list)
     damaged: list[dict[str, Any]] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
     live_runs: int = 0
@@ -78,7 +80,7 @@ class GCReport:
                 f"{self.bytes_freed:,} bytes freed; {len(self.corrupt_blobs)} corrupt blob(s), "
                 f"{len(self.missing_blobs)} missing blob(s), {len(self.states_removed)} state(s) removed for "
                 f"recomputation, {len(self.results_removed)} result(s) and {len(self.logs_removed)} log entries set "
-                f"aside{found}{kept}")
+                f"aside, {len(self.partials_removed)} checkpoint(s) of done states removed{found}{kept}")
 
 
 def collect(store: Store, index: Index, *, repair: bool = False, min_age_s: float = MIN_AGE_S,
@@ -103,6 +105,8 @@ def collect(store: Store, index: Index, *, repair: bool = False, min_age_s: floa
         in progress of a state whose lease is held is kept whatever its age, and
         no unreferenced blob is deleted while a run holds its run lease. Leases
         whose holder died on this host are removed with the other leftovers.
+        The checkpoint of a state is removed once the state is done (and its
+        lease not held); those of states not done are kept, with their blobs.
     dry_run : bool, default=False
         Report only.
     """
@@ -113,6 +117,7 @@ def collect(store: Store, index: Index, *, repair: bool = False, min_age_s: floa
     with store.lock():
         leased = _leases(store, report, dry_run)
         _leftovers(store, report, leased, cutoff, dry_run)
+        _partials(store, report, leased, cutoff, dry_run)
         refs = _references(store, report)
         _blobs(store, report, refs, cutoff, repair, dry_run)
         if repair:
@@ -159,6 +164,21 @@ def _leases(store: Store, report: GCReport, dry_run: bool) -> set[str]:
         else:
             leased.add(entry.name.split(".")[0])
     return leased
+
+
+def _partials(store: Store, report: GCReport, leased: set[str], cutoff: float, dry_run: bool) -> None:
+    """Remove the checkpoints of done states whose lease is not held, and old half-written checkpoint files."""
+    for entry in _entries(store.layout.partials, report):
+        if entry.name.startswith(".tmp-") and entry.is_file(follow_symlinks=False) and \
+                entry.stat(follow_symlinks=False).st_mtime < cutoff:
+            report.leftovers.append(f"partials/{entry.name}")
+            if not dry_run:
+                os.unlink(entry.path)
+    for node_id, entry in store.partials.entries(report.links):
+        if node_id not in leased and store.states.status(node_id) == Status.DONE:
+            report.partials_removed.append(node_id)
+            if not dry_run:
+                os.unlink(entry.path)
 
 
 def _leftovers(store: Store, report: GCReport, leased: set[str], cutoff: float, dry_run: bool) -> None:
@@ -227,6 +247,14 @@ def _references(store: Store, report: GCReport) -> _References:
             errors.append(err if isinstance(err, CorruptStateError) else CorruptStateError(str(err), str(folder)))
         for error in errors:
             damaged(error, Path(error.path), node_id)
+    for node_id, entry in store.partials.entries():
+        if node_id in report.partials_removed:
+            continue
+        try:
+            record = store.partials.read(node_id)
+            keep([] if record is None else record["blobs"], node_id)
+        except (OSError, CorruptStateError) as err:
+            damaged(err, Path(entry.path), node_id)
     for node_id, path in store.results.iter_withheld(odd):
         try:
             keep(store.results.read_withheld(node_id, *_result_key(path)).get("blobs", []), node_id)

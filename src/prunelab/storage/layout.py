@@ -11,6 +11,7 @@
     EXP/blobs/ab/<digest>          content-addressed bytes, stored once
     EXP/envs/<digest>.json         captured environments
     EXP/leases/                    who is computing what (see lease.py)
+    EXP/partials/<id>.json         the newest checkpoint of a state being computed (see partials.py)
     EXP/tmp/                       work in progress and removed states (gc clears it)
     EXP/lock, EXP/generation       the experiment lock; the write generation
     EXP/index.sqlite               a cache of the records (see index.py)
@@ -38,11 +39,11 @@ FORMAT_VERSION = 1
 #: The folders created with the experiment.
 FOLDERS = ("states", "blobs", "tags", "runs", "envs", "tmp", "prereg")
 #: Everything prunelab keeps at the top of an experiment directory.
-LAYOUT = frozenset({*FOLDERS, "leases", "lock", "generation", "experiment.json", "index.sqlite",
+LAYOUT = frozenset({*FOLDERS, "leases", "partials", "lock", "generation", "experiment.json", "index.sqlite",
                     "index.sqlite-wal", "index.sqlite-shm", "index.sqlite-journal"})
 #: The append-only logs (one sealed entry a file) and the folder of environments.
 LOGS = ("tags", "runs", "prereg")
-_LAYOUT_FOLDERS = frozenset({*FOLDERS, "leases"})
+_LAYOUT_FOLDERS = frozenset({*FOLDERS, "leases", "partials"})
 _INDEX_FILES = frozenset(n for n in LAYOUT if n.startswith("index.sqlite"))
 
 
@@ -82,6 +83,7 @@ class Layout:
         self.lock_file = self.root / "lock"
         self.generation_file = self.root / "generation"
         self.leases = self.root / "leases"
+        self.partials = self.root / "partials"
         self.tmp_folder = self.root / "tmp"
         self.index_file = self.root / "index.sqlite"
         self.withheld = self.root / "prereg" / "withheld"
@@ -104,6 +106,11 @@ class Layout:
     def result_path(self, node_id: str, name: str, version: int) -> Path:
         """The file of one function result."""
         return self.state_dir(node_id) / "results" / f"{name}@v{version}.json"
+
+    def partial_path(self, node_id: str) -> Path:
+        """The file of a state's newest checkpoint (whether or not it exists)."""
+        check_hex(node_id, "state id", self.partials)
+        return self.partials / f"{node_id}.json"
 
     def withheld_path(self, node_id: str, name: str, version: int) -> Path:
         """The withheld (blinded) part of one function result."""

@@ -14,10 +14,13 @@ from typing import Any
 from ..core.errors import PublishError, StateDefinitionError
 from ..core.prereg import Prereg
 from .codecs import decode_value
+from .consistency import catch_up
 from .files import disk_full
 from .gc import GCReport, collect
 from .index import Index
 from .merge import merge
+from .partials import PartialInfo
+from .series import decode_series
 from .sources import StoreSource
 from .layout import LAYOUT
 from .store import Store
@@ -137,6 +140,25 @@ class Storage:
         """
         return decode_value(spec, StoreSource(self.store), owner=owner)
 
+    def series(self, digest: str) -> dict[str, tuple[Any, Any]]:
+        """A stored series blob, read and verified: per name, its steps (int64) and values (float64) as arrays.
+
+        Parameters
+        ----------
+        digest : str
+            The blob's digest, as a state or result record names it (``series``).
+
+        Returns
+        -------
+        dict of str to (ndarray, ndarray)
+            Per name, in sorted order.
+        """
+        return decode_series(StoreSource(self.store).raw(digest), str(self.store.layout.blob_path(digest)))
+
+    def partials(self) -> list[PartialInfo]:
+        """The checkpoints stored for states being computed (node, step, when, where), oldest first."""
+        return self.store.partials.listing()
+
     def runs(self) -> list[dict[str, Any]]:
         """Every run manifest, oldest first."""
         return [entry for _, entry in self.store.logs.read("runs")]
@@ -178,6 +200,16 @@ class Storage:
             with self.store.lock():
                 for node_id, record in found:
                     self.index.result_written(node_id, record)
+
+    def index_stored(self, statuses: dict[str, str], results: list[str]) -> int:
+        """Index what processes with an index of their own stored (see :func:`.consistency.catch_up`).
+
+        Returns
+        -------
+        int
+            How many records were indexed.
+        """
+        return catch_up(self.index, statuses, results)
 
     def remove(self, node_ids: list[str]) -> list[str]:
         """Remove states from view (gc deletes their files); return those that were stored."""

@@ -11,16 +11,19 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import CorruptStateError, ExperimentFormatError
-from ..core.records import canonical_json
+from ..core.records import Status, canonical_json
 from .blobs import Blobs
+from .codecs import Blob
 from .files import read_json, write_atomic
 from .layout import FORMAT_VERSION, LAYOUT, Layout
 from .lock import Lock
 from .logs import Logs
+from .partials import Partials
 from .results import Results
 from .states import States
 
@@ -49,6 +52,8 @@ class Store:
         Function results and their withheld (blinded) parts.
     logs : Logs
         Tags, runs, registrations and environments.
+    partials : Partials
+        The newest checkpoint of each state being computed.
     counters : Counter
         What was read and written, for benchmarks.
     """
@@ -63,6 +68,21 @@ class Store:
         self.states = States(self.layout, self._lock, self.blobs, self.counters, durable)
         self.results = Results(self.layout, self._lock, self.blobs, durable)
         self.logs = Logs(self.layout, self._lock, durable)
+        self.partials = Partials(self.layout, self.blobs, durable)
+
+    def publish_state(self, record: dict[str, Any], values: dict[str, Any] | None, blobs: dict[str, Blob],
+                      on_published: Callable[[bytes, bool], None], owned: Callable[[], bool] = lambda: True) -> bool:
+        """Publish a state (see :meth:`States.publish`, whose parameters these are); a done one's checkpoint goes.
+
+        Returns
+        -------
+        bool
+            False when another writer published a done state first, or the lease was lost.
+        """
+        published = self.states.publish(record, values, blobs, on_published, owned)
+        if published and record.get("status") == Status.DONE:
+            self.partials.remove(record["id"])  # the state holds all of it now (gc removes any left by a crash)
+        return published
 
     def lock(self) -> contextlib.AbstractContextManager[None]:
         """Hold the experiment lock (re-entrant within this process); see :meth:`Lock.hold`."""

@@ -1,0 +1,24 @@
+"""Train → prune → finetune with the standard recipes on the digits, for the checkpoint tests.
+
+Run as ``python pruning_chain.py DIRECTORY``; ``PRUNING_CHAIN`` (JSON) gives
+the Train options (e.g. ``{"checkpoint_every": 1e-9}``: a checkpoint after
+every step). Prints the finetuned state's checksums as JSON.
+"""
+
+import json
+import os
+import sys
+
+import prunelab as pl
+from prunelab.recipes import ModelState, Prune, Train
+
+if __name__ == "__main__":
+    options = json.loads(os.environ.get("PRUNING_CHAIN", "{}"))
+    exp = pl.Experiment(sys.argv[1], ModelState)
+    root = exp.spawn_new_tree(dataset_name="digits", model_name="lenet300100", replicate=0)
+    trained = Train(epochs=2, lr=0.05, batch_size=128, schedule="cosine", **options)(root)
+    pruned = Prune(technique="global_magnitude", amount=0.8)(trained)
+    finetuned = Train(epochs=2, lr=0.02, batch_size=128, treatment="finetune", **options)(pruned)
+    exp.run()
+    print(json.dumps({n: [node.record["values_checksum"], node.record.get("series"), node.record.get("resumed", [])]
+                      for n, node in (("trained", trained), ("finetuned", finetuned))}))
