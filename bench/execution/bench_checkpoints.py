@@ -9,7 +9,8 @@
    first; the figure is the median of the per-epoch ratios. Every tensor has
    changed after an epoch, so nothing dedupes but the data shared with the parent.
 2. **Logging cost**: one million ``pl.log("loss", x)`` calls inside a running
-   body, against one million ``list.append`` calls of the same floats.
+   body, against one million ``list.append`` calls of the same floats; and
+   the same with a 0-d tensor (what the standard ``Train`` logs each step).
 """
 
 from __future__ import annotations
@@ -76,26 +77,29 @@ def checkpoint_cost() -> dict[str, object]:
 
 
 def logging_cost() -> dict[str, object]:
+    import torch
+
     import prunelab as pl
     from prunelab.core.runtime import running
     from prunelab.execution.checkpoints import BodyRuntime
 
-    values = [i * 0.001 for i in range(CALLS)]
-    base, ours = [], []
-    for _ in range(3):
-        plain: list[float] = []
-        began = time.perf_counter()
-        for v in values:
-            plain.append(v)
-        base.append(time.perf_counter() - began)
-        with running(BodyRuntime("0" * 32)):
+    out: dict[str, object] = {"calls": CALLS}
+    for kind, values in (("float", [i * 0.001 for i in range(CALLS)]), ("tensor", [torch.tensor(0.5)] * CALLS)):
+        base, ours = [], []
+        for _ in range(3):
+            plain: list[object] = []
             began = time.perf_counter()
             for v in values:
-                pl.log("loss", v)
-            ours.append(time.perf_counter() - began)
-    return {"calls": CALLS, "list_append_s": base, "pl_log_s": ours,
-            "per_call_ns": statistics.median(ours) / CALLS * 1e9,
-            "median_ratio": statistics.median(o / b for o, b in zip(ours, base))}
+                plain.append(v)
+            base.append(time.perf_counter() - began)
+            with running(BodyRuntime("0" * 32)):
+                began = time.perf_counter()
+                for v in values:
+                    pl.log("loss", v)
+                ours.append(time.perf_counter() - began)
+        out[kind] = {"list_append_s": base, "pl_log_s": ours, "per_call_ns": statistics.median(ours) / CALLS * 1e9,
+                     "median_ratio": statistics.median(o / b for o, b in zip(ours, base))}
+    return out
 
 
 def main() -> None:
@@ -103,7 +107,9 @@ def main() -> None:
     c, lg = figures["checkpoint"], figures["log"]
     print(f"checkpoint per epoch (LeNet-300-100 + SGD): prunelab {c['median_prunelab_s'] * 1e3:.2f} ms, torch.save "
           f"{c['median_torch_save_s'] * 1e3:.2f} ms, median ratio {c['median_ratio']:.2f}x")
-    print(f"pl.log: {lg['per_call_ns']:.0f} ns a call, {lg['median_ratio']:.1f}x a list.append")
+    for kind in ("float", "tensor"):
+        figure = lg[kind]
+        print(f"pl.log of a {kind}: {figure['per_call_ns']:.0f} ns a call, {figure['median_ratio']:.1f}x a list.append")
     print(f"written {save('execution_checkpoints', figures)}")
 
 

@@ -60,7 +60,7 @@ def reference(tmp_path_factory):
 
 
 def child_id(directory):
-    return next(p.stem for p in (Path(directory) / "partials").glob("*.json"))
+    return next(p.name.split(".")[0] for p in (Path(directory) / "partials").glob("*.ckpt"))
 
 
 @pytest.mark.slow
@@ -94,7 +94,7 @@ def test_sigkill_at_random_moments_resumes_to_the_uninterrupted_state(tmp_path, 
     assert final["resumed"] == resumed_from  # each attempt resumed from the newest checkpoint before it
     assert {k: final[k] for k in ("id", "values", "series", "result")} == \
         {k: reference[k] for k in ("id", "values", "series", "result")}
-    assert not list((directory / "partials").glob("*.json"))  # published: the checkpoint went with it
+    assert not list((directory / "partials").glob("*.ckpt"))  # published: the checkpoint went with it
     steps = lines(counter)
     assert max(steps) == 45 and len(steps) > 45  # steps after a kill were redone; none was skipped
     out = subprocess.run([sys.executable, "-m", "prunelab.cli", "verify", str(directory), "--all", "--script",
@@ -158,8 +158,8 @@ def test_a_checkpoint_of_other_code_or_damaged_is_ignored_with_a_warning(tmp_pat
     directory = tmp_path / "exp"
     proc = start(directory, crash="partial-written:5")
     proc.communicate(timeout=300)
-    path = next((directory / "partials").glob("*.json"))
-    path.write_bytes(path.read_bytes().replace(b'"step":5', b'"step":6'))  # its seal no longer holds
+    for path in (directory / "partials").glob("*.ckpt"):  # both slots (steps 4 and 5): their seals no longer hold
+        path.write_bytes(path.read_bytes().replace(b'"step":', b'"step":1'))
     final, err = finish(directory)
     assert "is computed from its beginning: its checkpoint cannot be read" in err
     assert final["resumed"] == [] and final["values"] == reference["values"]

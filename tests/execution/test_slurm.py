@@ -67,7 +67,7 @@ def test_a_preempted_job_is_requeued_and_resumes_from_its_checkpoint(slurm, tmp_
                     str(EXAMPLE / "job.sh"), str(directory)).strip().split(";")[0]
     partials = directory / "partials"
     deadline = time.monotonic() + 300
-    while not (partials.is_dir() and any(partials.glob("*.json"))):  # the first training has checkpointed
+    while not (partials.is_dir() and any(partials.glob("*.ckpt"))):  # the first training has checkpointed
         assert time.monotonic() < deadline and slurm.state(job), f"no checkpoint appeared:\n{log.read_text()}"
         time.sleep(0.1)
     slurm.run("scancel", "--signal=TERM", "--full", job)

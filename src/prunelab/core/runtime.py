@@ -37,12 +37,17 @@ _SECONDS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 
 
 class Series:
-    """The metric series one body logs: per name, the steps and the values, in the order logged."""
+    """The metric series one body logs: per name, the steps and the values, in the order logged.
 
-    __slots__ = ("data",)
+    Values are kept as logged until :meth:`frozen` converts them, once each:
+    a checkpoint converts only what was logged since the previous one.
+    """
+
+    __slots__ = ("data", "_floats")
 
     def __init__(self, data: dict[str, tuple[list[int], list[Any]]] | None = None):
         self.data: dict[str, tuple[list[int], list[Any]]] = data or {}
+        self._floats = {name: len(steps) for name, (steps, _) in self.data.items()}  # values already floats
 
     def append(self, name: str, value: Any, step: int | None) -> None:
         """Append one value (see :func:`log`, whose parameters these are)."""
@@ -57,16 +62,25 @@ class Series:
         elif type(step) is not int:
             step = _step(name, step)
         cls = type(value)
-        if cls is not float and cls is not int and not _real(value):
-            raise StateDefinitionError(
-                f"pl.log({name!r}, ...) takes a real number (int, float, a NumPy scalar or a one-element tensor), "
-                f"got {cls.__qualname__}; log each number under its own name.")
+        if cls not in _REALS and cls not in _TENSORS and not _real(value, cls):  # a tensor's size: see frozen
+            raise _not_real(name, cls.__qualname__)
         steps.append(step)
         values.append(value)
 
     def frozen(self) -> dict[str, tuple[list[int], list[float]]]:
-        """The series with every value a Python float, names sorted (what is stored)."""
-        return {name: (list(steps), _floats(values)) for name, (steps, values) in sorted(self.data.items())}
+        """The series with every value a Python float, names sorted (what is stored; do not change it).
+
+        Raises
+        ------
+        StateDefinitionError
+            For a tensor logged that is not one real number (checked here, all at once, not at each call).
+        """
+        for name, (_, values) in self.data.items():
+            done = self._floats.get(name, 0)
+            if done < len(values):
+                values[done:] = _floats(name, values[done:], self.data[name][0][done:])
+                self._floats[name] = len(values)
+        return dict(sorted(self.data.items()))
 
     def __len__(self) -> int:
         return sum(len(steps) for steps, _ in self.data.values())
@@ -81,26 +95,51 @@ def _step(name: str, step: Any) -> int:
         raise StateDefinitionError(f"pl.log({name!r}, ..., step=) takes an int, got {step!r}.") from None
 
 
-def _real(value: Any) -> bool:
-    if isinstance(value, numbers.Real):
-        return True
+# The types of values seen logged, so that the next call checks a set, not the type's ancestry: those whose
+# every instance is a real number (Python's, NumPy's scalars) and torch's tensor types (whose values' sizes
+# are checked when the series is converted).
+_REALS: set[type] = {int, float}
+_TENSORS: set[type] = set()
+
+
+def _real(value: Any, cls: type) -> bool:
     torch = sys.modules.get("torch")
-    return (torch is not None and isinstance(value, torch.Tensor) and value.numel() == 1
-            and not value.is_complex())
+    if torch is not None and isinstance(value, torch.Tensor):
+        _TENSORS.add(cls)
+        return True
+    if isinstance(value, numbers.Real):
+        _REALS.add(cls)
+        return True
+    return False
 
 
-def _floats(values: list[Any]) -> list[float]:
-    """The values as floats; the tensors among them converted together (one device synchronisation)."""
+def _not_real(name: str, got: str) -> StateDefinitionError:
+    return StateDefinitionError(
+        f"pl.log({name!r}, ...) takes a real number (int, float, a NumPy scalar or a one-element tensor), got "
+        f"{got}; log each number under its own name.")
+
+
+def _floats(name: str, values: list[Any], steps: list[int]) -> list[float]:
+    """The values as floats; the tensors among them checked and converted together (one device synchronisation)."""
     torch = sys.modules.get("torch")
     tensors = [] if torch is None else [i for i, v in enumerate(values) if isinstance(v, torch.Tensor)]
     if not tensors:
         return [float(v) for v in values]
     assert torch is not None
     out = list(values)
-    try:
-        floats = torch.stack([values[i].detach().reshape(()) for i in tensors]).to("cpu", torch.float64).tolist()
-    except RuntimeError:  # tensors on several devices, or of several dtypes torch will not stack
-        floats = [float(values[i]) for i in tensors]
+    with torch.no_grad():
+        try:
+            stacked = torch.stack([values[i] for i in tensors])
+            whole = stacked.numel() == len(tensors) and not stacked.is_complex()
+        except RuntimeError:  # of several shapes, devices or dtypes torch will not stack: one by one
+            whole = False
+        if not whole:
+            for i in tensors:
+                if values[i].numel() != 1 or values[i].is_complex():
+                    raise _not_real(name, f"Tensor of shape {tuple(values[i].shape)} and dtype "
+                                          f"{str(values[i].dtype).removeprefix('torch.')} at step {steps[i]}")
+            stacked = torch.stack([values[i].reshape(()).to("cpu") for i in tensors])
+        floats = stacked.reshape(-1).to("cpu", torch.float64).tolist()
     for i, f in zip(tensors, floats):
         out[i] = f
     return [float(v) for v in out]
@@ -158,7 +197,8 @@ def log(name: str, value: Any, step: int | None = None) -> None:
     Raises
     ------
     StateDefinitionError
-        Outside a recipe or function body, or for a value that is not a real number or a step that is not an int.
+        Outside a recipe or function body, or for a value that is not a real number or a step that is not an int
+        (a tensor's size is checked when the series is stored: at the next checkpoint, or when the body returns).
     """
     runtime = _CURRENT.get()
     if runtime is None:

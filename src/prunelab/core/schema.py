@@ -91,7 +91,9 @@ _PARTIAL: dict[str, tuple[_Check, bool]] = {
     "generators": (_is_spec, True), "series": (_optional(is_id), True), "blobs": (_list_of(is_id), True),
     "fingerprint": (_optional(_is_str), False), "threads": (_optional(_is_int), False),
     "deterministic": (lambda v: isinstance(v, bool), False), "worker": (_optional(_is_str), False),
-    "resumed": (_list_of(_is_int), False),
+    "resumed": (_list_of(_is_int), False), "sequence": (lambda v: _is_int(v) and v >= 1, True),
+    "packed": (_list_of(lambda v: isinstance(v, list) and len(v) == 3 and is_id(v[0]) and _is_int(v[1]) and v[1] >= 0
+                        and _is_int(v[2]) and v[2] >= 0), True),
 }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+import struct
 import sys
 import time
 import warnings
@@ -24,7 +25,7 @@ from ..core.recipe import fingerprint
 from ..core.runtime import Series
 from ..storage.codecs import Blob, decode_value, encode_value
 from ..storage.series import decode_series, encode_series
-from ..storage.sources import MemorySource, StoreSource
+from ..storage.sources import LayeredSource, MemorySource, StoreSource
 from . import preempt
 from .materialise import read_blobs
 
@@ -39,8 +40,8 @@ __all__ = ["BodyRuntime", "generator_states", "set_generator_states"]
 
 def generator_states() -> dict[str, Any]:
     """The states of the generators the engine seeds: Python's, NumPy's, torch's CPU and (started) CUDA ones."""
-    version, internal, gauss = random.getstate()
-    out: dict[str, Any] = {"python": [version, list(internal), gauss]}
+    version, internal, gauss = random.getstate()  # 625 words, kept as bytes (one blob, not 625 JSON numbers)
+    out: dict[str, Any] = {"python": [version, struct.pack(f"<{len(internal)}I", *internal), gauss]}
     np_random = sys.modules.get("numpy.random")
     if np_random is not None:
         kind, keys, pos, has_gauss, cached = np_random.get_state(legacy=True)
@@ -56,7 +57,7 @@ def generator_states() -> dict[str, Any]:
 def set_generator_states(states: dict[str, Any]) -> None:
     """Put the generators back in the states :func:`generator_states` gave."""
     version, internal, gauss = states["python"]
-    random.setstate((version, tuple(internal), gauss))
+    random.setstate((version, struct.unpack(f"<{len(internal) // 4}I", internal), gauss))
     if "numpy" in states:
         import numpy as np
 
@@ -148,8 +149,7 @@ class BodyRuntime:
                   "worker": f"{socket.gethostname()}:{os.getpid()}", "fingerprint": fingerprint(type(recipe)),
                   "threads": self.threads, "deterministic": self.deterministic, "values": materialized.values,
                   "objects": specs, "generators": generators.spec,
-                  "series": None if series is None else series.digest, "blobs": sorted(blobs),
-                  "resumed": self.resumed}
+                  "series": None if series is None else series.digest, "resumed": self.resumed}
         return record, blobs
 
     # --------------------------------------------------------------- resume
@@ -159,12 +159,13 @@ class BodyRuntime:
             return None
         owner = class_name(type(recipe))
         try:
-            record = self.store.partials.read(self.node_id)
+            found = self.store.partials.read_packed(self.node_id)
         except (OSError, CorruptStateError) as err:
             self._ignored(f"its checkpoint cannot be read ({err})")
             return None
-        if record is None:
+        if found is None:
             return None
+        record, packed = found
         if record.get("fingerprint") != fingerprint(type(recipe)):
             self._ignored(f"its checkpoint was written by other code of {owner} (its source changed since)")
             return None
@@ -180,9 +181,11 @@ class BodyRuntime:
         try:  # every blob read (and verified) before anything is loaded: a resume is all or nothing
             specs = {**record["values"], **{f"object {k}": v for k, v in record["objects"].items()},
                      "generators": record["generators"]}
-            blobs = read_blobs(specs, self.store)
+            source = LayeredSource(MemorySource({d: Blob(d, memoryview(b), b) for d, b in packed.items()}),
+                                   StoreSource(self.store))
+            blobs = read_blobs(specs, source)
             series = None if record["series"] is None else decode_series(
-                StoreSource(self.store).raw(record["series"]), f"series blob {record['series']}")
+                source.raw(record["series"]), f"series blob {record['series']}")
         except (OSError, CorruptStateError) as err:
             self._ignored(f"a blob of its checkpoint cannot be read ({err})")
             return None

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import CorruptStateError, StateDefinitionError
 from ..core.seeding import derive_seed
 from ..core.state import NODE_KEY, ExperimentState, build_state, derived_fingerprint
-from ..storage.codecs import Blob, Encoded, copy_values, decode_value, encode_value, loads_into_current
+from ..storage.codecs import Blob, BlobSource, Encoded, copy_values, decode_value, encode_value, loads_into_current
 from ..storage.sources import MemorySource, StoreSource
 
 if TYPE_CHECKING:
@@ -225,7 +225,7 @@ class Materialiser:
         if cached is None:
             record = self.store.states.read_record(node_id)
             values = self.store.states.read_values(node_id, record)
-            cached = Materialized(values, read_blobs(values, self.store))
+            cached = Materialized(values, read_blobs(values, StoreSource(self.store)))
         size = sum(len(b.data) for b in cached.blobs.values())
         if size <= _cache_limit():
             self._stored[node_id] = cached  # most recently used last
@@ -276,10 +276,9 @@ def _cache_limit() -> int:
         return 512 * 2**20
 
 
-def read_blobs(values: dict[str, Any], store: Store) -> dict[str, Blob]:
-    """Read every blob a value spec references: tensors as tensors, the rest as bytes."""
+def read_blobs(values: dict[str, Any], source: BlobSource) -> dict[str, Blob]:
+    """Read every blob a value spec references from ``source``: tensors as tensors, the rest as bytes."""
     blobs: dict[str, Blob] = {}
-    source = StoreSource(store)
     stack: list[Any] = list(values.values())
     while stack:
         item = stack.pop()

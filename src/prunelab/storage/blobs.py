@@ -54,24 +54,39 @@ class Blobs:
         """Store blobs not already present (and intact); return the bytes written."""
         written = 0
         for name, blob in blobs.items():
-            folder = self.layout.blob_folder(name)
-            path = f"{folder}/{name}"
-            self.layout.ensure_dir(folder)
-            try:  # every publish confirms its blobs exist: gc in any process may have removed one since
-                info = os.lstat(path)
-            except FileNotFoundError:
-                info = None
-            if info is not None and stat.S_ISREG(info.st_mode) and info.st_size == len(blob.data) and (
-                    name in self._verified or self.intact(path, name)):
-                self._verified.add(name)
+            if self.present(name, len(blob.data), create=True):
                 continue
-            if info is not None and stat.S_ISDIR(info.st_mode):
-                raise not_regular(path, info.st_mode, self.users(name))
-            write_atomic(path, blob.data, durable=self.durable)  # replaces a corrupt blob (or a link: not followed)
+            # replaces a corrupt blob (or a link: not followed)
+            write_atomic(f"{self.layout.blob_folder(name)}/{name}", blob.data, durable=self.durable)
             self._verified.add(name)
             self.counters["blob_bytes_written"] += len(blob.data)
             written += len(blob.data)
         return written
+
+    def present(self, name: str, size: int, create: bool = False) -> bool:
+        """Whether the blob ``name`` of ``size`` bytes is stored, whole (with ``create``, make its folder).
+
+        Every publish asks afresh: gc in any process may have removed a blob since.
+
+        Raises
+        ------
+        CorruptStateError
+            If a directory stands at the blob's name.
+        """
+        folder = self.layout.blob_folder(name)
+        path = f"{folder}/{name}"
+        if create:
+            self.layout.ensure_dir(folder)
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISDIR(info.st_mode):
+            raise not_regular(path, info.st_mode, self.users(name))
+        if stat.S_ISREG(info.st_mode) and info.st_size == size and (name in self._verified or self.intact(path, name)):
+            self._verified.add(name)
+            return True
+        return False
 
     @staticmethod
     def intact(path: str | Path, name: str) -> bool:

@@ -32,6 +32,7 @@ _HEX = re.compile(r"[0-9a-f]{32}")
 #: The largest record, result, log entry, environment or lease prunelab reads (bytes): checked before reading,
 #: so a crafted (e.g. sparse) file cannot exhaust memory.
 RECORD_LIMIT = 64 * 2**20
+_IOV_MAX = 1024  # buffers one pwritev may take (Linux's IOV_MAX)
 #: The largest value file (``values.json``) prunelab reads.
 VALUES_LIMIT = 1024 * 2**20
 #: The deepest nesting of lists and dicts accepted in a stored JSON file.
@@ -91,6 +92,45 @@ def write_file(path: str | Path, data: bytes | memoryview, *, durable: bool) -> 
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_in_place(path: str, parts: list[bytes | memoryview], *, durable: bool) -> None:
+    """Overwrite the file ``path`` (made if missing, never through a link) with ``parts``, one after another.
+
+    Not atomic: a crash may leave the file half old, half new. Only for files
+    whose readers tell a whole one by its checksums (checkpoint slots).
+
+    Raises
+    ------
+    CorruptStateError
+        If something other than a regular file stands at ``path``.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.ENXIO):  # a link; a FIFO with no reader
+            raise not_regular(path, stat.S_IFLNK if err.errno == errno.ELOOP else stat.S_IFIFO) from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise not_regular(path, info.st_mode)
+        views = [memoryview(part).cast("B") for part in parts]
+        offset = 0
+        while views:  # the parts are written where they are, uncopied
+            written = os.pwritev(fd, views[:_IOV_MAX], offset)
+            offset += written
+            while views and written >= len(views[0]):
+                written -= len(views.pop(0))
+            if views:
+                views[0] = views[0][written:]
+        os.ftruncate(fd, offset)
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    if durable and info.st_size == 0:
+        fsync_dir(os.path.dirname(path))
 
 
 def temp_name(path: str | Path) -> str:

@@ -117,7 +117,7 @@ def collect(store: Store, index: Index, *, repair: bool = False, min_age_s: floa
     with store.lock():
         leased = _leases(store, report, dry_run)
         _leftovers(store, report, leased, cutoff, dry_run)
-        _partials(store, report, leased, cutoff, dry_run)
+        _partials(store, report, leased, dry_run)
         refs = _references(store, report)
         _blobs(store, report, refs, cutoff, repair, dry_run)
         if repair:
@@ -166,19 +166,15 @@ def _leases(store: Store, report: GCReport, dry_run: bool) -> set[str]:
     return leased
 
 
-def _partials(store: Store, report: GCReport, leased: set[str], cutoff: float, dry_run: bool) -> None:
-    """Remove the checkpoints of done states whose lease is not held, and old half-written checkpoint files."""
-    for entry in _entries(store.layout.partials, report):
-        if entry.name.startswith(".tmp-") and entry.is_file(follow_symlinks=False) and \
-                entry.stat(follow_symlinks=False).st_mtime < cutoff:
-            report.leftovers.append(f"partials/{entry.name}")
-            if not dry_run:
-                os.unlink(entry.path)
-    for node_id, entry in store.partials.entries(report.links):
-        if node_id not in leased and store.states.status(node_id) == Status.DONE:
+def _partials(store: Store, report: GCReport, leased: set[str], dry_run: bool) -> None:
+    """Remove the checkpoints (both slots) of done states whose lease is not held."""
+    for node_id, entry in store.partials.entries(report.links):  # both slots of a state, one after the other
+        if node_id not in report.partials_removed:
+            if node_id in leased or store.states.status(node_id) != Status.DONE:
+                continue
             report.partials_removed.append(node_id)
-            if not dry_run:
-                os.unlink(entry.path)
+        if not dry_run:
+            os.unlink(entry.path)
 
 
 def _leftovers(store: Store, report: GCReport, leased: set[str], cutoff: float, dry_run: bool) -> None:
@@ -247,14 +243,8 @@ def _references(store: Store, report: GCReport) -> _References:
             errors.append(err if isinstance(err, CorruptStateError) else CorruptStateError(str(err), str(folder)))
         for error in errors:
             damaged(error, Path(error.path), node_id)
-    for node_id, entry in store.partials.entries():
-        if node_id in report.partials_removed:
-            continue
-        try:
-            record = store.partials.read(node_id)
-            keep([] if record is None else record["blobs"], node_id)
-        except (OSError, CorruptStateError) as err:
-            damaged(err, Path(entry.path), node_id)
+    for node_id in sorted({node_id for node_id, _ in store.partials.entries()} - set(report.partials_removed)):
+        keep(store.partials.named_blobs(node_id), node_id)
     for node_id, path in store.results.iter_withheld(odd):
         try:
             keep(store.results.read_withheld(node_id, *_result_key(path)).get("blobs", []), node_id)

@@ -11,7 +11,7 @@
     EXP/blobs/ab/<digest>          content-addressed bytes, stored once
     EXP/envs/<digest>.json         captured environments
     EXP/leases/                    who is computing what (see lease.py)
-    EXP/partials/<id>.json         the newest checkpoint of a state being computed (see partials.py)
+    EXP/partials/<id>.<0|1>.ckpt   the checkpoints of a state being computed (see partials.py)
     EXP/tmp/                       work in progress and removed states (gc clears it)
     EXP/lock, EXP/generation       the experiment lock; the write generation
     EXP/index.sqlite               a cache of the records (see index.py)
@@ -107,10 +107,10 @@ class Layout:
         """The file of one function result."""
         return self.state_dir(node_id) / "results" / f"{name}@v{version}.json"
 
-    def partial_path(self, node_id: str) -> Path:
-        """The file of a state's newest checkpoint (whether or not it exists)."""
+    def partial_path(self, node_id: str, slot: int) -> str:
+        """The file of one of a state's two checkpoint slots (whether or not it exists), as text."""
         check_hex(node_id, "state id", self.partials)
-        return self.partials / f"{node_id}.json"
+        return f"{self.partials}/{node_id}.{slot}.ckpt"
 
     def withheld_path(self, node_id: str, name: str, version: int) -> Path:
         """The withheld (blinded) part of one function result."""

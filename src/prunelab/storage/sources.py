@@ -1,4 +1,4 @@
-"""Where decoded tensors come from: the blobs of a store (verified as they are read), or blobs still in memory.
+"""Where decoded tensors come from: the blobs of a store (verified as they are read), blobs in memory, or both.
 
 A value file names each tensor by its blob digest, dtype and shape;
 :func:`~prunelab.storage.codecs.decode_value` asks a source for it.
@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import CorruptStateError
 
 if TYPE_CHECKING:
-    from .codecs import Blob
+    from .codecs import Blob, BlobSource
     from .store import Store
 
-__all__ = ["MemorySource", "StoreSource"]
+__all__ = ["LayeredSource", "MemorySource", "StoreSource"]
 
 
 class StoreSource:
@@ -71,6 +71,35 @@ class MemorySource:
 
     def raw(self, digest: str) -> bytes:
         return bytes(self.blobs[digest].data)
+
+
+class LayeredSource:
+    """Blob source over blobs in memory (a checkpoint's packed ones) first, then another source (the store).
+
+    A tensor from memory is checked against the size its spec gives, as the store's are.
+    """
+
+    def __init__(self, first: MemorySource, then: BlobSource):
+        self.first = first
+        self.then = then
+
+    def tensor(self, digest: str, dtype: str, shape: list[int]) -> Any:
+        import math
+
+        import torch
+
+        blob = self.first.blobs.get(digest)
+        if blob is None:
+            return self.then.tensor(digest, dtype, shape)
+        kind = _torch_dtype(dtype)
+        if not (isinstance(shape, list) and all(isinstance(n, int) and n >= 0 for n in shape)) or \
+                math.prod(shape) * kind.itemsize != len(blob.data):
+            raise CorruptStateError(f"a checkpoint gives the tensor shape {shape!r:.60} and dtype {dtype} to a blob of "
+                                    f"{len(blob.data)} bytes; the file was altered.")
+        return self.first.tensor(digest, dtype, shape) if blob.data else torch.empty(shape, dtype=kind)
+
+    def raw(self, digest: str) -> bytes:
+        return self.first.raw(digest) if digest in self.first.blobs else self.then.raw(digest)
 
 
 def _torch_dtype(name: str) -> Any:
