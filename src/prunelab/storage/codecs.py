@@ -329,6 +329,9 @@ def _install_numpy() -> None:
     _DECODERS["npscalar"] = lambda spec, source: np.dtype(spec[1]).type(spec[2])
 
 
+_RAW_VIEW: set[Any] = set()  # the torch dtypes NumPy has no view of (their bytes are viewed through uint8)
+
+
 @_LAZY.register("torch")
 def _install_torch() -> None:
     import torch
@@ -340,11 +343,23 @@ def _install_torch() -> None:
             raise StateDefinitionError(
                 f"{_where(ctx, path)} is a {value.layout} tensor; store it dense (.to_dense()) or as its parts."
             )
-        data = value.detach().to("cpu").contiguous()
-        raw = data.reshape(-1).view(torch.uint8).numpy().data if data.numel() else memoryview(b"")
+        data = value.detach()
+        on_cpu = data.is_cpu
+        if not on_cpu:
+            data = data.to("cpu")
+        if not data.is_contiguous():
+            data = data.contiguous()
+        dtype = data.dtype
+        try:  # NumPy's view of the bytes is the quick way; bfloat16 and the like have none
+            raw = memoryview(data.numpy()).cast("B") if dtype not in _RAW_VIEW else None
+        except (TypeError, RuntimeError):
+            _RAW_VIEW.add(dtype)
+            raw = None
+        if raw is None:
+            raw = data.reshape(-1).view(torch.uint8).numpy().data if data.numel() else memoryview(b"")
         name = ctx.add_blob(raw, data)
-        return ["tensor", name, str(data.dtype).removeprefix("torch."), list(data.shape), str(value.device),
-                bool(value.requires_grad)]
+        return ["tensor", name, str(dtype).removeprefix("torch."), list(data.shape),
+                "cpu" if on_cpu else str(value.device), bool(value.requires_grad)]
 
     def decode_tensor(spec: Any, source: BlobSource) -> Any:
         tensor = source.tensor(spec[1], spec[2], spec[3])
