@@ -351,7 +351,7 @@ def _install_torch() -> None:
             data = data.contiguous()
         dtype = data.dtype
         try:  # NumPy's view of the bytes is the quick way; bfloat16 and the like have none
-            raw = memoryview(data.numpy()).cast("B") if dtype not in _RAW_VIEW else None
+            raw = data.numpy().data.cast("B") if dtype not in _RAW_VIEW else None
         except (TypeError, RuntimeError):
             _RAW_VIEW.add(dtype)
             raw = None

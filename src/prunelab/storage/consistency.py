@@ -82,7 +82,7 @@ def catch_up(index: Index, statuses: dict[str, str], results: list[str]) -> int:
         The index to bring up to date (its store is read).
     statuses : dict of str to str
         State id to the status a run reports for it (``done`` or ``failed``); those the index holds
-        otherwise are read from their files.
+        otherwise are read from their files (one not stored, computed elsewhere, is left out).
     results : list of str
         ``"<id> <name>@v<version>"`` of the results the run stored; those the index lacks are read.
 
@@ -100,13 +100,19 @@ def catch_up(index: Index, statuses: dict[str, str], results: list[str]) -> int:
             missing_results.append((node_id, key))
     if not behind and not missing_results:
         return 0
+    count = 0
     with index.store.lock():
         for node_id in behind:
-            path = index.store.layout.state_file(node_id, "meta.json")
-            index.record_published(read_file(path, state_ids=[node_id]), node_id not in indexed)
+            try:
+                data = read_file(index.store.layout.state_file(node_id, "meta.json"), state_ids=[node_id])
+            except FileNotFoundError:
+                continue  # not stored (yet): a state whose lease another process took over
+            index.record_published(data, node_id not in indexed)
+            count += 1
         for node_id, key in missing_results:
             name, _, version = key.rpartition("@v")
             record = index.store.results.read(node_id, name, int(version))
             if record is not None:
                 index.result_written(node_id, record)
-    return len(behind) + len(missing_results)
+                count += 1
+    return count
