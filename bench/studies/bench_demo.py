@@ -5,7 +5,10 @@ recipe ``run``, function body and ``initialize_state`` timed; the rest of the
 wall time of ``exp.run`` is the engine's (copies, seeding, encoding, hashing,
 writing, indexing, leases, progress). The checkpoints and resumes the
 standard ``Train`` makes from inside its ``run`` (one a completed epoch) are
-the engine's too: their time is taken out of the bodies'. Its per-step
+the engine's too: their time is taken out of the bodies'. (The publishing
+helper writes the checkpoints, on the other core: what is timed is what the
+recipe waits for, encoding each and copying its changed tensors into shared
+memory.) Its per-step
 ``pl.log`` calls stay in the bodies (timing each would cost more than the
 call; ``bench/execution/bench_checkpoints.py`` measures them).
 """
@@ -24,32 +27,23 @@ SCRIPT = """
 import sys, time
 import prunelab.recipes as R
 from prunelab.studies import prune_responsibly as study
-inside = [0.0]
-def timed(fn):
+inside, engine = [0.0], [0.0]
+def timed(fn, total):
     def wrapper(*args, **kwargs):
         start = time.perf_counter()
         try:
             return fn(*args, **kwargs)
         finally:
-            inside[0] += time.perf_counter() - start
+            total[0] += time.perf_counter() - start
     return wrapper
 for cls in (R.Train, R.Prune, R.Rewind, R.Reinit, R.LRRewind):
-    cls.run = timed(cls.run)
+    cls.run = timed(cls.run, inside)
 for function in (R.evaluate, R.sparsity, R.class_shares):
-    function.fn = timed(function.fn)
-R.ModelState.initialize_state = timed(R.ModelState.initialize_state)
+    function.fn = timed(function.fn, inside)
+R.ModelState.initialize_state = timed(R.ModelState.initialize_state, inside)
 from prunelab.execution.checkpoints import BodyRuntime
-engine = [0.0]
-def engine_timed(fn):
-    def wrapper(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            engine[0] += time.perf_counter() - start
-    return wrapper
-BodyRuntime.checkpoint = engine_timed(BodyRuntime.checkpoint)
-BodyRuntime.resume = engine_timed(BodyRuntime.resume)
+BodyRuntime.checkpoint = timed(BodyRuntime.checkpoint, engine)
+BodyRuntime.resume = timed(BodyRuntime.resume, engine)
 import prunelab as pl
 exp = pl.Experiment(sys.argv[1], R.ModelState)
 study.build(exp)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import torch
 
 import prunelab as pl
 from helpers import MLPState, Train, declare_tree, evaluate, stored_values
@@ -118,6 +119,75 @@ def test_blinded_results_go_through_the_helper_withheld_as_in_process(tmp_path, 
         assert repr(truth[node.id]["evaluate"]["loss"]) not in exp.store.layout.result_path(node.id, "evaluate", 1).read_text()
     unblind(exp)
     assert results_of(tmp_path / "exp") == truth
+
+
+class Signal(pl.ExperimentState):
+    """A state with a tensor larger than the helper's first shared buffer, and one its recipe leaves alone."""
+
+    PROPERTIES = ["replicate"]
+    NONHASHED_ATTRIBUTES = ["signal", "fixed"]
+
+    def initialize_state(self, replicate):
+        generator = torch.Generator().manual_seed(replicate)
+        self.signal = torch.randn(700_000, generator=generator)  # 2.8 MB
+        self.fixed = torch.randn(1_000, generator=generator)
+
+
+class Smooth(pl.Recipe):
+    """Smooths the signal step by step, checkpointing each step; fails after step 3 unless ``marker`` exists."""
+
+    PROPERTIES = ["marker"]
+
+    def run(self, state):
+        holder = torch.optim.SGD([torch.zeros(1)], lr=0.1)
+        for step in range((self.resume(state, optimizer=holder) or 0) + 1, 7):
+            state.signal = (state.signal + torch.roll(state.signal, step)) / 2
+            self.checkpoint(state, step, optimizer=holder)
+            if step == 3 and not Path(self.marker).exists():
+                Path(self.marker).touch()
+                raise RuntimeError("fails after its third checkpoint")
+        return state
+
+
+def _checkpointed(directory, marker, executor):
+    exp = pl.Experiment(directory, Signal)
+    node = Smooth(marker=str(marker))(exp.spawn_new_tree(replicate=0))
+    exp.run(executor=executor, quiet=True, raise_on_failure=False)
+    record, packed = Store(directory).partials.read_packed(node.id)
+    return exp, node, {k: v for k, v in record.items() if k not in ("at", "worker", "digest")}, packed
+
+
+def test_checkpoints_go_through_the_helper_as_written_in_process_and_resume(tmp_path):
+    marker = tmp_path / "failed"
+    executor = WaitingExecutor()
+    exp, node, record, packed = _checkpointed(tmp_path / "helper", marker, executor)
+    assert executor.publisher.sequence == 1 + 3 + 1  # the root, three checkpoints, the failure record
+    marker.unlink()
+    _, _, alone, alone_packed = _checkpointed(tmp_path / "alone", marker, pl.LocalExecutor(pipelined=False))
+    assert (record["step"], record["sequence"]) == (3, 3)
+    assert record == alone and packed == alone_packed  # the same checkpoint, but for when and where it was made
+    # the parent's tensor is named in blobs/ (the helper was sent it with the root); the changed one is packed
+    assert record["values"]["fixed"][1] in record["blobs"] and record["values"]["signal"][1] in packed
+
+    report = exp.run(executor=WaitingExecutor(), quiet=True)
+    assert report.done == [node.id]
+    assert exp.store.states.read_record(node.id)["resumed"] == [3]
+    again = pl.Experiment(tmp_path / "uninterrupted", Signal)
+    uninterrupted = Smooth(marker=str(marker))(again.spawn_new_tree(replicate=0))
+    again.run(executor=pl.LocalExecutor(pipelined=False), quiet=True)
+    assert "resumed" not in again.store.states.read_record(uninterrupted.id)
+    assert torch.equal(node.restore().signal, uninterrupted.restore().signal)
+
+
+def test_a_checkpoint_naming_a_blob_that_is_not_stored_is_refused(tmp_path):
+    exp = pl.Experiment(tmp_path / "exp", Signal)
+    exp.spawn_new_tree(replicate=0)
+    exp.run(quiet=True)
+    missing = "0" * 32
+    with pytest.raises(pl.CorruptStateError, match=f"blob {missing} of the checkpoint of state {'1' * 12} is not "
+                                                   "stored in .*Run again"):
+        exp.store.partials.write({"id": "1" * 32, "step": 1, "values": {}}, {}, {missing: 8})
+    assert not list(tmp_path.glob("exp/partials/*"))  # nothing written
 
 
 def test_a_state_whose_lease_was_taken_over_is_not_published_and_is_reported_stored_elsewhere(tmp_path):

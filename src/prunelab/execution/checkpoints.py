@@ -17,6 +17,7 @@ import struct
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import CorruptStateError, Preempted, PrunelabWarning, StateDefinitionError
@@ -81,14 +82,18 @@ class BodyRuntime:
         Where checkpoints go; None keeps none (``verify``, and functions).
     materialiser : Materialiser or None
         Encodes the state for a checkpoint (None: checkpoints are not kept).
+    save : callable, optional
+        Stores a checkpoint, given its record and blobs (default: ``store.partials.write``, in this process).
     threads, deterministic : int, bool
         The torch settings the body runs under; a checkpoint made under others is not resumed from.
     """
 
     def __init__(self, node_id: str, store: Store | None = None, materialiser: Materialiser | None = None, *,
-                 threads: int = 1, deterministic: bool = False):
+                 save: Callable[[dict[str, Any], dict[str, Blob]], None] | None = None, threads: int = 1,
+                 deterministic: bool = False):
         self.node_id = node_id
         self.store = store if materialiser is not None else None
+        self.save = save or (None if self.store is None else self.store.partials.write)
         self.materialiser = materialiser
         self.threads = threads
         self.deterministic = deterministic
@@ -105,9 +110,9 @@ class BodyRuntime:
         if not stopping and not self._due(step, every):
             return False
         written = False
-        if self.store is not None:
+        if self.save is not None and self.store is not None:
             record, blobs = self._partial(recipe, state, step, objects)
-            self.store.partials.write(record, blobs)
+            self.save(record, blobs)
             self._last = time.monotonic()
             self.written += 1
             written = True

@@ -207,8 +207,9 @@ class Engine:
         """Make and publish a task's state: (its stored form, ELSEWHERE or PREEMPTED, None), or (None, the traceback)."""
         started = time.time()
         record = self._started(task, started)
-        runtime = BodyRuntime(task.node_id, self.store, self.materialiser, threads=self.threads,
-                              deterministic=self.deterministic)
+        runtime = BodyRuntime(task.node_id, self.store, self.materialiser,
+                              save=lambda partial, blobs: self.writer.write_partial(partial, blobs, lease),
+                              threads=self.threads, deterministic=self.deterministic)
         try:
             state, in_force = self.make(task, parent, runtime)
             record = record.in_force(in_force)

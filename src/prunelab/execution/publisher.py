@@ -25,15 +25,29 @@ helper dies with its parent (``PR_SET_PDEATHSIG`` on Linux; elsewhere it
 stops when the socket closes), so a killed run loses its unpublished states
 and nothing else, as before; Ctrl-C is the parent's to handle, and the parent
 waits for the helper to store what was already computed.
+
+Checkpoints go the same way (:meth:`Publisher.write_partial`), so a recipe
+pays for encoding its checkpoint, not for writing it. Their tensors cross
+through shared memory instead of the socket: two buffers (anonymous files,
+their descriptors passed over the socket, so nothing is left behind when
+either process dies), each reused once the helper has acknowledged the
+checkpoint in it. Only what the helper lacks crosses: a tensor the node's
+previous checkpoint held (the helper keeps those) or one this run published
+(it is in ``blobs/``) is named, not sent. A checkpoint queued but not
+written when the run is killed is lost, and the one before it stays whole.
 """
 
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
+import select
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import traceback
 import warnings
 from collections import Counter
@@ -52,6 +66,8 @@ if TYPE_CHECKING:
 __all__ = ["Publisher", "available"]
 
 _STARTING, _READY, _UNAVAILABLE = "starting", "ready", "unavailable"
+_BUFFERS = 2  # checkpoints in flight at once: one being written by the helper, the next being filled
+_MIN_BUFFER = 1 << 20
 
 
 def available() -> bool:
@@ -67,6 +83,8 @@ class Publisher:
         package_root = str(Path(__file__).resolve().parents[2])  # the helper imports this very prunelab
         path = os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])])
         self.conn = ours
+        self.acks = select.poll()  # whether acknowledgements wait (Connection.poll builds a selector per call)
+        self.acks.register(ours.fileno(), select.POLLIN)
         self.phase = _STARTING
         try:
             self.process: subprocess.Popen[bytes] | None = subprocess.Popen(
@@ -86,6 +104,8 @@ class Publisher:
         self.elsewhere: list[str] = []  # states another writer published first (found out late)
         self.counters: Counter[str] = Counter()
         self.failure: PublishError | None = None  # what the helper reported, raised again by close()
+        self.buffers: list[_Buffer] = []  # shared memory the checkpoints' tensors cross in
+        self.checkpointed: dict[str, set[str]] = {}  # per state, the blobs its last queued checkpoint named
 
     def ready(self) -> bool:
         """Whether the helper has started; until it has (or when it cannot), publish in this process."""
@@ -104,8 +124,30 @@ class Publisher:
     def publish_state(self, record: dict[str, Any], values: dict[str, Any] | None, blobs: dict[str, Blob],
                       lease: Lease) -> None:
         """Queue a state (or a failure record, ``values`` None) made under ``lease``."""
+        self.checkpointed.pop(record["id"], None)
         self._send(("state", record, values, str(lease.path), lease.token), self._new_blobs(blobs), lease,
                    record["id"])
+
+    def write_partial(self, record: dict[str, Any], blobs: dict[str, Blob], lease: Lease) -> None:
+        """Queue a checkpoint (see :meth:`~prunelab.storage.partials.Partials.write`) made under ``lease``.
+
+        The bytes of the blobs the helper lacks are copied into a shared buffer
+        before this returns (the tensors may change as soon as it has).
+        """
+        node_id = record["id"]
+        held = self.checkpointed.get(node_id, set())
+        named = [[name, len(blob.data)] for name, blob in blobs.items() if name in held or name in self.sent]
+        crossing = [blob for name, blob in blobs.items() if name not in held and name not in self.sent]
+        index = self._buffer(sum(len(blob.data) for blob in crossing))
+        buffer, places, offset = self.buffers[index], [], 0
+        for blob in crossing:
+            end = offset + len(blob.data)
+            buffer.view[offset:end] = blob.data
+            places.append([blob.digest, offset, end])
+            offset = end
+        self.checkpointed[node_id] = set(blobs)
+        buffer.sequence = self.sequence + 1
+        self._send(("partial", record, index, places, named), [], lease, "")
 
     def write_result(self, node_id: str, record: dict[str, Any], blobs: dict[str, Blob],
                      withheld: tuple[dict[str, Any], dict[str, Blob]] | None, lease: Lease) -> None:
@@ -140,6 +182,9 @@ class Publisher:
                 self._drain(block=True)
         finally:
             self.conn.close()
+            for buffer in self.buffers:
+                buffer.close()
+            self.buffers.clear()
             if self.process is not None:
                 if self.phase != _READY:
                     self.process.kill()  # never used: nothing to wait for
@@ -157,6 +202,30 @@ class Publisher:
         self.phase = _UNAVAILABLE
         warnings.warn(f"prunelab's publishing helper is not available: {why}; this run stores its states in "
                       "its own process (correct, a little slower).", PrunelabWarning, stacklevel=3)
+
+    def _buffer(self, size: int) -> int:
+        """A shared buffer of at least ``size`` bytes the helper is done with (waiting for one if need be)."""
+        while True:
+            free = [i for i, buffer in enumerate(self.buffers) if buffer.sequence not in self.by_sequence]
+            fitting = [i for i in free if self.buffers[i].size >= size]
+            if fitting:
+                return fitting[0]
+            if free or len(self.buffers) < _BUFFERS:
+                index = free[0] if free else len(self.buffers)
+                grown = _Buffer(max(size, _MIN_BUFFER, 2 * self.buffers[index].size if free else 0))
+                if free:
+                    self.buffers[index].close()
+                    self.buffers[index] = grown
+                else:
+                    self.buffers.append(grown)
+                try:
+                    self.conn.send(("buffer", index, grown.size))
+                    with socket.socket(fileno=os.dup(self.conn.fileno())) as sock:
+                        socket.send_fds(sock, [b"\0"], [grown.fd])
+                except OSError:  # the helper is gone: its own error (or its exit code) says why
+                    self._drain(block=True)
+                return index
+            self._drain(block=True, until=min(buffer.sequence for buffer in self.buffers))
 
     def _new_blobs(self, blobs: dict[str, Blob]) -> list[Blob]:
         new = [blob for name, blob in blobs.items() if name not in self.sent]
@@ -176,10 +245,11 @@ class Publisher:
         except OSError:  # the helper is gone: its own error (or its exit code) says why
             self._drain(block=True)
 
-    def _drain(self, block: bool) -> None:
+    def _drain(self, block: bool, until: int | None = None) -> None:
+        """Take the helper's acknowledgements: those there are; with ``block``, until it stops (or ``until`` is)."""
         if self.failure is not None:
             raise self.failure
-        while block or self.conn.poll():
+        while (block and (until is None or until in self.by_sequence)) or self.acks.poll(0):
             try:
                 message = self.conn.recv()
             except (EOFError, OSError):
@@ -211,6 +281,27 @@ class Publisher:
                     lease.release()
 
 
+class _Buffer:
+    """Shared memory for checkpoints' bytes: an anonymous file, mapped (its descriptor goes to the helper)."""
+
+    def __init__(self, size: int):
+        if hasattr(os, "memfd_create"):
+            self.fd = os.memfd_create("prunelab-checkpoint", os.MFD_CLOEXEC)
+        else:  # an unlinked temporary file: the same, in the page cache
+            self.fd, path = tempfile.mkstemp(prefix="prunelab-checkpoint-")
+            os.unlink(path)
+        self.size = size
+        os.ftruncate(self.fd, size)
+        self.map = mmap.mmap(self.fd, size)
+        self.view = memoryview(self.map)
+        self.sequence = 0  # the message that last used it (free once acknowledged)
+
+    def close(self) -> None:
+        self.view.release()
+        self.map.close()
+        os.close(self.fd)
+
+
 def serve(conn: Connection, directory: str, durable: bool) -> None:
     """The helper's loop: publish each message in order, acknowledge it, stop when told (or orphaned)."""
     from ..storage.index import Index
@@ -222,6 +313,8 @@ def serve(conn: Connection, directory: str, durable: bool) -> None:
     store.counters.clear()  # each acknowledgement carries what its own message counted
     conn.send(("ready",))
     lost: set[str] = set()  # states whose lease was lost before their rename: their results are not ours either
+    buffers: dict[int, mmap.mmap] = {}  # the parent's shared buffers, by index
+    held: dict[str, dict[str, Blob]] = {}  # per state, the blobs of its last checkpoint (the parent names, not sends)
     while True:
         try:
             message = conn.recv()
@@ -233,11 +326,31 @@ def serve(conn: Connection, directory: str, durable: bool) -> None:
         if message[0] == "counts":
             files.crash_counts.update(message[1])
             continue
+        if message[0] == "buffer":
+            with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+                _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+            old = buffers.pop(message[1], None)
+            if old is not None:
+                old.close()
+            buffers[message[1]] = mmap.mmap(fds[0], message[2], access=mmap.ACCESS_READ)
+            os.close(fds[0])
+            continue
         try:
             kind, sequence, names, *rest = message
             blobs = {name: Blob(name, memoryview(data), data) for name in names for data in [conn.recv_bytes()]}
-            if kind == "state":
+            if kind == "partial":
+                record, buffer, places, named = rest
+                node_blobs = held.get(record["id"], {})
+                crossed = {name: Blob(name, memoryview(data), data) for name, start, end in places
+                           for data in [buffers[buffer][start:end]]}  # copied out: the buffer is reused
+                kept = {name: node_blobs[name] for name, _ in named if name in node_blobs}
+                store.partials.write(record, {**crossed, **kept},
+                                     {name: size for name, size in named if name not in node_blobs})
+                held[record["id"]] = {**crossed, **kept}
+                published = True
+            elif kind == "state":
                 record, values, lease_path, token = rest
+                held.pop(record["id"], None)
                 published = store.publish_state(
                     record, values, _of(record, blobs), index.record_published,
                     lambda: (read_lease(Path(lease_path)) or {}).get("token") == token)

@@ -1,7 +1,8 @@
 """Where what a run makes goes: to the publishing helper once it is up, else straight into storage.
 
-Either way the same atomic publish stores it (see :mod:`.publisher`); the
-helper only moves the disk and SQLite work off the computing process.
+Either way the same atomic publish (or checkpoint write) stores it (see
+:mod:`.publisher`); the helper only moves the disk and SQLite work off the
+computing process.
 """
 
 from __future__ import annotations
@@ -117,6 +118,14 @@ class Writer:
         if withheld is not None:
             self.store.results.write_withheld(node_id, *withheld)
         self.store.results.write(node_id, record, blobs, lambda r: self.index.result_written(node_id, r))
+
+    def write_partial(self, record: dict[str, Any], blobs: dict[str, Blob], lease: Lease) -> None:
+        """Store a checkpoint of the state computed under ``lease`` (see :meth:`Partials.write`)."""
+        helper = self._ready()
+        if helper is not None:
+            helper.write_partial(record, blobs, lease)
+        else:
+            self.store.partials.write(record, blobs)
 
     def let_go(self, lease: Lease) -> None:
         """Release a lease once what was made under it is published."""

@@ -34,6 +34,7 @@ import io
 import math
 import pathlib
 import pickle
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -43,13 +44,21 @@ import xxhash
 from ..core.errors import CorruptStateError, StateDefinitionError
 from ..core.lazy import LazyInstallers
 
-__all__ = ["Blob", "Encoded", "encode_value", "decode_value", "digest", "BlobSource", "copy_values",
+__all__ = ["Blob", "Encoded", "encode_value", "decode_value", "digest", "digest_words", "BlobSource", "copy_values",
            "loads_into_current"]
 
 
 def digest(data: bytes | memoryview) -> str:
     """Return the xxh3-128 hex digest that names a blob."""
     return xxhash.xxh3_128_hexdigest(data)
+
+
+_DIGEST_WORD = re.compile(rb"[0-9a-f]{32}")
+
+
+def digest_words(data: bytes) -> set[str]:
+    """Every 32-hex word in ``data``: the blobs a file may name, read from it even when it is damaged."""
+    return {m.decode() for m in _DIGEST_WORD.findall(data)}
 
 
 @dataclass
@@ -112,6 +121,7 @@ def _where(ctx: _Context, path: _Path) -> str:
 _Encoder = Callable[[Any, _Path, _Context], Any]
 _CODECS: list[tuple[Callable[[Any], bool], _Encoder]] = []
 _DECODERS: dict[str, Callable[..., Any]] = {}
+_BY_TYPE: dict[type, _Encoder] = {}  # the codec of each type a codec matched (codecs are only ever added)
 _LAZY = LazyInstallers()
 
 
@@ -150,6 +160,9 @@ def _scalar(value: None | bool | int | float | str) -> list[Any]:
 
 
 def _encode(value: Any, path: _Path, ctx: _Context) -> Any:
+    encoder = _BY_TYPE.get(type(value))
+    if encoder is not None:  # a tensor or array: its codec found once per type
+        return encoder(value, path, ctx)
     if value is None or isinstance(value, (bool, int, str)):
         return ["json", value]
     if isinstance(value, float):
@@ -168,6 +181,7 @@ def _encode(value: Any, path: _Path, ctx: _Context) -> Any:
         return ["path", value.as_posix()]
     for predicate, encoder in _CODECS:
         if predicate(value):
+            _BY_TYPE[type(value)] = encoder  # the predicates test types: the same codec for every value of it
             return encoder(value, path, ctx)
     if ctx.allow_stateful and callable(getattr(value, "state_dict", None)) and callable(
         getattr(value, "load_state_dict", None)
@@ -330,6 +344,12 @@ def _install_numpy() -> None:
 
 
 _RAW_VIEW: set[Any] = set()  # the torch dtypes NumPy has no view of (their bytes are viewed through uint8)
+_DTYPE_NAMES: dict[Any, str] = {}  # a torch dtype's name in specs ("float32"), by dtype
+
+
+def _dtype_name(dtype: Any) -> str:
+    name = _DTYPE_NAMES[dtype] = str(dtype).removeprefix("torch.")
+    return name
 
 
 @_LAZY.register("torch")
@@ -343,7 +363,8 @@ def _install_torch() -> None:
             raise StateDefinitionError(
                 f"{_where(ctx, path)} is a {value.layout} tensor; store it dense (.to_dense()) or as its parts."
             )
-        data = value.detach()
+        requires_grad = value.requires_grad
+        data = value.detach() if requires_grad else value
         on_cpu = data.is_cpu
         if not on_cpu:
             data = data.to("cpu")
@@ -358,8 +379,8 @@ def _install_torch() -> None:
         if raw is None:
             raw = data.reshape(-1).view(torch.uint8).numpy().data if data.numel() else memoryview(b"")
         name = ctx.add_blob(raw, data)
-        return ["tensor", name, str(dtype).removeprefix("torch."), list(data.shape),
-                "cpu" if on_cpu else str(value.device), bool(value.requires_grad)]
+        return ["tensor", name, _DTYPE_NAMES.get(dtype) or _dtype_name(dtype), list(data.shape),
+                "cpu" if on_cpu else str(value.device), requires_grad]
 
     def decode_tensor(spec: Any, source: BlobSource) -> Any:
         tensor = source.tensor(spec[1], spec[2], spec[3])

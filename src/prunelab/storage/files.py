@@ -17,7 +17,7 @@ import xxhash
 
 from ..core.errors import CorruptStateError
 
-__all__ = ["write_atomic", "read_file", "read_json", "crash_point", "check_hex", "check_depth",
+__all__ = ["write_atomic", "open_regular", "read_file", "read_json", "crash_point", "check_hex", "check_depth",
            "disk_full", "CRASH_ENV", "RECORD_LIMIT", "VALUES_LIMIT", "MAX_DEPTH"]
 
 #: Test hook: ``PRUNELAB_CRASH_AT=<phase>[:<n>]`` SIGKILLs the process the n-th time (default 1st)
@@ -168,6 +168,26 @@ def not_regular(path: str | Path, mode: int, state_ids: list[str] | None = None)
         str(path), state_ids or [])
 
 
+def open_regular(path: str | Path, state_ids: list[str] | None = None) -> tuple[int, os.stat_result]:
+    """Open a regular file for reading, never through a symlink at its name nor blocking; return its fd and fstat.
+
+    A FIFO, device, socket, directory or symlink is refused (opened
+    non-blocking, checked with ``fstat``) with a :class:`CorruptStateError`
+    naming the file and ``state_ids``. A missing file raises ``FileNotFoundError``.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise not_regular(path, stat.S_IFLNK, state_ids) from None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise not_regular(path, info.st_mode, state_ids)
+    return fd, info
+
+
 def read_file(path: str | Path, limit: int = RECORD_LIMIT, state_ids: list[str] | None = None) -> bytes:
     """Read a whole regular file of at most ``limit`` bytes, never following a symlink at its name.
 
@@ -177,16 +197,8 @@ def read_file(path: str | Path, limit: int = RECORD_LIMIT, state_ids: list[str] 
     :class:`CorruptStateError` naming the file. A missing file raises
     ``FileNotFoundError``.
     """
+    fd, info = open_regular(path, state_ids)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            raise not_regular(path, stat.S_IFLNK, state_ids) from None
-        raise
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise not_regular(path, info.st_mode, state_ids)
         if info.st_size > limit:
             raise CorruptStateError(
                 f"{path} is {info.st_size:,} bytes, more than the {limit:,} a file of its kind may hold; it was "

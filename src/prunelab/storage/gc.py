@@ -15,7 +15,6 @@ Two rules make it safe on a directory in any state:
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import stat
 import time
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .codecs import digest
+from .codecs import digest, digest_words
 from ..core.errors import CorruptStateError
 from ..core.records import Status
 from .files import read_file
@@ -36,7 +35,6 @@ __all__ = ["GCReport", "collect"]
 
 #: Nothing younger than this is collected: it may belong to a writer still at work.
 MIN_AGE_S = 3600.0
-_DIGEST = re.compile(rb"[0-9a-f]{32}")
 #: What setting aside a damaged entry of each log loses.
 _LOST = {"tags": "its tag assignments are lost (add them again with exp.add_tag)",
          "runs": "that run's manifest is lost (the states it made are intact)",
@@ -262,7 +260,7 @@ def _result_key(path: Path) -> tuple[str, int]:
 def _digests_in(path: Path) -> list[str]:
     """Every 32-hex name in a file's bytes (a damaged file still keeps the blobs it may name)."""
     try:
-        return sorted({m.decode() for m in _DIGEST.findall(read_file(path))})
+        return sorted(digest_words(read_file(path)))
     except (OSError, CorruptStateError):
         return []
 

@@ -25,7 +25,6 @@ query or index reads them; ``gc`` removes those of done states.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
 import stat
@@ -38,8 +37,8 @@ from typing import Any, BinaryIO
 from ..core.errors import CorruptStateError
 from ..core.schema import check_partial
 from .blobs import Blobs
-from .codecs import Blob, digest
-from .files import RECORD_LIMIT, crash_point, not_regular, write_in_place
+from .codecs import Blob, digest, digest_words
+from .files import RECORD_LIMIT, crash_point, open_regular, write_in_place
 from .layout import Layout
 from .seal import seal, unseal
 
@@ -50,7 +49,6 @@ _MAGIC = b"prunelab-checkpoint 1\n"
 _HEAD = len(_MAGIC) + 8
 _NAME = re.compile(r"^([0-9a-f]{32})\.([01])\.ckpt$")
 _SLOTS = (0, 1)
-_WORD = re.compile(rb"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -89,7 +87,7 @@ class Partials:
         # those in blobs/ it names (gc keeps those while a slot names them: they need no second look)
         self._newest: dict[str, tuple[int, int, set[str], set[str]]] = {}
 
-    def write(self, record: dict[str, Any], blobs: dict[str, Blob]) -> None:
+    def write(self, record: dict[str, Any], blobs: dict[str, Blob], in_store: dict[str, int] | None = None) -> None:
         """Store a checkpoint; it supersedes the state's previous one, which stays whole until it is written.
 
         Parameters
@@ -99,7 +97,15 @@ class Partials:
             its ``sequence``, ``blobs`` (those in ``blobs/``) and ``packed`` (those in the slot) are set here,
             and it is sealed.
         blobs : dict of str to Blob
-            Every blob it references.
+            The blobs it references, with their bytes.
+        in_store : dict of str to int, optional
+            The other blobs it references, by digest, with their sizes: ones stored in ``blobs/`` already
+            (by a publish before this write), checked there.
+
+        Raises
+        ------
+        CorruptStateError
+            If a blob of ``in_store`` is not stored whole.
         """
         node_id = record["id"]
         first = node_id not in self._newest
@@ -108,6 +114,13 @@ class Partials:
         moved: dict[str, Blob] = {}
         packed: list[list[Any]] = []  # [digest, offset, size]
         chunks, offset = [], 0
+        for name, size in (in_store or {}).items():
+            if not self.blobs.present(name, size):
+                raise CorruptStateError(f"blob {name} of the checkpoint of state {node_id[:12]} is not stored in "
+                                        f"{self.layout.blob_path(name)}; it was removed since it was published. "
+                                        "Run again: the state is computed from its last whole checkpoint.",
+                                        str(self.layout.blob_path(name)), [node_id])
+            stored.append(name)
         for name, blob in sorted(blobs.items()):
             # A blob new since the last checkpoint is a tensor that changed: packed without looking in blobs/
             # (the first checkpoint of a run looks, for what it shares with the parent).
@@ -123,7 +136,7 @@ class Partials:
         self.blobs.write(moved)
         crash_point("partial-blobs-written")
         slot, sequence = 1 - newest[0], newest[1] + 1
-        header = seal({**record, "sequence": sequence, "blobs": stored, "packed": packed})
+        header = seal({**record, "sequence": sequence, "blobs": sorted(stored), "packed": packed})
         self.layout.ensure_dir(self.layout.partials)
         write_in_place(self.layout.partial_path(node_id, slot), [_MAGIC, struct.pack("<Q", len(header)), header,
                                                                  *chunks], durable=self.durable)
@@ -198,7 +211,7 @@ class Partials:
             except (OSError, CorruptStateError):
                 with contextlib.suppress(OSError, CorruptStateError), \
                         self._open(self.layout.partial_path(node_id, slot), node_id) as handle:
-                    names.update(m.decode() for m in _WORD.findall(handle.read(_HEAD + RECORD_LIMIT)))
+                    names.update(digest_words(handle.read(_HEAD + RECORD_LIMIT)))
         return names
 
     def _slot(self, node_id: str, slot: int, whole: bool = True) -> tuple[dict[str, Any], dict[str, bytes]] | None:
@@ -231,17 +244,7 @@ class Partials:
     @staticmethod
     def _open(path: str, node_id: str) -> BinaryIO:
         """Open a slot for reading; never through a link, nor anything but a regular file (without blocking)."""
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as err:
-            if err.errno == errno.ELOOP:
-                raise not_regular(path, stat.S_IFLNK, [node_id]) from None
-            raise
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            os.close(fd)
-            raise not_regular(path, mode, [node_id])
-        return os.fdopen(fd, "rb")
+        return os.fdopen(open_regular(path, [node_id])[0], "rb")
 
     @staticmethod
     def _damaged(path: str, node_id: str, what: str) -> CorruptStateError:
