@@ -237,6 +237,24 @@ def test_a_helper_killed_during_a_run_raises_publish_error_and_the_next_run_comp
     assert stored_values(tmp_path / "exp") == stored_values(in_process)
 
 
+@pytest.mark.parametrize("preempt", ["TERM", "USR1"])
+def test_the_helper_ignores_interrupts_and_preemption_which_are_its_runs_to_handle(tmp_path, in_process, monkeypatch,
+                                                                                  preempt):
+    def signal_it(publisher):  # what a scheduler's signal to every process of the job does to the helper
+        for signum in (signal.SIGINT, signal.SIGTERM, getattr(signal, f"SIG{preempt}")):
+            os.kill(publisher.process.pid, signum)
+        time.sleep(0.5)
+        assert publisher.process.poll() is None, "the helper died of a signal its run handles"
+
+    monkeypatch.setenv("PRUNELAB_PREEMPT_SIGNAL", preempt)
+    executor = WaitingExecutor(before=signal_it)
+    exp = pl.Experiment(tmp_path / "exp", MLPState)
+    declare_tree(exp)
+    exp.run(executor=executor, quiet=True)
+    assert executor.publisher.sequence == 8 + 4 and executor.publisher.process.returncode == 0
+    assert stored_values(tmp_path / "exp") == stored_values(in_process)
+
+
 @pytest.mark.parametrize("executable, why", [("missing-python", "could not be started"),
                                              ("/bin/false", "exited at start with code 1")])
 def test_a_helper_that_cannot_start_leaves_the_run_publishing_in_process(tmp_path, in_process, monkeypatch,

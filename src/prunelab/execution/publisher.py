@@ -23,8 +23,10 @@ helper has published everything made under it; the helper checks the lease is
 still the holder's before each rename, as the computing process would. The
 helper dies with its parent (``PR_SET_PDEATHSIG`` on Linux; elsewhere it
 stops when the socket closes), so a killed run loses its unpublished states
-and nothing else, as before; Ctrl-C is the parent's to handle, and the parent
-waits for the helper to store what was already computed.
+and nothing else, as before. Ctrl-C and the preemption signal are the
+parent's to handle (the helper ignores them: a scheduler signals every
+process of a job), and the parent waits for the helper to store what was
+already computed, its last checkpoint included.
 
 Checkpoints go the same way (:meth:`Publisher.write_partial`), so a recipe
 pays for encoding its checkpoint, not for writing it. Their tensors cross
@@ -57,7 +59,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..storage import files
 from ..storage.codecs import Blob
-from ..core.errors import PrunelabWarning, PublishError
+from ..core.errors import PrunelabWarning, PublishError, StateDefinitionError
 from ..storage.lease import Lease, read_lease
 
 if TYPE_CHECKING:
@@ -375,6 +377,16 @@ def _of(record: dict[str, Any], blobs: dict[str, Blob]) -> dict[str, Blob]:
     return {name: blobs[name] for name in record["blobs"] if name in blobs}
 
 
+def _preempt_signal() -> signal.Signals | None:
+    """The run's preemption signal (None when there is none, or the setting names none: the run says so)."""
+    from .preempt import preempt_signal
+
+    try:
+        return preempt_signal()
+    except StateDefinitionError:
+        return None
+
+
 def _die_with(parent: int) -> None:
     """Have the kernel kill this process when its parent dies (Linux), and leave now if it already has."""
     with contextlib.suppress(Exception):
@@ -389,7 +401,11 @@ def main(argv: list[str]) -> None:
     """Entry point of ``python -m prunelab.execution.publisher FD DIRECTORY DURABLE PARENT_PID``."""
     fd, directory, durable, parent = argv
     _die_with(int(parent))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it then stops us
+    # Ctrl-C and preemption are the parent's to handle (it checkpoints, then stops us once all is written):
+    # a scheduler signals every process of the job, and the helper must outlive the parent's last checkpoint.
+    preempt = _preempt_signal()
+    for signum in (signal.SIGINT, signal.SIGTERM, *([] if preempt is None else [preempt])):
+        signal.signal(signum, signal.SIG_IGN)
     files.ALSO_KILL = int(parent)  # the crash test hook kills the whole run, as when publishing in-process
     serve(Connection(int(fd)), directory, durable == "1")
 
