@@ -46,10 +46,8 @@ import mmap
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import traceback
 import warnings
 from collections import Counter
@@ -61,6 +59,7 @@ from ..storage import files
 from ..storage.codecs import Blob
 from ..core.errors import PrunelabWarning, PublishError, StateDefinitionError
 from ..storage.lease import Lease, read_lease
+from .shared import SharedBuffer, receive_buffer
 
 if TYPE_CHECKING:
     from .task import EngineSpec
@@ -106,7 +105,7 @@ class Publisher:
         self.elsewhere: list[str] = []  # states another writer published first (found out late)
         self.counters: Counter[str] = Counter()
         self.failure: PublishError | None = None  # what the helper reported, raised again by close()
-        self.buffers: list[_Buffer] = []  # shared memory the checkpoints' tensors cross in
+        self.buffers: list[SharedBuffer] = []  # shared memory the checkpoints' tensors cross in
         self.checkpointed: dict[str, set[str]] = {}  # per state, the blobs its last queued checkpoint named
 
     def ready(self) -> bool:
@@ -214,16 +213,14 @@ class Publisher:
                 return fitting[0]
             if free or len(self.buffers) < _BUFFERS:
                 index = free[0] if free else len(self.buffers)
-                grown = _Buffer(max(size, _MIN_BUFFER, 2 * self.buffers[index].size if free else 0))
+                grown = SharedBuffer(max(size, _MIN_BUFFER, 2 * self.buffers[index].size if free else 0))
                 if free:
                     self.buffers[index].close()
                     self.buffers[index] = grown
                 else:
                     self.buffers.append(grown)
                 try:
-                    self.conn.send(("buffer", index, grown.size))
-                    with socket.socket(fileno=os.dup(self.conn.fileno())) as sock:
-                        socket.send_fds(sock, [b"\0"], [grown.fd])
+                    grown.send(self.conn, index)
                 except OSError:  # the helper is gone: its own error (or its exit code) says why
                     self._drain(block=True)
                 return index
@@ -283,27 +280,6 @@ class Publisher:
                     lease.release()
 
 
-class _Buffer:
-    """Shared memory for checkpoints' bytes: an anonymous file, mapped (its descriptor goes to the helper)."""
-
-    def __init__(self, size: int):
-        if hasattr(os, "memfd_create"):
-            self.fd = os.memfd_create("prunelab-checkpoint", os.MFD_CLOEXEC)
-        else:  # an unlinked temporary file: the same, in the page cache
-            self.fd, path = tempfile.mkstemp(prefix="prunelab-checkpoint-")
-            os.unlink(path)
-        self.size = size
-        os.ftruncate(self.fd, size)
-        self.map = mmap.mmap(self.fd, size)
-        self.view = memoryview(self.map)
-        self.sequence = 0  # the message that last used it (free once acknowledged)
-
-    def close(self) -> None:
-        self.view.release()
-        self.map.close()
-        os.close(self.fd)
-
-
 def serve(conn: Connection, directory: str, durable: bool) -> None:
     """The helper's loop: publish each message in order, acknowledge it, stop when told (or orphaned)."""
     from ..storage.index import Index
@@ -329,13 +305,10 @@ def serve(conn: Connection, directory: str, durable: bool) -> None:
             files.crash_counts.update(message[1])
             continue
         if message[0] == "buffer":
-            with socket.socket(fileno=os.dup(conn.fileno())) as sock:
-                _, fds, _, _ = socket.recv_fds(sock, 1, 1)
             old = buffers.pop(message[1], None)
             if old is not None:
                 old.close()
-            buffers[message[1]] = mmap.mmap(fds[0], message[2], access=mmap.ACCESS_READ)
-            os.close(fds[0])
+            buffers[message[1]] = receive_buffer(conn, message[2])
             continue
         try:
             kind, sequence, names, *rest = message

@@ -34,7 +34,6 @@ import io
 import math
 import pathlib
 import pickle
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -44,7 +43,7 @@ import xxhash
 from ..core.errors import CorruptStateError, StateDefinitionError
 from ..core.lazy import LazyInstallers
 
-__all__ = ["Blob", "Encoded", "encode_value", "decode_value", "digest", "digest_words", "BlobSource", "copy_values",
+__all__ = ["Blob", "Encoded", "encode_value", "decode_value", "digest", "BlobSource", "copy_values",
            "loads_into_current"]
 
 
@@ -52,13 +51,6 @@ def digest(data: bytes | memoryview) -> str:
     """Return the xxh3-128 hex digest that names a blob."""
     return xxhash.xxh3_128_hexdigest(data)
 
-
-_DIGEST_WORD = re.compile(rb"[0-9a-f]{32}")
-
-
-def digest_words(data: bytes) -> set[str]:
-    """Every 32-hex word in ``data``: the blobs a file may name, read from it even when it is damaged."""
-    return {m.decode() for m in _DIGEST_WORD.findall(data)}
 
 
 @dataclass
@@ -347,11 +339,6 @@ _RAW_VIEW: set[Any] = set()  # the torch dtypes NumPy has no view of (their byte
 _DTYPE_NAMES: dict[Any, str] = {}  # a torch dtype's name in specs ("float32"), by dtype
 
 
-def _dtype_name(dtype: Any) -> str:
-    name = _DTYPE_NAMES[dtype] = str(dtype).removeprefix("torch.")
-    return name
-
-
 @_LAZY.register("torch")
 def _install_torch() -> None:
     import torch
@@ -379,7 +366,7 @@ def _install_torch() -> None:
         if raw is None:
             raw = data.reshape(-1).view(torch.uint8).numpy().data if data.numel() else memoryview(b"")
         name = ctx.add_blob(raw, data)
-        return ["tensor", name, _DTYPE_NAMES.get(dtype) or _dtype_name(dtype), list(data.shape),
+        return ["tensor", name, _DTYPE_NAMES.get(dtype) or _DTYPE_NAMES.setdefault(dtype, str(dtype).removeprefix("torch.")), list(data.shape),
                 "cpu" if on_cpu else str(value.device), requires_grad]
 
     def decode_tensor(spec: Any, source: BlobSource) -> Any:

@@ -17,7 +17,7 @@ import xxhash
 
 from ..core.errors import CorruptStateError
 
-__all__ = ["write_atomic", "open_regular", "read_file", "read_json", "crash_point", "check_hex", "check_depth",
+__all__ = ["write_atomic", "open_regular", "read_file", "digest_words", "read_json", "crash_point", "check_hex", "check_depth",
            "disk_full", "CRASH_ENV", "RECORD_LIMIT", "VALUES_LIMIT", "MAX_DEPTH"]
 
 #: Test hook: ``PRUNELAB_CRASH_AT=<phase>[:<n>]`` SIGKILLs the process the n-th time (default 1st)
@@ -29,6 +29,7 @@ crash_counts: dict[str, int] = {}
 #: A process the crash hook kills first (a publishing helper's parent: the run dies as one).
 ALSO_KILL: int | None = None
 _HEX = re.compile(r"[0-9a-f]{32}")
+_DIGEST_WORD = re.compile(rb"[0-9a-f]{32}")
 #: The largest record, result, log entry, environment or lease prunelab reads (bytes): checked before reading,
 #: so a crafted (e.g. sparse) file cannot exhaust memory.
 RECORD_LIMIT = 64 * 2**20
@@ -207,6 +208,11 @@ def read_file(path: str | Path, limit: int = RECORD_LIMIT, state_ids: list[str] 
             return handle.read()
     finally:
         os.close(fd)
+
+
+def digest_words(data: bytes) -> set[str]:
+    """Every 32-hex word in ``data``: the blobs a file may name, read from it even when it is damaged."""
+    return {m.decode() for m in _DIGEST_WORD.findall(data)}
 
 
 def check_depth(value: Any, path: str | Path, limit: int = MAX_DEPTH) -> Any:

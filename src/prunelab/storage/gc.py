@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .codecs import digest, digest_words
+from .codecs import digest
 from ..core.errors import CorruptStateError
 from ..core.records import Status
-from .files import read_file
+from .files import digest_words, read_file
 
 if TYPE_CHECKING:
     from .index import Index

@@ -37,8 +37,8 @@ from typing import Any, BinaryIO
 from ..core.errors import CorruptStateError
 from ..core.schema import check_partial
 from .blobs import Blobs
-from .codecs import Blob, digest, digest_words
-from .files import RECORD_LIMIT, crash_point, open_regular, write_in_place
+from .codecs import Blob, digest
+from .files import RECORD_LIMIT, crash_point, digest_words, open_regular, write_in_place
 from .layout import Layout
 from .seal import seal, unseal
 
