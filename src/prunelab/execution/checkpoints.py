@@ -93,7 +93,7 @@ class BodyRuntime:
                  deterministic: bool = False):
         self.node_id = node_id
         self.store = store if materialiser is not None else None
-        self.save = save or (None if self.store is None else self.store.partials.write)
+        self.save = None if self.store is None else save or self.store.partials.write
         self.materialiser = materialiser
         self.threads = threads
         self.deterministic = deterministic
@@ -110,7 +110,7 @@ class BodyRuntime:
         if not stopping and not self._due(step, every):
             return False
         written = False
-        if self.save is not None and self.store is not None:
+        if self.save is not None:
             record, blobs = self._partial(recipe, state, step, objects)
             self.save(record, blobs)
             self._last = time.monotonic()

@@ -137,8 +137,13 @@ class Publisher:
         """
         node_id = record["id"]
         held = self.checkpointed.get(node_id, set())
-        named = [[name, len(blob.data)] for name, blob in blobs.items() if name in held or name in self.sent]
-        crossing = [blob for name, blob in blobs.items() if name not in held and name not in self.sent]
+        named: list[list[Any]] = []  # [digest, size] of those the helper has or finds in blobs/
+        crossing: list[Blob] = []
+        for name, blob in blobs.items():
+            if name in held or name in self.sent:
+                named.append([name, len(blob.data)])
+            else:
+                crossing.append(blob)
         index = self._buffer(sum(len(blob.data) for blob in crossing))
         buffer, places, offset = self.buffers[index], [], 0
         for blob in crossing:
