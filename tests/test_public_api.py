@@ -16,12 +16,12 @@ SURFACE = {
         "CorruptStateError", "DaskExecutor", "Experiment", "ExperimentFormatError", "ExperimentState",
         "LocalExecutor", "Node",
         "NodeSet", "Preempted", "PrunelabError", "PrunelabWarning", "PublishError", "REQUIRED", "ReadOnlyError", "Recipe", "RunError",
-        "StateDefinitionError", "UnhashableValueError", "UnknownNameError", "__version__", "function", "log",
+        "StateDefinitionError", "UnhashableValueError", "UnknownNameError", "__version__", "added", "function", "log",
     ],
     "prunelab.core": [
         "CorruptStateError", "Experiment", "ExperimentFormatError", "ExperimentState", "Function", "Node", "NodeSet",
         "Plan", "Preempted", "PrunelabError", "PrunelabWarning", "PublishError", "REQUIRED", "ReadOnlyError", "Recipe", "RunError",
-        "StateDefinitionError", "UnhashableValueError", "UnknownNameError", "encode", "function", "log",
+        "StateDefinitionError", "UnhashableValueError", "UnknownNameError", "added", "encode", "function", "log",
     ],
     "prunelab.analysis": [
         "AnalysisError", "DEFAULT_FORMULA", "RegressionResult", "accuracy_vs_sparsity", "blind", "class_change",
@@ -33,7 +33,7 @@ SURFACE = {
     ],
     "prunelab.execution": ["DaskExecutor", "Executor", "LocalExecutor", "RunReport", "resolve_executor"],
     "prunelab.zoo": ["Dataset", "ZooError", "available_datasets", "available_models", "build_model", "imbalance",
-                     "load_dataset"],
+                     "load_dataset", "load_weights", "weights_file"],
     "prunelab.recipes": ["LRRewind", "ModelState", "Prune", "Reinit", "ResumableSampler", "Rewind", "Train", "class_shares",
                          "dataset_for", "evaluate", "evaluate_split", "sparsity", "train_model"],
     "prunelab.prune": [

@@ -25,6 +25,7 @@ from .core import (  # noqa: E402 - __version__ first: the store records it
     StateDefinitionError,
     UnhashableValueError,
     UnknownNameError,
+    added,
     function,
     log,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "UnhashableValueError",
     "UnknownNameError",
     "__version__",
+    "added",
     "function",
     "log",
 ]

@@ -25,7 +25,8 @@ def _same_as_deepcopy(model: nn.Module, copied: nn.Module) -> None:
         assert a.training == b.training
 
 
-@pytest.mark.parametrize("name,shape", [("lenet5", (1, 8, 8)), ("resnet20", (3, 32, 32)), ("vgg11", (3, 32, 32))])
+@pytest.mark.parametrize("name,shape", [("lenet5", (1, 8, 8)), ("resnet20", (3, 32, 32)), ("vgg11", (3, 32, 32)),
+                                        ("resnet56", (3, 16, 16)), ("wrn16_8", (3, 8, 8))])
 def test_a_copy_equals_deepcopy_and_is_independent(name, shape):
     torch.manual_seed(0)
     model = build_model(name, shape, 10).eval()

@@ -17,7 +17,8 @@ def _equal_state(a: nn.Module, b: nn.Module) -> None:
         assert sa[key].requires_grad == sb[key].requires_grad, key
 
 
-@pytest.mark.parametrize("name,shape", [("lenet5", (1, 8, 8)), ("resnet20", (3, 32, 32)), ("vgg11", (3, 32, 32))])
+@pytest.mark.parametrize("name,shape", [("lenet5", (1, 8, 8)), ("resnet20", (3, 32, 32)), ("vgg11", (3, 32, 32)),
+                                        ("resnet56", (3, 16, 16)), ("wrn16_8", (3, 8, 8))])
 def test_loading_a_pruned_state_equals_torch_loading_it(name, shape):
     torch.manual_seed(0)
     source = build_model(name, shape, 10)

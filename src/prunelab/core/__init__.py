@@ -27,10 +27,11 @@ from .nodes import Node
 from .nodeset import NodeSet
 from .recipe import Function, Recipe, function
 from .runtime import log
-from .state import REQUIRED, ExperimentState
+from .state import REQUIRED, ExperimentState, added
 
 __all__ = [
     "REQUIRED",
+    "added",
     "CorruptStateError",
     "Experiment",
     "ExperimentFormatError",

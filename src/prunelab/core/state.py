@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import xxhash
 
 from .errors import PrunelabWarning, StateDefinitionError, UnknownNameError
-from .identity import encode_property, surrogate_at
+from .identity import encode, encode_property, surrogate_at
 
 __all__ = ["ExperimentState", "check_properties", "check_tag", "attribute_names", "derived_fingerprint", "bind_node",
            "build_state", "check_kept", "property_defaults", "NODE_KEY", "REQUIRED"]
@@ -171,9 +171,53 @@ class _Required:
 REQUIRED = _Required()
 
 
+class Added:
+    """The default of a property added to a class after states of it were stored; see :func:`added`."""
+
+    def __init__(self, default: Any):
+        self.default = default
+
+    def __repr__(self) -> str:
+        return f"added({self.default!r})"
+
+
+def added(default: Any) -> Added:
+    """Declare a property added to a class whose states may already be stored, so that they keep their ids.
+
+    ``PROPERTIES = {"lr": 0.1, "warmup": pl.added(0)}``: a state whose
+    ``warmup`` is left at ``0`` has the id it had before ``warmup`` existed
+    (the property is left out of the hash), so an experiment stored before
+    the change is still found, not recomputed; any other value enters the
+    id as every property does. The default's identity encoding is what is
+    compared, so ``0`` and ``0.0`` differ as they do in ids.
+
+    Parameters
+    ----------
+    default : Any
+        The property's default, hashable as any property is.
+
+    Returns
+    -------
+    Added
+        The marker, to put as the property's default in ``PROPERTIES``.
+    """
+    return Added(default)
+
+
 def property_defaults(declared: list[str] | dict[str, Any]) -> dict[str, Any]:
     """The defaults of a ``PROPERTIES`` declaration (a dict of names to defaults but :data:`REQUIRED`; a list has none)."""
-    return {k: v for k, v in declared.items() if v is not REQUIRED} if isinstance(declared, dict) else {}
+    if not isinstance(declared, dict):
+        return {}
+    return {k: v.default if isinstance(v, Added) else v for k, v in declared.items() if v is not REQUIRED}
+
+
+def identity_properties(declared: list[str] | dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """The properties that enter an id: all of ``values`` but the :func:`added` ones left at their defaults."""
+    if not isinstance(declared, dict):
+        return values
+    left = {k for k, v in declared.items() if isinstance(v, Added) and k in values
+            and encode(values[k]) == encode(v.default)}
+    return {k: v for k, v in values.items() if k not in left} if left else values
 
 
 def check_properties(owner: str, declared: list[str], given: dict[str, Any],
@@ -233,8 +277,11 @@ def build_state(cls: type[ExperimentState], properties: dict[str, Any]) -> Exper
 
     ``initialize_state`` receives the properties it accepts as keyword
     arguments (all of them with ``**kwargs``, as dagger passed them), and must
-    not change them: that is refused here, naming it.
+    not change them: that is refused here, naming it. A property :func:`added`
+    after a state was stored (so its record lacks it) is given its default.
     """
+    if isinstance(cls.PROPERTIES, dict):
+        properties = {**{k: v.default for k, v in cls.PROPERTIES.items() if isinstance(v, Added)}, **properties}
     state = cls.__new__(cls)
     for name, value in properties.items():
         setattr(state, name, value)

@@ -13,7 +13,7 @@ from ..core.identity import child_id, class_name, encode_property, root_id
 from ..core.nodes import Node
 from ..core.recipe import Function, Recipe, fingerprint
 from ..core.records import StateRecord
-from ..core.state import ExperimentState, check_properties, check_tag, property_defaults
+from ..core.state import ExperimentState, check_properties, check_tag, identity_properties, property_defaults
 from ..storage.codecs import encode_value
 
 __all__ = ["Declarations", "declare_child", "declare_root", "property_specs"]
@@ -106,7 +106,7 @@ def declare_root(state_class: type[ExperimentState], properties: dict[str, Any]
     values = check_properties(owner, list(state_class.PROPERTIES), properties, property_defaults(state_class.PROPERTIES))
     for name, value in values.items():
         encode_property(owner, name, value)
-    node_id = root_id(owner, values)
+    node_id = root_id(owner, identity_properties(state_class.PROPERTIES, values))
     shown = {k: to_display(v) for k, v in values.items()}
     return node_id, values, StateRecord.declared_root(node_id, owner, shown, property_specs(values))
 
@@ -130,7 +130,7 @@ def declare_child(recipe: Recipe, name: str, parent: Node) -> tuple[str, dict[st
     """
     cls = type(recipe)
     properties = recipe.properties
-    node_id = child_id(parent.id, name, cls.VERSION, properties)
+    node_id = child_id(parent.id, name, cls.VERSION, identity_properties(cls.PROPERTIES, properties))
     parent_record = parent.record
     shown = {k: to_display(v) for k, v in properties.items()}
     lineage = dict(parent_record.get("lineage") or {})

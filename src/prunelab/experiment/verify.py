@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import CorruptStateError, PrunelabError
 from ..core.identity import child_id, class_name, root_id
 from ..core.records import StateRecord, Status, canonical_json
+from ..core.state import identity_properties
 from ..execution.checkpoints import BodyRuntime
 from ..execution.engine import Engine
 from ..execution.task import Task
@@ -172,7 +173,7 @@ def _reexecute(exp: Experiment, node: Node, atol: float, engines: dict[tuple[int
     properties = exp.graph.decode_properties(record)
     recipe = None
     if node.parent_id is None:
-        if root_id(class_name(cls), properties) != node.id:
+        if root_id(class_name(cls), identity_properties(cls.PROPERTIES, properties)) != node.id:
             return "unverifiable", "the root's properties do not give its id back from the record", None
     else:
         spec = record.get("recipe") or {}
@@ -185,7 +186,8 @@ def _reexecute(exp: Experiment, node: Node, atol: float, engines: dict[tuple[int
             return "unverifiable", (f"recipe class {spec.get('name')!r} {why}; pass the script that defines it "
                                     "(--script)"), None
         recipe = _rebuilt(candidates[0], exp.graph.decode_properties(spec), spec.get("options") or {})
-        if child_id(node.parent_id, spec["name"], type(recipe).VERSION, recipe.properties) != node.id:
+        if child_id(node.parent_id, spec["name"], type(recipe).VERSION,
+                    identity_properties(type(recipe).PROPERTIES, recipe.properties)) != node.id:
             return "unverifiable", (f"{spec['name']} as imported now (VERSION {type(recipe).VERSION}) with the "
                                     "recorded properties makes another id: the code or its VERSION changed"), None
     task = Task(node.id, node.parent_id, properties, recipe, StateRecord.from_dict(record), True,

@@ -12,6 +12,7 @@ import prunelab as pl
 
 from ..prune import snapshot
 from ..zoo import Dataset, build_model, imbalance, load_dataset
+from ..zoo.weights import load_weights
 
 __all__ = ["ModelState", "dataset_for"]
 
@@ -60,7 +61,11 @@ class ModelState(pl.ExperimentState):
     Properties (identity): ``dataset_name``, ``model_name``, ``replicate`` (the
     seed is derived from the id, so replicates differ), ``split_seed``,
     ``val_fraction`` and ``imbalance`` (``None`` or one training fraction per
-    class); the last three default to ``0``, ``0.1`` and ``None``.
+    class); the last three default to ``0``, ``0.1`` and ``None``; and
+    ``pretrained``: ``None`` (a fresh initialisation, seeded from the id) or
+    :func:`prunelab.zoo.weights_file` of a local checkpoint, whose digest (and
+    path) thereby enter the id; its weights are loaded after the model is
+    built, checked to be the same bytes, and are what ``init_weights`` holds.
     Carried: ``model``, ``init_weights`` (a snapshot at initialisation, for
     rewinding to init), ``rewind_snapshot`` (taken by ``Train`` at a chosen
     epoch) and ``train_config`` (what training has happened). Derived: ``data``
@@ -73,6 +78,7 @@ class ModelState(pl.ExperimentState):
     split_seed: int
     val_fraction: float
     imbalance: tuple[float, ...] | None
+    pretrained: dict[str, str] | None
     model: nn.Module
     init_weights: dict[str, torch.Tensor]
     rewind_snapshot: dict[str, torch.Tensor] | None
@@ -81,12 +87,12 @@ class ModelState(pl.ExperimentState):
 
     NAME = "ModelState"
     PROPERTIES = {"dataset_name": pl.REQUIRED, "model_name": pl.REQUIRED, "replicate": pl.REQUIRED, "split_seed": 0,
-                  "val_fraction": 0.1, "imbalance": None}
+                  "val_fraction": 0.1, "imbalance": None, "pretrained": pl.added(None)}
     NONHASHED_ATTRIBUTES = ["model", "init_weights", "rewind_snapshot", "train_config"]
     DERIVED_ATTRIBUTES = ["data"]
 
     def initialize_state(self, **kwargs: Any) -> None:
-        """Load the data and build a freshly initialised model (seeded from the root's id).
+        """Load the data and build the model: freshly initialised (seeded from the root's id), or pretrained.
 
         Parameters
         ----------
@@ -96,11 +102,14 @@ class ModelState(pl.ExperimentState):
         Raises
         ------
         ZooError
-            If the dataset cannot be loaded or the model cannot be built for it.
+            If the dataset cannot be loaded, the model cannot be built for it, or the pretrained
+            weights are missing, changed or do not fit it.
         """
         fractions = tuple(self.imbalance) if self.imbalance else None
         self.data = dataset_for(self.dataset_name, self.split_seed, self.val_fraction, fractions)
         self.model = build_model(self.model_name, self.data.input_shape, self.data.num_classes)
+        if self.pretrained is not None:
+            load_weights(self.model, self.pretrained)
         self.init_weights = snapshot(self.model)
         self.rewind_snapshot = None
         self.train_config = []

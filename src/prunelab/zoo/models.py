@@ -11,8 +11,26 @@ architecture accepts the 8×8 digits as well as 28×28 and 32×32 images:
 * ``conv4``, ``conv6``, ``vgg11``, ``vgg16``: a max-pool is skipped when it
   would shrink the map below 1×1; the classifier reads a global average
   (VGG) or the flattened map (Conv-n).
-* ``resnet20``, ``resnet18``: CIFAR-style (3×3 stem, no stem pooling), global
-  average pooling, so any input of at least 8×8 works.
+* ``resnet20``, ``resnet56``, ``resnet18``, ``wrn16_8``: CIFAR-style (3×3 stem,
+  no stem pooling), global average pooling, so any input of at least 4×4
+  (8×8 for ResNet-18) works.
+
+The CIFAR models of the pruning literature, at their published sizes (10
+classes, 32×32×3 inputs; pinned by the tests):
+
+============  ==========  ====================================================
+model         parameters  as in
+============  ==========  ====================================================
+``resnet20``  272,474     OpenLTH's ``cifar_resnet_20`` (Frankle et al. 2020):
+                          a 1×1 convolution and BN on the shortcuts that change shape
+``resnet56``  853,018     He et al. 2016, Table 6 (0.85M): parameter-free
+                          shortcuts (option A: subsampled, zero-padded channels),
+                          as in the filter-pruning literature (Li et al. 2017)
+``vgg16``     14,728,266  the CIFAR VGG-16 of Frankle & Carbin 2019 (14.7M): 13
+                          conv–BN–ReLU layers, global average pool, one linear layer
+``wrn16_8``   10,961,370  Zagoruyko & Komodakis 2016, WRN-16-8 (11.0M):
+                          pre-activation blocks, widths 128/256/512, no dropout
+============  ==========  ====================================================
 """
 
 from __future__ import annotations
@@ -24,7 +42,7 @@ from torch import nn
 
 from .errors import ZooError
 
-__all__ = ["build_model", "available_models", "BasicBlock"]
+__all__ = ["build_model", "available_models", "BasicBlock", "PadShortcut", "WideBlock"]
 
 
 def _flat_size(layers: nn.Module, shape: tuple[int, int, int]) -> int:
@@ -97,17 +115,48 @@ def _vgg(config: Sequence[int | str]) -> Callable[[tuple[int, int, int], int], n
     return build
 
 
-class BasicBlock(nn.Module):
-    """The residual block of He et al.: two 3×3 conv–BN, a 1×1 projection when the shape changes."""
+class PadShortcut(nn.Module):
+    """He et al.'s option-A shortcut: ``x`` subsampled by ``stride``, its channels zero-padded to ``planes``.
+
+    Parameter-free: out[:, :c] = 0, out[:, c:c + inplanes] = x[:, :, ::s, ::s],
+    the rest 0, with c = (planes − inplanes) // 2.
+    """
 
     def __init__(self, inplanes: int, planes: int, stride: int):
+        super().__init__()
+        self.stride = stride
+        self.front = (planes - inplanes) // 2
+        self.back = planes - inplanes - self.front
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, ::self.stride, ::self.stride]
+        return nn.functional.pad(x, (0, 0, 0, 0, self.front, self.back))
+
+
+class BasicBlock(nn.Module):
+    """The residual block of He et al.: two 3×3 conv–BN, and a shortcut that matches the shape when it changes.
+
+    Parameters
+    ----------
+    inplanes, planes : int
+        Channels in and out.
+    stride : int
+        The first convolution's stride (2 where a stage begins).
+    shortcut : {"projection", "pad"}, default="projection"
+        Where the shape changes: a 1×1 convolution and BN (option B), or
+        :class:`PadShortcut` (option A, no parameters).
+    """
+
+    def __init__(self, inplanes: int, planes: int, stride: int, shortcut: str = "projection"):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or inplanes != planes:
+        if (stride != 1 or inplanes != planes) and shortcut == "pad":
+            self.shortcut = PadShortcut(inplanes, planes, stride)
+        elif stride != 1 or inplanes != planes:
             self.shortcut = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False),
                                           nn.BatchNorm2d(planes))
 
@@ -117,16 +166,54 @@ class BasicBlock(nn.Module):
         return torch.relu(out + self.shortcut(x))
 
 
-def _resnet(widths: Sequence[int], blocks: int) -> Callable[[tuple[int, int, int], int], nn.Module]:
+class WideBlock(nn.Module):
+    """The pre-activation block of wide ResNets: BN–ReLU–conv twice, a 1×1 convolution where the shape changes."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(inplanes)
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.shortcut: nn.Module | None = None
+        if stride != 1 or inplanes != planes:
+            self.shortcut = nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = torch.relu(self.bn1(x))
+        out: torch.Tensor = self.conv2(torch.relu(self.bn2(self.conv1(pre))))
+        skip: torch.Tensor = x if self.shortcut is None else self.shortcut(pre)
+        return out + skip
+
+
+def _resnet(widths: Sequence[int], blocks: int, shortcut: str = "projection"
+            ) -> Callable[[tuple[int, int, int], int], nn.Module]:
     def build(shape: tuple[int, int, int], classes: int) -> nn.Module:
         layers: list[nn.Module] = [nn.Conv2d(shape[0], widths[0], 3, padding=1, bias=False),
                                    nn.BatchNorm2d(widths[0]), nn.ReLU()]
         inplanes = widths[0]
         for stage, planes in enumerate(widths):
             for block in range(blocks):
-                layers.append(BasicBlock(inplanes, planes, 2 if stage > 0 and block == 0 else 1))
+                layers.append(BasicBlock(inplanes, planes, 2 if stage > 0 and block == 0 else 1, shortcut))
                 inplanes = planes
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(inplanes, classes)]
+        return nn.Sequential(*layers)
+
+    return build
+
+
+def _wide_resnet(depth: int, width: int) -> Callable[[tuple[int, int, int], int], nn.Module]:
+    blocks = (depth - 4) // 6
+
+    def build(shape: tuple[int, int, int], classes: int) -> nn.Module:
+        layers: list[nn.Module] = [nn.Conv2d(shape[0], 16, 3, padding=1, bias=False)]
+        inplanes = 16
+        for stage, planes in enumerate((16 * width, 32 * width, 64 * width)):
+            for block in range(blocks):
+                layers.append(WideBlock(inplanes, planes, 2 if stage > 0 and block == 0 else 1))
+                inplanes = planes
+        layers += [nn.BatchNorm2d(inplanes), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                   nn.Linear(inplanes, classes)]
         return nn.Sequential(*layers)
 
     return build
@@ -144,7 +231,9 @@ _MODELS: dict[str, tuple[Callable[[tuple[int, int, int], int], nn.Module], int]]
     "vgg11": (_vgg(_VGG11), 1),
     "vgg16": (_vgg(_VGG16), 1),
     "resnet20": (_resnet([16, 32, 64], 3), 4),
+    "resnet56": (_resnet([16, 32, 64], 9, shortcut="pad"), 4),
     "resnet18": (_resnet([64, 128, 256, 512], 2), 8),
+    "wrn16_8": (_wide_resnet(16, 8), 4),
 }
 
 
