@@ -14,12 +14,14 @@ import bench_dask  # noqa: E402
 import bench_demo  # noqa: E402
 import bench_draw  # noqa: E402
 import bench_engine  # noqa: E402
+import bench_gradual  # noqa: E402
 import bench_techniques  # noqa: E402
 
 if __name__ == "__main__":
     bench_engine.main()
     bench_draw.main()
     bench_techniques.main()
+    bench_gradual.main()
     bench_dask.main()
     bench_checkpoints.main()
     bench_demo.main()

@@ -37,7 +37,7 @@ SURFACE = {
     "prunelab.recipes": ["LRRewind", "ModelState", "Prune", "Reinit", "ResumableSampler", "Rewind", "Train", "class_shares",
                          "dataset_for", "evaluate", "evaluate_split", "sparsity", "train_model"],
     "prunelab.prune": [
-        "Context", "JaccardResult", "PruningError", "PruningWarning", "Schedule", "SparsityReport", "Technique",
+        "Context", "JaccardResult", "PruningError", "PruningWarning", "RigL", "Schedule", "SparsityReport", "Technique",
         "apply_masks", "available_techniques", "compact", "copy_model", "cubic", "flops", "get_masks", "iterative",
         "jaccard", "load_masks", "load_pruned_state_dict", "make_permanent", "masked_training", "prune_model",
         "pruned_parameters", "register_technique", "reinit", "rewind", "save_masks", "snapshot", "sparsity_report",

@@ -9,7 +9,7 @@ experiments: it takes and returns ``nn.Module`` objects and masks.
 entry point; a technique only computes scores (:class:`Technique`, one
 method), and selection is shared. Treatments (:func:`snapshot`,
 :func:`rewind`, :func:`reinit`), schedules (:func:`iterative`, :func:`cubic`),
-masks as data (:func:`get_masks`, :func:`apply_masks`,
+dynamic sparsity (:class:`RigL`), masks as data (:func:`get_masks`, :func:`apply_masks`,
 :func:`sparsity_report`, :func:`jaccard`, :func:`save_masks`,
 :func:`load_masks`, :func:`make_permanent`, :func:`copy_model`,
 :func:`load_pruned_state_dict`, :func:`flops`, :func:`compact`) and fast
@@ -65,6 +65,7 @@ from .errors import PruningError, PruningWarning
 from .copying import copy_model, load_pruned_state_dict
 from .masks import apply_masks, get_masks, load_masks, make_permanent, pruned_parameters, save_masks
 from .report import JaccardResult, SparsityReport, flops, jaccard, sparsity_report
+from .rigl import RigL
 from .schedules import Schedule, cubic, iterative
 from .techniques import Context, Technique, available_techniques, register_technique
 from .training import masked_training
@@ -75,6 +76,7 @@ __all__ = [
     "JaccardResult",
     "PruningError",
     "PruningWarning",
+    "RigL",
     "Schedule",
     "SparsityReport",
     "Technique",

@@ -53,7 +53,7 @@ def masked_training(model: nn.Module, optimizer: torch.optim.Optimizer | None = 
             orig = module._parameters[name + "_orig"]
             mask = getattr(module, name + "_mask")
             assert orig is not None
-            hidden = (orig.detach() * (mask == 0)).clone()  # what the pruned entries held
+            hidden = orig.detach() * (mask == 0)  # what the pruned entries held (a new tensor)
             del module._forward_pre_hooks[key]
             module.__dict__.pop(name, None)
             del module._parameters[name + "_orig"]
@@ -89,4 +89,4 @@ def masked_training(model: nn.Module, optimizer: torch.optim.Optimizer | None = 
             hooks = cast("OrderedDict[int, Any]", module._forward_pre_hooks)
             for key in [k for k in keys if k in hooks] + [k for k in hooks if k not in keys]:
                 hooks.move_to_end(key)
-        _recompute(model)
+        _recompute(model, dict.fromkeys(module for module, *_ in baked))

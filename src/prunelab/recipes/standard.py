@@ -15,9 +15,8 @@ from torch import nn
 import prunelab as pl
 
 from ..execution.preempt import requested
-from ..prune import get_masks, masked_training, prune_model, reinit, rewind, snapshot
-from ..prune.targets import DEFAULT_TYPES as _PRUNABLE
-from ..prune.techniques import get_technique
+from ..prune import get_masks, reinit, rewind, snapshot
+from .gradual import DynamicSparsity, GradualPruning, Segment, dynamic_settings, prune_state, schedule_events
 from .state import ModelState
 
 __all__ = ["Train", "Prune", "Rewind", "Reinit", "LRRewind", "train_model"]
@@ -33,7 +32,9 @@ def _check(owner: str, name: str, value: Any, ok: bool, what: str) -> None:
 
 def train_model(state: ModelState, *, epochs: int, lr: float, batch_size: int, optimizer: str, momentum: float,
                 weight_decay: float, schedule: str, rewind_epoch: int | None, recipe: pl.Recipe | None = None,
-                checkpoint_every: float | None = None, val_accuracy: bool = False) -> list[float]:
+                checkpoint_every: float | None = None, val_accuracy: bool = False,
+                prune_schedule: list[list[int | float]] | None = None, prune_technique: str | None = None,
+                dynamic_sparsity: dict[str, Any] | None = None) -> list[float]:
     """Train ``state.model`` in place; return the mean training loss of each epoch.
 
     Shuffling draws from torch's global generator (seeded per state by the
@@ -41,6 +42,13 @@ def train_model(state: ModelState, *, epochs: int, lr: float, batch_size: int, o
     (dense speed, masks exact). With ``rewind_epoch`` = k, a snapshot is taken
     into ``state.rewind_snapshot`` after k epochs (k = 0: before training).
     Each step's loss is logged as the series ``loss`` (see :func:`prunelab.log`).
+    With ``prune_schedule``, the model is pruned while it trains (see
+    :mod:`prunelab.recipes.gradual`): each event prunes with
+    ``prune_technique`` to its sparsity, and the sparsity reached is logged
+    as the series ``sparsity`` at the event's step. With ``dynamic_sparsity``
+    (RigL), a dense model is made sparse before training and its connections
+    move at the update steps (the series ``moved``; those steps apply no
+    optimizer update).
 
     Given the ``recipe`` that trains, the run resumes from its newest
     checkpoint and checkpoints after every epoch, and within an epoch
@@ -76,6 +84,12 @@ def train_model(state: ModelState, *, epochs: int, lr: float, batch_size: int, o
         Seconds between checkpoints within an epoch; None: at the ends of epochs only.
     val_accuracy : bool, default=False
         Also log the accuracy on ``state.data.val`` after each epoch, as the series ``val_accuracy``.
+    prune_schedule : list of [step, sparsity], optional
+        Pruning events (:func:`~prunelab.recipes.gradual.schedule_events`); steps count optimizer steps.
+    prune_technique : str, optional
+        The technique of the events (default ``"global_magnitude"``).
+    dynamic_sparsity : dict, optional
+        RigL's settings (:func:`~prunelab.recipes.gradual.dynamic_settings`).
 
     Returns
     -------
@@ -90,6 +104,11 @@ def train_model(state: ModelState, *, epochs: int, lr: float, batch_size: int, o
     else:
         opt = torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
     steps = epochs * math.ceil(len(y) / batch_size)
+    pruning = None
+    if prune_schedule is not None:
+        owner = type(recipe).__name__ if recipe is not None else "train_model"
+        pruning = GradualPruning(prune_schedule, prune_technique or "global_magnitude", owner)
+        pruning.check(steps)
     if schedule == "cosine":
         scheduler: Any = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
     elif schedule == "step":
@@ -100,8 +119,10 @@ def train_model(state: ModelState, *, epochs: int, lr: float, batch_size: int, o
     objects = {"optimizer": opt, "place": place, **({"scheduler": scheduler} if scheduler is not None else {})}
     if recipe is not None:
         recipe.resume(state, **objects)
-    pruned = bool(get_masks(model))
-    segment = _Segment(model, opt if pruned else None)
+    dynamic = None if dynamic_sparsity is None else DynamicSparsity(dynamic_sparsity, steps)
+    if dynamic is not None and place.step(len(y), batch_size) == 0:  # not resumed: the model starts sparse
+        dynamic.start(state)
+    segment = Segment(model, opt if get_masks(model) else None)
     last = time.monotonic()
 
     def save() -> None:  # outside masked training, so the model is stored in its pruned form
@@ -115,15 +136,19 @@ def train_model(state: ModelState, *, epochs: int, lr: float, batch_size: int, o
         for epoch in range(place.epoch, epochs):
             if place.order is None:  # the epoch begins
                 if rewind_epoch == epoch:
-                    state.rewind_snapshot = snapshot(model) if not pruned else _snapshot_outside(model)
+                    state.rewind_snapshot = snapshot(model) if segment.optimizer is None else _snapshot_outside(model)
                 place.order = torch.randperm(len(y))
             model.train()
             for start in range(place.position, len(y), batch_size):
+                done = place.step(len(y), batch_size)
+                if pruning is not None:
+                    pruning.prune_if_due(state, segment, opt, done, batch_size)
                 index = place.order[start:start + batch_size]
                 loss = nn.functional.cross_entropy(model(x[index]), y[index])
                 opt.zero_grad()
                 loss.backward()  # type: ignore[no-untyped-call]
-                opt.step()
+                if dynamic is None or not dynamic.update_if_due(state, segment, opt, done):
+                    opt.step()
                 if scheduler is not None:
                     scheduler.step()
                 place.total += loss.item() * len(index)
@@ -138,6 +163,8 @@ def train_model(state: ModelState, *, epochs: int, lr: float, batch_size: int, o
                 pl.log("val_accuracy", _accuracy(model, *state.data.val), step=epoch + 1)
             if recipe is not None and epoch + 1 < epochs:  # after the last, the state itself is stored
                 save()
+        if pruning is not None:  # an event at the last step
+            pruning.prune_if_due(state, segment, opt, steps, batch_size)
     if rewind_epoch == epochs:
         state.rewind_snapshot = snapshot(model)
     model.eval()
@@ -167,30 +194,6 @@ class _Place:
     def load_state_dict(self, saved: dict[str, Any]) -> None:
         self.epoch, self.position, self.total = saved["epoch"], saved["position"], saved["total"]
         self.order, self.losses = saved["order"], list(saved["losses"])
-
-
-class _Segment:
-    """Masked training (for a pruned model) that a checkpoint can step out of and back into."""
-
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None):
-        self.model, self.optimizer = model, optimizer
-        self.stack = contextlib.ExitStack()
-
-    def __enter__(self) -> _Segment:
-        if self.optimizer is not None:
-            self.stack.enter_context(masked_training(self.model, self.optimizer))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stack.close()
-
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        self.stack.close()
-        try:
-            yield
-        finally:
-            self.__enter__()
 
 
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -240,13 +243,30 @@ class Train(pl.Recipe):
     ``checkpoint_every`` seconds (an option, default 600; None: epochs
     only), so a run killed or preempted resumes where it stopped and stores
     what an uninterrupted run stores (see :func:`train_model`).
+
+    ``prune_schedule`` prunes while training: gradual magnitude pruning with
+    ``Train(prune_schedule=prune.cubic(0.0, 0.9, 0, 2000, 100))``, each
+    event through :func:`prunelab.prune.prune_model` with
+    ``prune_technique`` (default ``"global_magnitude"``, any registered
+    technique) and logged as the series ``sparsity``. The events are
+    properties (part of the id) and lineage (``prune_schedule``, ``technique``).
+    ``dynamic_sparsity=prune.RigL(0.9, 100)`` trains at a constant sparsity
+    instead, moving connections (Evci et al.'s RigL; lineage ``dynamic_sparsity``).
+
+    References
+    ----------
+    Zhu & Gupta, "To prune, or not to prune", arXiv:1710.01878; Gale et al.,
+    "The State of Sparsity in Deep Neural Networks", arXiv:1902.09574; Evci et al.,
+    "Rigging the Lottery: Making All Tickets Winners", arXiv:1911.11134.
     """
 
     PROPERTIES = {"epochs": 1, "lr": 0.1, "batch_size": 64, "optimizer": "sgd", "momentum": 0.9,
                   "weight_decay": 5e-4, "schedule": "constant", "rewind_epoch": None, "treatment": None,
-                  "outcome": False}
+                  "outcome": False, "prune_schedule": pl.added(None), "prune_technique": pl.added(None),
+                  "dynamic_sparsity": pl.added(None)}
     OPTIONS = {"checkpoint_every": 600.0, "val_accuracy": False}
-    LINEAGE = {"treatment": "treatment", "outcome": "outcome"}
+    LINEAGE = {"treatment": "treatment", "outcome": "outcome", "technique": "prune_technique",
+               "prune_schedule": "prune_schedule", "dynamic_sparsity": "dynamic_sparsity"}
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -262,6 +282,17 @@ class Train(pl.Recipe):
         _check(name, "schedule", p["schedule"], p["schedule"] in _SCHEDULES, f"one of {_SCHEDULES}")
         _check(name, "rewind_epoch", p["rewind_epoch"], p["rewind_epoch"] is None or (
             isinstance(p["rewind_epoch"], int) and 0 <= p["rewind_epoch"] <= p["epochs"]), "None or 0..epochs")
+        self.prune_schedule = schedule_events(name, p["prune_schedule"])
+        if self.prune_schedule is None and p["prune_technique"] is not None:
+            raise pl.StateDefinitionError(f"{name} property 'prune_technique' is given without a prune_schedule; "
+                                          "give the schedule of pruning events too, or leave the technique out.")
+        if self.prune_schedule is not None:
+            self.prune_technique = p["prune_technique"] or "global_magnitude"
+            GradualPruning(self.prune_schedule, self.prune_technique, name)  # an unknown technique is refused now
+        self.dynamic_sparsity = dynamic_settings(name, p["dynamic_sparsity"])
+        if self.dynamic_sparsity is not None and self.prune_schedule is not None:
+            raise pl.StateDefinitionError(f"{name} was given both a prune_schedule and dynamic_sparsity; gradual "
+                                          "pruning raises the sparsity, RigL keeps it constant: give one of them.")
 
     def run(self, state: ModelState) -> ModelState:  # type: ignore[override]
         settings = {k: v for k, v in self.properties.items() if k not in ("treatment", "outcome")}
@@ -301,18 +332,7 @@ class Prune(pl.Recipe):
 
     def run(self, state: ModelState) -> ModelState:  # type: ignore[override]
         p = self.properties
-        technique = get_technique(p["technique"])
-        x, y = state.data.train
-        extra: dict[str, Any] = {}
-        if technique.needs_data:
-            extra = {"inputs": x[: p["batch_size"]], "targets": y[: p["batch_size"]]}
-        if "input_shape" in technique.options:
-            extra["input_shape"] = (1, *x.shape[1:])
-        parameters = None
-        if technique.structured:
-            layers = [name for name, m in state.model.named_modules() if isinstance(m, _PRUNABLE)]
-            parameters = [f"{name}.weight" for name in layers[:-1]]
-        prune_model(state.model, p["technique"], amount=float(p["amount"]), parameters=parameters, **extra)
+        prune_state(state, p["technique"], p["batch_size"], amount=float(p["amount"]))
         return state
 
 

@@ -1,0 +1,200 @@
+"""Pruning while training through the standard Train: gradual magnitude pruning on Zhu & Gupta's cubic schedule,
+and RigL's dynamic sparsity."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import prunelab as pl
+from prunelab.core.identity import child_id
+from prunelab.core.runtime import running
+from prunelab.execution.checkpoints import BodyRuntime
+from prunelab.prune import RigL, cubic, get_masks
+from prunelab.recipes import ModelState, Prune, Train, train_model
+from prunelab.recipes.gradual import dynamic_settings
+from prunelab.storage.files import CRASH_ENV
+
+ROOT = {"dataset_name": "digits", "model_name": "lenet300100", "replicate": 0}
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pruning_chain.py"
+
+
+def _zeros(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([m.weight.detach().reshape(-1) == 0 for m in model.modules() if isinstance(m, torch.nn.Linear)])
+
+
+def test_each_event_reaches_the_cubic_schedule_within_one_weight_and_is_recorded(tmp_path):
+    exp = pl.Experiment(tmp_path / "exp", ModelState)
+    root = exp.spawn_new_tree(**ROOT)
+    schedule = cubic(0.0, 0.9, 0, 40, 10)
+    gradual = Train(epochs=2, batch_size=64, prune_schedule=schedule)(root)
+    layerwise = Train(epochs=2, batch_size=64, prune_schedule=schedule, prune_technique="l1_unstructured")(root)
+    plain = Train(epochs=2, batch_size=64)(root)
+    exp.run(quiet=True)
+    weights = sum(m.weight.numel() for m in gradual.restore().model.modules() if isinstance(m, torch.nn.Linear))
+    series = gradual.series("sparsity")
+    assert series["step"].tolist() == [0, 10, 20, 30, 40]
+    for reached, target in zip(series["value"], schedule.sparsities):
+        assert abs(reached - target) <= 1 / weights
+    state = gradual.restore()
+    assert int(_zeros(state.model).sum()) == round(0.9 * weights)
+    assert gradual.lineage["technique"] == "global_magnitude" and layerwise.lineage["technique"] == "l1_unstructured"
+    assert gradual.lineage["prune_schedule"] == [list(e) for e in schedule.steps]
+    for module in layerwise.restore().model.modules():  # layer-wise: every tensor at the target
+        if isinstance(module, torch.nn.Linear):
+            assert abs(float((module.weight == 0).float().mean()) - 0.9) <= 1 / module.weight.numel()
+    # the schedule is identity; a Train without one keeps the id it had before the property existed
+    assert len({gradual.id, layerwise.id, plain.id}) == 3
+    assert plain.id == child_id(root.id, "Train", 1, {
+        "epochs": 2, "lr": 0.1, "batch_size": 64, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 5e-4,
+        "schedule": "constant", "rewind_epoch": None, "treatment": None, "outcome": False})
+    assert not plain.series("sparsity").size
+
+
+def test_masks_only_grow_and_pruned_weights_stay_zero_through_training(tmp_path):
+    exp = pl.Experiment(tmp_path / "exp", ModelState)
+    root = exp.spawn_new_tree(**ROOT)
+    exp.run(quiet=True)
+    state = root.restore()
+    seen: list[torch.Tensor] = []
+    state.model.register_forward_pre_hook(lambda module, args: seen.append(_zeros(module)))
+    events = [list(e) for e in cubic(0.0, 0.8, 0, 33, 11).steps]  # 11 steps an epoch: at the start of each
+    torch.manual_seed(0)
+    with running(BodyRuntime("0" * 32)) as runtime:
+        train_model(state, epochs=3, lr=0.05, batch_size=128, optimizer="sgd", momentum=0.9, weight_decay=5e-4,
+                    schedule="constant", rewind_epoch=None, prune_schedule=events)
+    assert len(seen) == 33  # one forward a step
+    weights = seen[0].numel()
+    for step, zeros in enumerate(seen):
+        latest = max(s for t, s in events if t <= step)  # the event of this step runs before its forward
+        assert int(zeros.sum()) == round(latest * weights), step  # momentum and weight decay revive none
+        if step:
+            assert not (seen[step - 1] & ~zeros).any(), step  # a pruned weight is never unpruned
+    assert runtime.series.frozen()["sparsity"][0] == [0, 11, 22, 33]
+    masks = get_masks(state.model)
+    assert int(sum((m == 0).sum() for m in masks.values())) == round(0.8 * weights)
+
+
+def test_gradual_pruning_continues_a_pruned_model_and_only_adds_to_its_masks(tmp_path):
+    exp = pl.Experiment(tmp_path / "exp", ModelState)
+    pruned = Prune(technique="global_magnitude", amount=0.5)(exp.spawn_new_tree(**ROOT))
+    more = Train(epochs=1, batch_size=128, prune_schedule=[[0, 0.6], [11, 0.75]])(pruned)
+    exp.run(quiet=True)
+    before, after = get_masks(pruned.restore().model), get_masks(more.restore().model)
+    assert all(not (before[k] == 0)[after[k] != 0].any() for k in before)
+    assert more.series("sparsity")["value"].round(3).tolist() == [0.6, 0.75]
+
+
+@pytest.mark.parametrize("schedule", [[[5, 0.5], [3, 0.6]], [[0, 0.6], [5, 0.5]], [[0, 1.5]], [[-1, 0.5]],
+                                      [[0.5, 0.5]], [[0, 0.5, 1]], "cubic", []])
+def test_a_bad_schedule_is_refused_naming_the_property_and_what_it_must_be(schedule):
+    with pytest.raises(pl.StateDefinitionError, match=r"Train property 'prune_schedule' must be a schedule from "
+                       r"prunelab\.prune\.cubic\(\.\.\.\) or \[\[step, sparsity\], \.\.\.\]: steps \(optimizer steps\) "
+                       r"ints >= 0 in increasing order, sparsities in \[0, 1\] that do not decrease, got "
+                       + re.escape(repr(schedule))):
+        Train(prune_schedule=schedule)
+
+
+def test_a_technique_without_a_schedule_or_unknown_and_a_schedule_past_the_run_are_refused(tmp_path):
+    with pytest.raises(pl.StateDefinitionError, match="'prune_technique' is given without a prune_schedule"):
+        Train(prune_technique="global_magnitude")
+    with pytest.raises(pl.PrunelabError, match="unknown pruning technique 'magnitud'"):
+        Train(prune_schedule=[[0, 0.5]], prune_technique="magnitud")
+    exp = pl.Experiment(tmp_path / "exp", ModelState)
+    late = Train(epochs=1, batch_size=128, prune_schedule=[[0, 0.5], [500, 0.9]])(exp.spawn_new_tree(**ROOT))
+    report = exp.run(quiet=True, raise_on_failure=False)
+    assert "last event at step 500, but this run takes only 11 optimizer steps" in report.failed[late.id]
+
+
+def _chain(directory, mode, crash=None):
+    env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
+    env["PRUNING_CHAIN"] = json.dumps({"mode": mode, "checkpoint_every": 1e-9})
+    if crash:
+        env[CRASH_ENV] = crash
+    out = subprocess.run([sys.executable, str(SCRIPT), str(directory)], env=env, capture_output=True, text=True,
+                         timeout=600)
+    return out.returncode, (json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else None)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_killed_between_and_at_pruning_events_it_resumes_bitwise(tmp_path):
+    code, reference = _chain(tmp_path / "reference", "gradual")
+    assert code == 0
+    # events at steps 2, 8, 14, 20, a checkpoint after every step: killed at step 5 (between events), then,
+    # resumed there, at step 14, whose checkpoint is written before that step's event is applied
+    for crash in ("partial-written:5", "partial-written:9"):
+        code, _ = _chain(tmp_path / "exp", "gradual", crash=crash)
+        assert code == -signal.SIGKILL
+    code, resumed = _chain(tmp_path / "exp", "gradual")
+    assert code == 0
+    assert resumed["gradual"][:2] == reference["gradual"][:2] and resumed["gradual"][2] == [5, 14]
+
+
+# ------------------------------------------------------------------------------------------ RigL
+def _rigl_run(root, end):
+    state = root.deflate().restore()  # a fresh copy of the stored root
+    torch.manual_seed(0)
+    with running(BodyRuntime("0" * 32)) as runtime:
+        train_model(state, epochs=2, lr=0.05, batch_size=128, optimizer="sgd", momentum=0.9, weight_decay=5e-4,
+                    schedule="constant", rewind_epoch=None,
+                    dynamic_sparsity=dynamic_settings("Train", RigL(0.9, 3, end=end)))
+    return get_masks(state.model), runtime.series.frozen()
+
+
+def test_rigl_keeps_every_layers_sparsity_and_moves_its_connections(tmp_path):
+    exp = pl.Experiment(tmp_path / "exp", ModelState)
+    root = exp.spawn_new_tree(**ROOT)
+    exp.run(quiet=True)
+    fixed, _ = _rigl_run(root, end=1)  # no update is due before step 1: the initial random topology, trained
+    moving, series = _rigl_run(root, end=None)  # 22 steps: end = 16, updates at 3, 6, 9, 12, 15
+    assert series["moved"][0] == [3, 6, 9, 12, 15] and all(v > 0 for v in series["moved"][1])
+    total = sum(m.numel() for m in moving.values())
+    assert series["sparsity"][0] == [0] and abs(series["sparsity"][1][0] - 0.9) <= 3 / total  # one weight a layer
+    for name in fixed:
+        assert int((moving[name] == 0).sum()) == int((fixed[name] == 0).sum()), name  # each layer's sparsity kept
+    assert sum(int((moving[n] != fixed[n]).sum()) for n in fixed) > 0  # the topology moved
+
+
+def test_rigl_through_train_is_identity_and_lineage_and_refuses_what_it_cannot_do(tmp_path):
+    exp = pl.Experiment(tmp_path / "exp", ModelState)
+    root = exp.spawn_new_tree(**ROOT)
+    rigl = Train(epochs=1, batch_size=128, dynamic_sparsity=RigL(0.8, 4))(root)
+    same = Train(epochs=1, batch_size=128, dynamic_sparsity={"method": "rigl", "sparsity": 0.8, "update_every": 4,
+                                                              "fraction": 0.3, "end": None, "distribution": "erk"})
+    assert same(root).id == rigl.id
+    assert Train(epochs=1, batch_size=128, dynamic_sparsity=RigL(0.8, 4, distribution="uniform"))(root).id != rigl.id
+    pruned_parent = Train(epochs=1, batch_size=128, dynamic_sparsity=RigL(0.8, 4))(
+        Prune(technique="global_magnitude", amount=0.5)(root))
+    report = exp.run(quiet=True, raise_on_failure=False)
+    assert rigl.status == "done" and rigl.lineage["dynamic_sparsity"]["sparsity"] == 0.8
+    assert "RigL starts from a dense model, but this one is pruned already" in report.failed[pruned_parent.id]
+    with pytest.raises(pl.StateDefinitionError, match="given both a prune_schedule and dynamic_sparsity"):
+        Train(prune_schedule=[[0, 0.5]], dynamic_sparsity=RigL(0.8, 4))
+    with pytest.raises(pl.StateDefinitionError, match="'dynamic_sparsity': RigL sparsity must be a fraction"):
+        Train(dynamic_sparsity={"method": "rigl", "sparsity": 2.0, "update_every": 4})
+    with pytest.raises(pl.StateDefinitionError, match="'dynamic_sparsity' must be prunelab.prune.RigL"):
+        Train(dynamic_sparsity="rigl")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_rigl_killed_between_and_at_mask_updates_resumes_bitwise(tmp_path):
+    code, reference = _chain(tmp_path / "reference", "rigl")
+    assert code == 0
+    # updates at steps 3, 6, 9, 12, 15 (of 22), a checkpoint after every step: killed at step 4, then, resumed
+    # there, at step 9, whose checkpoint is written before that step's update
+    for crash in ("partial-written:4", "partial-written:5"):
+        code, _ = _chain(tmp_path / "exp", "rigl", crash=crash)
+        assert code == -signal.SIGKILL
+    code, resumed = _chain(tmp_path / "exp", "rigl")
+    assert code == 0
+    assert resumed["rigl"][:2] == reference["rigl"][:2] and resumed["rigl"][2] == [4, 9]
