@@ -82,13 +82,18 @@ def test_states_stored_before_the_property_was_added_are_found_restored_and_veri
     weight = done.restore().model.weight.clone()
 
     later = pl.Experiment(directory, After)
-    again = Scale(factor=3.0)(later.spawn_new_tree(width=4))
-    assert again.id == done.id and again.status == "done"
+    again = ScaleShift(factor=3.0)(later.spawn_new_tree(width=4))  # both classes have a property added since
+    # found by its id; the recipe's code changed, so it shows as stale (kept, never silently recomputed)
+    assert again.id == done.id and again.parent.status == "done" and again.status == "stale"
     restored = again.restore()
     assert restored.bias is True and torch.equal(restored.model.weight, weight)
     assert later.run(quiet=True).done == []  # nothing recomputed
     report = verify(later, [again.parent_id, again.id])
     assert [r["outcome"] for r in report.rows] == ["identical", "identical"]
+    # a new state left at the defaults reads as the old ones do: no trace of the added property
+    fresh = pl.Experiment(directory, After).spawn_new_tree(width=5)
+    assert fresh.properties == {"width": 5} and again.parent.properties == {"width": 4}
+    assert ScaleShift(factor=5.0)(fresh).record["recipe"]["properties"] == {"factor": 5.0}
 
 
 def test_an_added_property_given_another_value_is_a_new_state_that_runs(tmp_path):
@@ -96,7 +101,7 @@ def test_an_added_property_given_another_value_is_a_new_state_that_runs(tmp_path
     plain, unbiased = exp.spawn_new_tree(width=4), exp.spawn_new_tree(width=4, bias=False)
     exp.run(quiet=True)
     assert plain.restore().model.bias is not None and unbiased.restore().model.bias is None
-    assert plain.properties["bias"] is True and unbiased.properties["bias"] is False
+    assert "bias" not in plain.properties and unbiased.properties["bias"] is False
 
 
 def test_an_added_default_that_cannot_be_hashed_is_refused_naming_the_property(tmp_path):

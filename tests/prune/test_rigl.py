@@ -79,7 +79,8 @@ def test_an_update_needs_the_gradient():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"sparsity": 1.0, "update_every": 10}, "RigL sparsity must be a fraction in \\[0, 1\\), got 1.0"),
+    ({"sparsity": 1.0, "update_every": 10}, "RigL sparsity must be a fraction in \\(0, 1\\), got 1.0"),
+    ({"sparsity": 0, "update_every": 10}, "RigL sparsity must be a fraction in \\(0, 1\\), got 0"),
     ({"sparsity": 0.9, "update_every": 0}, "RigL update_every must be a positive int \\(optimizer steps\\), got 0"),
     ({"sparsity": 0.9, "update_every": None}, "RigL update_every must be a positive int"),
     ({"sparsity": 0.9, "update_every": 10, "end": 2.5}, "RigL end must be a positive int"),

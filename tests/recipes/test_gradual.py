@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import prunelab as pl
 from prunelab.core.identity import child_id
@@ -20,6 +21,7 @@ from prunelab.core.runtime import running
 from prunelab.execution.checkpoints import BodyRuntime
 from prunelab.prune import RigL, cubic, get_masks
 from prunelab.recipes import ModelState, Prune, Train, train_model
+from prunelab.prune.rigl import erk_densities
 from prunelab.recipes.gradual import dynamic_settings
 from prunelab.storage.files import CRASH_ENV
 
@@ -59,7 +61,7 @@ def test_each_event_reaches_the_cubic_schedule_within_one_weight_and_is_recorded
     assert not plain.series("sparsity").size
 
 
-def test_masks_only_grow_and_pruned_weights_stay_zero_through_training(tmp_path):
+def test_pruned_sets_only_grow_and_pruned_weights_stay_zero_through_training(tmp_path):
     exp = pl.Experiment(tmp_path / "exp", ModelState)
     root = exp.spawn_new_tree(**ROOT)
     exp.run(quiet=True)
@@ -106,8 +108,10 @@ def test_a_bad_schedule_is_refused_naming_the_property_and_what_it_must_be(sched
 def test_a_technique_without_a_schedule_or_unknown_and_a_schedule_past_the_run_are_refused(tmp_path):
     with pytest.raises(pl.StateDefinitionError, match="'prune_technique' is given without a prune_schedule"):
         Train(prune_technique="global_magnitude")
-    with pytest.raises(pl.PrunelabError, match="unknown pruning technique 'magnitud'"):
-        Train(prune_schedule=[[0, 0.5]], prune_technique="magnitud")
+    for technique in ("magnitud", "nm"):
+        with pytest.raises(pl.StateDefinitionError, match=f"'prune_technique' must be a registered technique that "
+                                                          f"prunes to a sparsity .*got '{technique}'; choose one of "):
+            Train(prune_schedule=[[0, 0.5]], prune_technique=technique)
     exp = pl.Experiment(tmp_path / "exp", ModelState)
     late = Train(epochs=1, batch_size=128, prune_schedule=[[0, 0.5], [500, 0.9]])(exp.spawn_new_tree(**ROOT))
     report = exp.run(quiet=True, raise_on_failure=False)
@@ -143,25 +147,33 @@ def test_killed_between_and_at_pruning_events_it_resumes_bitwise(tmp_path):
 def _rigl_run(root, end):
     state = root.deflate().restore()  # a fresh copy of the stored root
     torch.manual_seed(0)
-    with running(BodyRuntime("0" * 32)) as runtime:
-        train_model(state, epochs=2, lr=0.05, batch_size=128, optimizer="sgd", momentum=0.9, weight_decay=5e-4,
-                    schedule="constant", rewind_epoch=None,
-                    dynamic_sparsity=dynamic_settings("Train", RigL(0.9, 3, end=end)))
-    return get_masks(state.model), runtime.series.frozen()
+    steps = []
+    hook = register_optimizer_step_post_hook(lambda optimizer, *_: steps.append(1))
+    try:
+        with running(BodyRuntime("0" * 32)) as runtime:
+            train_model(state, epochs=2, lr=0.05, batch_size=128, optimizer="sgd", momentum=0.9, weight_decay=5e-4,
+                        schedule="constant", rewind_epoch=None,
+                        dynamic_sparsity=dynamic_settings("Train", RigL(0.9, 3, end=end)))
+    finally:
+        hook.remove()
+    return get_masks(state.model), runtime.series.frozen(), len(steps)
 
 
 def test_rigl_keeps_every_layers_sparsity_and_moves_its_connections(tmp_path):
     exp = pl.Experiment(tmp_path / "exp", ModelState)
     root = exp.spawn_new_tree(**ROOT)
     exp.run(quiet=True)
-    fixed, _ = _rigl_run(root, end=1)  # no update is due before step 1: the initial random topology, trained
-    moving, series = _rigl_run(root, end=None)  # 22 steps: end = 16, updates at 3, 6, 9, 12, 15
-    assert series["moved"][0] == [3, 6, 9, 12, 15] and all(v > 0 for v in series["moved"][1])
+    fixed, _, fixed_steps = _rigl_run(root, end=4)  # one update only, at step 3
+    moving, series, moving_steps = _rigl_run(root, end=None)  # 22 steps: end = 16, updates at 3, 6, 9, 12, 15
+    assert series["moved"][0] == [3, 6, 9, 12, 15] and all(v > 0 for v in series["moved"][1])  # the topology moves
+    assert (fixed_steps, moving_steps) == (21, 17)  # an update step applies no optimizer step
+    shapes = {name: tuple(mask.shape) for name, mask in moving.items()}
+    for name, density in erk_densities(shapes, 0.1).items():  # every layer still at its starting density
+        assert abs(float(moving[name].mean()) - density) <= 1 / moving[name].numel(), name
+        assert int(moving[name].sum()) == int(fixed[name].sum()), name
+    assert sum(int((moving[n] != fixed[n]).sum()) for n in fixed) > 0  # four more updates: other connections
     total = sum(m.numel() for m in moving.values())
     assert series["sparsity"][0] == [0] and abs(series["sparsity"][1][0] - 0.9) <= 3 / total  # one weight a layer
-    for name in fixed:
-        assert int((moving[name] == 0).sum()) == int((fixed[name] == 0).sum()), name  # each layer's sparsity kept
-    assert sum(int((moving[n] != fixed[n]).sum()) for n in fixed) > 0  # the topology moved
 
 
 def test_rigl_through_train_is_identity_and_lineage_and_refuses_what_it_cannot_do(tmp_path):
@@ -176,6 +188,7 @@ def test_rigl_through_train_is_identity_and_lineage_and_refuses_what_it_cannot_d
         Prune(technique="global_magnitude", amount=0.5)(root))
     report = exp.run(quiet=True, raise_on_failure=False)
     assert rigl.status == "done" and rigl.lineage["dynamic_sparsity"]["sparsity"] == 0.8
+    assert rigl.lineage["technique"] == "rigl"
     assert "RigL starts from a dense model, but this one is pruned already" in report.failed[pruned_parent.id]
     with pytest.raises(pl.StateDefinitionError, match="given both a prune_schedule and dynamic_sparsity"):
         Train(prune_schedule=[[0, 0.5]], dynamic_sparsity=RigL(0.8, 4))
@@ -183,6 +196,15 @@ def test_rigl_through_train_is_identity_and_lineage_and_refuses_what_it_cannot_d
         Train(dynamic_sparsity={"method": "rigl", "sparsity": 2.0, "update_every": 4})
     with pytest.raises(pl.StateDefinitionError, match="'dynamic_sparsity' must be prunelab.prune.RigL"):
         Train(dynamic_sparsity="rigl")
+    with pytest.raises(pl.StateDefinitionError, match="'prune_technique' is 'global_magnitude', but with "
+                                                      "dynamic_sparsity the technique is RigL"):
+        Train(dynamic_sparsity=RigL(0.8, 4), prune_technique="global_magnitude")
+    late = Train(epochs=1, batch_size=128, dynamic_sparsity=RigL(0.8, 4, end=50))(root)
+    rare = Train(epochs=1, batch_size=128, dynamic_sparsity=RigL(0.8, 9))(root)  # end = 8 of 11 steps
+    report = exp.run(quiet=True, raise_on_failure=False)
+    assert "this run takes 11 optimizer steps, and RigL updates every 4 until step 50, so its end comes after the " \
+           "run; choose update_every < end <= 11" in report.failed[late.id]
+    assert "no update would happen" in report.failed[rare.id]
 
 
 @pytest.mark.slow

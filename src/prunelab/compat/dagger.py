@@ -50,6 +50,7 @@ from prunelab import (
     UnhashableValueError,
     UnknownNameError,
     __version__,
+    added,
     function,
     log,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "UnhashableValueError",
     "UnknownNameError",
     "__version__",
+    "added",
     "function",
     "log",
 ]

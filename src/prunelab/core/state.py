@@ -185,10 +185,11 @@ def added(default: Any) -> Added:
     """Declare a property added to a class whose states may already be stored, so that they keep their ids.
 
     ``PROPERTIES = {"lr": 0.1, "warmup": pl.added(0)}``: a state whose
-    ``warmup`` is left at ``0`` has the id it had before ``warmup`` existed
-    (the property is left out of the hash), so an experiment stored before
-    the change is still found, not recomputed; any other value enters the
-    id as every property does. The default's identity encoding is what is
+    ``warmup`` is left at ``0`` is as if the property did not exist: it has
+    the id (and the record, and ``node.properties``) it had before ``warmup``
+    was added, so an experiment stored before the change is still found, not
+    recomputed, and its states group with new ones; the state's attribute
+    holds the default. Any other value enters the id as every property does. The default's identity encoding is what is
     compared, so ``0`` and ``0.0`` differ as they do in ids.
 
     Parameters
@@ -215,9 +216,13 @@ def identity_properties(declared: list[str] | dict[str, Any], values: dict[str, 
     """The properties that enter an id: all of ``values`` but the :func:`added` ones left at their defaults."""
     if not isinstance(declared, dict):
         return values
-    left = {k for k, v in declared.items() if isinstance(v, Added) and k in values
-            and encode(values[k]) == encode(v.default)}
+    left = {k for k, v in added_defaults(declared).items() if k in values and encode(values[k]) == encode(v)}
     return {k: v for k, v in values.items() if k not in left} if left else values
+
+
+def added_defaults(declared: list[str] | dict[str, Any]) -> dict[str, Any]:
+    """The defaults of the properties a ``PROPERTIES`` declaration marks :func:`added`."""
+    return {k: v.default for k, v in declared.items() if isinstance(v, Added)} if isinstance(declared, dict) else {}
 
 
 def check_properties(owner: str, declared: list[str], given: dict[str, Any],
@@ -280,8 +285,7 @@ def build_state(cls: type[ExperimentState], properties: dict[str, Any]) -> Exper
     not change them: that is refused here, naming it. A property :func:`added`
     after a state was stored (so its record lacks it) is given its default.
     """
-    if isinstance(cls.PROPERTIES, dict):
-        properties = {**{k: v.default for k, v in cls.PROPERTIES.items() if isinstance(v, Added)}, **properties}
+    properties = {**added_defaults(cls.PROPERTIES), **properties}
     state = cls.__new__(cls)
     for name, value in properties.items():
         setattr(state, name, value)

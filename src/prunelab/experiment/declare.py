@@ -106,7 +106,8 @@ def declare_root(state_class: type[ExperimentState], properties: dict[str, Any]
     values = check_properties(owner, list(state_class.PROPERTIES), properties, property_defaults(state_class.PROPERTIES))
     for name, value in values.items():
         encode_property(owner, name, value)
-    node_id = root_id(owner, identity_properties(state_class.PROPERTIES, values))
+    values = identity_properties(state_class.PROPERTIES, values)  # added ones at their defaults: not there at all
+    node_id = root_id(owner, values)
     shown = {k: to_display(v) for k, v in values.items()}
     return node_id, values, StateRecord.declared_root(node_id, owner, shown, property_specs(values))
 
@@ -129,15 +130,16 @@ def declare_child(recipe: Recipe, name: str, parent: Node) -> tuple[str, dict[st
         The child's id, and its record as known before it runs (lineage inherited and extended).
     """
     cls = type(recipe)
-    properties = recipe.properties
-    node_id = child_id(parent.id, name, cls.VERSION, identity_properties(cls.PROPERTIES, properties))
+    every = recipe.properties
+    properties = identity_properties(cls.PROPERTIES, every)  # added ones at their defaults: not recorded either
+    node_id = child_id(parent.id, name, cls.VERSION, properties)
     parent_record = parent.record
     shown = {k: to_display(v) for k, v in properties.items()}
     lineage = dict(parent_record.get("lineage") or {})
     for key, source in cls.LINEAGE.items():
-        if isinstance(source, str) and source in shown:
-            if shown[source] is not None:  # a property left at None keeps the inherited value
-                lineage[key] = shown[source]
+        if isinstance(source, str) and source in every:
+            if every[source] is not None:  # a property left at None keeps the inherited value
+                lineage[key] = to_display(every[source])
         else:
             lineage[key] = to_display(source)
     entry = {"name": name, "version": cls.VERSION, "properties": shown, "property_specs": property_specs(properties),

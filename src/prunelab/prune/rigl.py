@@ -38,7 +38,7 @@ class RigL:
     Parameters
     ----------
     sparsity : float
-        The fraction of zero weights over the selected parameters, in [0, 1).
+        The fraction of zero weights over the selected parameters, in (0, 1).
     update_every : int
         Steps (optimizer steps) between mask updates, ΔT, at least 1.
     fraction : float, default=0.3
@@ -47,7 +47,9 @@ class RigL:
     end : int, optional
         T_end, the step after which the masks stay fixed; None: 75% of the run's steps (as in the paper).
     distribution : {"erk", "uniform"}, default="erk"
-        How the sparsity is spread over layers: Erdős–Rényi-kernel, or the same in every layer.
+        How the sparsity is spread over layers: Erdős–Rényi-kernel, or the same in every layer
+        (Evci et al.'s uniform keeps the first layer dense; this one does not, so that the
+        sparsity is the one asked for).
 
     Notes
     -----
@@ -75,8 +77,8 @@ class RigL:
 
     def __post_init__(self) -> None:
         if isinstance(self.sparsity, bool) or not isinstance(self.sparsity, (int, float)) \
-                or not 0 <= self.sparsity < 1:
-            raise PruningError(f"RigL sparsity must be a fraction in [0, 1), got {self.sparsity!r}.")
+                or not 0 < self.sparsity < 1:
+            raise PruningError(f"RigL sparsity must be a fraction in (0, 1), got {self.sparsity!r}.")
         for name, value, optional in (("update_every", self.update_every, False), ("end", self.end, True)):
             if not (optional and value is None) and (isinstance(value, bool) or not isinstance(value, int)
                                                      or value < 1):
@@ -88,7 +90,20 @@ class RigL:
             raise PruningError(f"RigL distribution must be one of {_DISTRIBUTIONS}, got {self.distribution!r}.")
 
     def moved(self, step: int, end: int) -> float:
-        """:math:`f_t`, the fraction of each layer's alive weights moved at ``step`` (0 when none is due)."""
+        """:math:`f_t`, the fraction of each layer's alive weights moved at ``step`` (0 when no update is due).
+
+        Parameters
+        ----------
+        step : int
+            The optimizer steps done.
+        end : int
+            :math:`T_{end}` (``self.end``, or the run's default for it).
+
+        Returns
+        -------
+        float
+            :math:`f_t` at an update step (a multiple of ``update_every`` in (0, ``end``)), else 0.
+        """
         if step <= 0 or step >= end or step % self.update_every:
             return 0.0
         return self.fraction / 2 * (1 + math.cos(math.pi * step / end))
@@ -178,7 +193,8 @@ def rigl_update(model: nn.Module, fraction: float, optimizer: torch.optim.Optimi
     Returns
     -------
     int
-        The number of connections moved over all layers (dropped, and as many grown).
+        The number of connections moved over all layers: dropped and not grown back (as many
+        were grown that were not alive before).
 
     Raises
     ------
@@ -205,11 +221,11 @@ def rigl_update(model: nn.Module, fraction: float, optimizer: torch.optim.Optimi
             grow_score = torch.where(kept, torch.full_like(flat, -math.inf), orig.grad.reshape(-1).abs())
             grown = torch.argsort(grow_score, descending=True, stable=True)[:count]
             kept[grown] = True
+            moved += int((kept & ~alive).sum())
             mask.copy_(kept.reshape(mask.shape).to(mask.dtype))
             flat[grown] = 0
             state = optimizer.state.get(orig, {}) if optimizer is not None else {}
             for value in state.values():
                 if isinstance(value, torch.Tensor) and value.shape == orig.shape:
                     value.view(-1)[grown] = 0
-        moved += count
     return moved

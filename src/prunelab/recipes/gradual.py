@@ -33,7 +33,8 @@ from ..prune.schedules import Schedule
 from ..prune.targets import DEFAULT_TYPES as _PRUNABLE
 from ..prune.techniques import available_techniques, get_technique
 
-__all__ = ["DynamicSparsity", "GradualPruning", "Segment", "dynamic_settings", "prune_state", "schedule_events"]
+__all__ = ["DynamicSparsity", "GradualPruning", "Segment", "dynamic_settings", "prune_state", "schedule_events",
+           "sparse_training"]
 
 
 def prune_state(state: Any, technique: str, batch_size: int, **how: Any) -> None:
@@ -68,6 +69,50 @@ def prune_state(state: Any, technique: str, batch_size: int, **how: Any) -> None
     prune_model(state.model, technique, parameters=parameters, **how, **extra)
 
 
+def sparse_training(owner: str, schedule: Any, technique: Any, dynamic: Any
+                    ) -> tuple[list[list[int | float]] | None, str | None, dict[str, Any] | None]:
+    """Train's ``prune_schedule``, ``prune_technique`` and ``dynamic_sparsity`` as data, checked together.
+
+    The technique is what the lineage records: the events' (default
+    ``"global_magnitude"``) with a schedule, ``"rigl"`` with dynamic sparsity.
+
+    Parameters
+    ----------
+    owner : str
+        The recipe, for errors.
+    schedule, technique, dynamic : Any
+        The properties as given (see :func:`schedule_events` and :func:`dynamic_settings`).
+
+    Returns
+    -------
+    tuple
+        ``(events or None, technique or None, RigL's settings or None)``.
+
+    Raises
+    ------
+    StateDefinitionError
+        For a bad schedule, technique or RigL; for both a schedule and dynamic sparsity; for a
+        technique given with neither.
+    """
+    events, settings = schedule_events(owner, schedule), dynamic_settings(owner, dynamic)
+    if events is not None and settings is not None:
+        raise pl.StateDefinitionError(f"{owner} was given both a prune_schedule and dynamic_sparsity; gradual "
+                                      "pruning raises the sparsity, RigL keeps it constant: give one of them.")
+    if settings is not None:
+        if technique not in (None, "rigl"):
+            raise pl.StateDefinitionError(f"{owner} property 'prune_technique' is {technique!r}, but with "
+                                          "dynamic_sparsity the technique is RigL; leave it out.")
+        return None, "rigl", settings
+    if events is not None:
+        technique = technique or "global_magnitude"
+        GradualPruning(events, technique, owner)  # an unknown technique is refused now, not at the first event
+        return events, technique, None
+    if technique is not None:
+        raise pl.StateDefinitionError(f"{owner} property 'prune_technique' is given without a prune_schedule; "
+                                      "give the schedule of pruning events too, or leave the technique out.")
+    return None, None, None
+
+
 def schedule_events(owner: str, value: Any) -> list[list[int | float]] | None:
     """A ``prune_schedule`` property as data: ``[[step, sparsity], ...]`` (None stays None).
 
@@ -76,7 +121,7 @@ def schedule_events(owner: str, value: Any) -> list[list[int | float]] | None:
     owner : str
         The recipe, for errors.
     value : None, Schedule or sequence of (int, float)
-        What :func:`prunelab.prune.cubic` (or :func:`~prunelab.prune.iterative`) returns, or its events.
+        What :func:`prunelab.prune.cubic` returns, or its events.
 
     Raises
     ------
@@ -123,8 +168,11 @@ class GradualPruning:
     """
 
     def __init__(self, events: list[list[int | float]], technique: str, owner: str):
-        if technique not in available_techniques():
-            get_technique(technique)  # raises, naming the choices
+        if technique not in available_techniques() or technique == "nm":
+            raise pl.StateDefinitionError(
+                f"{owner} property 'prune_technique' must be a registered technique that prunes to a sparsity "
+                f"(not nm, whose pattern is fixed), got {technique!r}; choose one of "
+                f"{', '.join(t for t in available_techniques() if t != 'nm')}.")
         self.events = {int(t): float(s) for t, s in events}
         self.technique = technique
         self.owner = owner
@@ -166,7 +214,7 @@ def masked_fraction(model: nn.Module) -> float:
         for name in pruned_parameters(module):
             mask = getattr(module, name + "_mask")
             total += mask.numel()
-            zeros += mask.numel() - int(mask.sum())  # masks hold 0s and 1s; a float sum is the quick count
+            zeros += mask.numel() - int(mask.sum(dtype=torch.float64))  # 0s and 1s: a sum is the quick count
     return zeros / total if total else 0.0
 
 
@@ -211,11 +259,24 @@ class DynamicSparsity:
         As :func:`dynamic_settings` gives them.
     steps : int
         The run's optimizer steps (``end`` defaults to 75% of them).
+    owner : str
+        The recipe, for errors.
+
+    Raises
+    ------
+    StateDefinitionError
+        If ``end`` comes after the run's last step, or no update would happen before it.
     """
 
-    def __init__(self, settings: dict[str, Any], steps: int):
+    def __init__(self, settings: dict[str, Any], steps: int, owner: str):
         self.rigl = RigL(**{k: v for k, v in settings.items() if k != "method"})
         self.end = self.rigl.end if self.rigl.end is not None else max(1, int(0.75 * steps))
+        if self.end > steps or self.rigl.update_every >= self.end:
+            raise pl.StateDefinitionError(
+                f"{owner} property 'dynamic_sparsity': this run takes {steps} optimizer steps, and RigL updates "
+                f"every {self.rigl.update_every} until step {self.end}, so "
+                f"{'its end comes after the run' if self.end > steps else 'no update would happen'}; choose "
+                f"update_every < end <= {steps}.")
 
     def start(self, state: Any) -> None:
         """Make the dense model sparse at random (the distribution's densities); log the sparsity at step 0."""

@@ -16,7 +16,7 @@ import prunelab as pl
 
 from ..execution.preempt import requested
 from ..prune import get_masks, reinit, rewind, snapshot
-from .gradual import DynamicSparsity, GradualPruning, Segment, dynamic_settings, prune_state, schedule_events
+from .gradual import DynamicSparsity, GradualPruning, Segment, prune_state, sparse_training
 from .state import ModelState
 
 __all__ = ["Train", "Prune", "Rewind", "Reinit", "LRRewind", "train_model"]
@@ -104,9 +104,9 @@ def train_model(state: ModelState, *, epochs: int, lr: float, batch_size: int, o
     else:
         opt = torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
     steps = epochs * math.ceil(len(y) / batch_size)
+    owner = type(recipe).__name__ if recipe is not None else "train_model"
     pruning = None
     if prune_schedule is not None:
-        owner = type(recipe).__name__ if recipe is not None else "train_model"
         pruning = GradualPruning(prune_schedule, prune_technique or "global_magnitude", owner)
         pruning.check(steps)
     if schedule == "cosine":
@@ -119,7 +119,7 @@ def train_model(state: ModelState, *, epochs: int, lr: float, batch_size: int, o
     objects = {"optimizer": opt, "place": place, **({"scheduler": scheduler} if scheduler is not None else {})}
     if recipe is not None:
         recipe.resume(state, **objects)
-    dynamic = None if dynamic_sparsity is None else DynamicSparsity(dynamic_sparsity, steps)
+    dynamic = None if dynamic_sparsity is None else DynamicSparsity(dynamic_sparsity, steps, owner)
     if dynamic is not None and place.step(len(y), batch_size) == 0:  # not resumed: the model starts sparse
         dynamic.start(state)
     segment = Segment(model, opt if get_masks(model) else None)
@@ -251,7 +251,8 @@ class Train(pl.Recipe):
     technique) and logged as the series ``sparsity``. The events are
     properties (part of the id) and lineage (``prune_schedule``, ``technique``).
     ``dynamic_sparsity=prune.RigL(0.9, 100)`` trains at a constant sparsity
-    instead, moving connections (Evci et al.'s RigL; lineage ``dynamic_sparsity``).
+    instead, moving connections (Evci et al.'s RigL; lineage ``dynamic_sparsity``, and
+    ``technique`` ``"rigl"``).
 
     References
     ----------
@@ -282,17 +283,8 @@ class Train(pl.Recipe):
         _check(name, "schedule", p["schedule"], p["schedule"] in _SCHEDULES, f"one of {_SCHEDULES}")
         _check(name, "rewind_epoch", p["rewind_epoch"], p["rewind_epoch"] is None or (
             isinstance(p["rewind_epoch"], int) and 0 <= p["rewind_epoch"] <= p["epochs"]), "None or 0..epochs")
-        self.prune_schedule = schedule_events(name, p["prune_schedule"])
-        if self.prune_schedule is None and p["prune_technique"] is not None:
-            raise pl.StateDefinitionError(f"{name} property 'prune_technique' is given without a prune_schedule; "
-                                          "give the schedule of pruning events too, or leave the technique out.")
-        if self.prune_schedule is not None:
-            self.prune_technique = p["prune_technique"] or "global_magnitude"
-            GradualPruning(self.prune_schedule, self.prune_technique, name)  # an unknown technique is refused now
-        self.dynamic_sparsity = dynamic_settings(name, p["dynamic_sparsity"])
-        if self.dynamic_sparsity is not None and self.prune_schedule is not None:
-            raise pl.StateDefinitionError(f"{name} was given both a prune_schedule and dynamic_sparsity; gradual "
-                                          "pruning raises the sparsity, RigL keeps it constant: give one of them.")
+        self.prune_schedule, self.prune_technique, self.dynamic_sparsity = sparse_training(
+            name, p["prune_schedule"], p["prune_technique"], p["dynamic_sparsity"])
 
     def run(self, state: ModelState) -> ModelState:  # type: ignore[override]
         settings = {k: v for k, v in self.properties.items() if k not in ("treatment", "outcome")}
