@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +15,22 @@ from torch import nn
 from torch.nn.utils import prune
 
 import prunelab as pl
+
+PRUNING_CHAIN = Path(__file__).resolve().parent / "scripts" / "pruning_chain.py"
+
+
+def run_pruning_chain(directory, crash=None, **options):
+    """Run ``scripts/pruning_chain.py`` in a fresh process (``crash``: a crash point); (exit code, its JSON or None)."""
+    from prunelab.storage.files import CRASH_ENV
+
+    env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
+    env["PRUNING_CHAIN"] = json.dumps(options)
+    if crash:
+        env[CRASH_ENV] = crash
+    out = subprocess.run([sys.executable, str(PRUNING_CHAIN), str(directory)], env=env, capture_output=True,
+                         text=True, timeout=600)
+    return out.returncode, (json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else None)
+
 
 # Side-effect log: recipes append their node's label here so tests can count runs.
 CALLS: list[str] = []

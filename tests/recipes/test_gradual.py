@@ -3,19 +3,15 @@ and RigL's dynamic sparsity."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import prunelab as pl
+from helpers import run_pruning_chain
 from prunelab.core.identity import child_id
 from prunelab.core.runtime import running
 from prunelab.execution.checkpoints import BodyRuntime
@@ -23,10 +19,8 @@ from prunelab.prune import RigL, cubic, get_masks
 from prunelab.recipes import ModelState, Prune, Train, train_model
 from prunelab.prune.rigl import erk_densities
 from prunelab.recipes.gradual import dynamic_settings
-from prunelab.storage.files import CRASH_ENV
 
 ROOT = {"dataset_name": "digits", "model_name": "lenet300100", "replicate": 0}
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pruning_chain.py"
 
 
 def _zeros(model: torch.nn.Module) -> torch.Tensor:
@@ -118,29 +112,25 @@ def test_a_technique_without_a_schedule_or_unknown_and_a_schedule_past_the_run_a
     assert "last event at step 500, but this run takes only 11 optimizer steps" in report.failed[late.id]
 
 
-def _chain(directory, mode, crash=None):
-    env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
-    env["PRUNING_CHAIN"] = json.dumps({"mode": mode, "checkpoint_every": 1e-9})
-    if crash:
-        env[CRASH_ENV] = crash
-    out = subprocess.run([sys.executable, str(SCRIPT), str(directory)], env=env, capture_output=True, text=True,
-                         timeout=600)
-    return out.returncode, (json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else None)
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_killed_between_and_at_pruning_events_it_resumes_bitwise(tmp_path):
-    code, reference = _chain(tmp_path / "reference", "gradual")
-    assert code == 0
+@pytest.mark.parametrize("mode, crashes, resumed_at", [
     # events at steps 2, 8, 14, 20, a checkpoint after every step: killed at step 5 (between events), then,
     # resumed there, at step 14, whose checkpoint is written before that step's event is applied
-    for crash in ("partial-written:5", "partial-written:9"):
-        code, _ = _chain(tmp_path / "exp", "gradual", crash=crash)
-        assert code == -signal.SIGKILL
-    code, resumed = _chain(tmp_path / "exp", "gradual")
+    ("gradual", ("partial-written:5", "partial-written:9"), [5, 14]),
+    # updates at steps 3, 6, 9, 12, 15 (of 22): killed at step 4, then, resumed there, at step 9, whose
+    # checkpoint is written before that step's update
+    ("rigl", ("partial-written:4", "partial-written:5"), [4, 9]),
+], ids=["gradual", "rigl"])
+def test_killed_between_and_at_pruning_events_it_resumes_bitwise(tmp_path, mode, crashes, resumed_at):
+    code, reference = run_pruning_chain(tmp_path / "reference", mode=mode, checkpoint_every=1e-9)
     assert code == 0
-    assert resumed["gradual"][:2] == reference["gradual"][:2] and resumed["gradual"][2] == [5, 14]
+    for crash in crashes:
+        code, _ = run_pruning_chain(tmp_path / "exp", crash=crash, mode=mode, checkpoint_every=1e-9)
+        assert code == -signal.SIGKILL
+    code, resumed = run_pruning_chain(tmp_path / "exp", mode=mode, checkpoint_every=1e-9)
+    assert code == 0
+    assert resumed[mode][:2] == reference[mode][:2] and resumed[mode][2] == resumed_at
 
 
 # ------------------------------------------------------------------------------------------ RigL
@@ -205,18 +195,3 @@ def test_rigl_through_train_is_identity_and_lineage_and_refuses_what_it_cannot_d
     assert "this run takes 11 optimizer steps, and RigL updates every 4 until step 50, so its end comes after the " \
            "run; choose update_every < end <= 11" in report.failed[late.id]
     assert "no update would happen" in report.failed[rare.id]
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(900)
-def test_rigl_killed_between_and_at_mask_updates_resumes_bitwise(tmp_path):
-    code, reference = _chain(tmp_path / "reference", "rigl")
-    assert code == 0
-    # updates at steps 3, 6, 9, 12, 15 (of 22), a checkpoint after every step: killed at step 4, then, resumed
-    # there, at step 9, whose checkpoint is written before that step's update
-    for crash in ("partial-written:4", "partial-written:5"):
-        code, _ = _chain(tmp_path / "exp", "rigl", crash=crash)
-        assert code == -signal.SIGKILL
-    code, resumed = _chain(tmp_path / "exp", "rigl")
-    assert code == 0
-    assert resumed["rigl"][:2] == reference["rigl"][:2] and resumed["rigl"][2] == [4, 9]

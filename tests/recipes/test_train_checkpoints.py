@@ -1,44 +1,26 @@
 """The standard Train checkpoints and logs: killed anywhere in a train → prune → finetune chain, it resumes
 to the uninterrupted run's states and curves, bit for bit."""
 
-import json
-import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 import prunelab as pl
+from helpers import run_pruning_chain
 from prunelab.recipes import ModelState
-from prunelab.storage.files import CRASH_ENV
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pruning_chain.py"
-
-
-def run(directory, crash=None, **options):
-    env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
-    env["PRUNING_CHAIN"] = json.dumps(options)
-    if crash:
-        env[CRASH_ENV] = crash
-    out = subprocess.run([sys.executable, str(SCRIPT), str(directory)], env=env, capture_output=True, text=True,
-                         timeout=600)
-    return out.returncode, (json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else None)
-
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_train_killed_mid_epoch_in_both_trainings_resumes_bitwise(tmp_path):
-    code, reference = run(tmp_path / "reference")
+    code, reference = run_pruning_chain(tmp_path / "reference")
     assert code == 0
     directory = tmp_path / "exp"
     # 11 steps an epoch, a checkpoint after each but the last: killed at the first training's step 5, then (resumed
     # there) at its step 14, then (resumed there) at the pruned model's fifth finetuning step
     for crash in ("partial-written:5", "partial-written:9", "partial-written:12"):
-        code, _ = run(directory, crash=crash, checkpoint_every=1e-9)
+        code, _ = run_pruning_chain(directory, crash=crash, checkpoint_every=1e-9)
         assert code == -signal.SIGKILL
-    code, resumed = run(directory, checkpoint_every=1e-9)
+    code, resumed = run_pruning_chain(directory, checkpoint_every=1e-9)
     assert code == 0
     assert resumed["trained"][:2] == reference["trained"][:2] and resumed["finetuned"][:2] == \
         reference["finetuned"][:2]

@@ -122,6 +122,7 @@ def train_model(state: ModelState, *, epochs: int, lr: float, batch_size: int, o
     dynamic = None if dynamic_sparsity is None else DynamicSparsity(dynamic_sparsity, steps, owner)
     if dynamic is not None and place.step(len(y), batch_size) == 0:  # not resumed: the model starts sparse
         dynamic.start(state)
+    sparse = pruning is not None or dynamic is not None  # whose events need the step count
     segment = Segment(model, opt if get_masks(model) else None)
     last = time.monotonic()
 
@@ -140,7 +141,7 @@ def train_model(state: ModelState, *, epochs: int, lr: float, batch_size: int, o
                 place.order = torch.randperm(len(y))
             model.train()
             for start in range(place.position, len(y), batch_size):
-                done = place.step(len(y), batch_size)
+                done = place.step(len(y), batch_size) if sparse else 0
                 if pruning is not None:
                     pruning.prune_if_due(state, segment, opt, done, batch_size)
                 index = place.order[start:start + batch_size]
