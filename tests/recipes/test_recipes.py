@@ -183,8 +183,8 @@ def test_prune_gives_what_the_technique_declares_it_needs(tmp_path):
 #: Changing one marks those states stale: change the code knowingly (and bump VERSION when results change),
 #: then update the value here.
 SHIPPED_FINGERPRINTS = {
-    "LRRewind": "9428dca949c5ba6c", "Prune": "4d4ecdef0e4c530e", "Reinit": "d71e0fe2a7fdfecf",
-    "Rewind": "e3cab3d1f8af5373", "Train": "a80e3e87228c8645",  # issue 16: Train prunes while training
+    "LRRewind": "9428dca949c5ba6c", "Prune": "165e56ab302229e3", "Reinit": "d71e0fe2a7fdfecf",
+    "Rewind": "e3cab3d1f8af5373", "Train": "24f3438b5cfe4889",  # issue 16: device, loader and amp options
     "class_shares": "81e17e317b7c1e75", "evaluate": "d2c0b1013afc0b0c", "sparsity": "2356cc7f8160ec54",
 }
 

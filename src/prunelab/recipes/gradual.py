@@ -58,8 +58,9 @@ def prune_state(state: Any, technique: str, batch_size: int, **how: Any) -> None
     chosen = get_technique(technique)
     x, y = state.data.train
     extra: dict[str, Any] = {}
-    if chosen.needs_data:
-        extra = {"inputs": x[:batch_size], "targets": y[:batch_size]}
+    if chosen.needs_data:  # on the model's device
+        where = next(state.model.parameters()).device
+        extra = {"inputs": x[:batch_size].to(where), "targets": y[:batch_size].to(where)}
     if "input_shape" in chosen.options:
         extra["input_shape"] = (1, *x.shape[1:])
     parameters = None

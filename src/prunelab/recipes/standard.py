@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import math
-import sys
-import time
-from collections.abc import Iterator
 from typing import Any
-
-import torch
-from torch import nn
 
 import prunelab as pl
 
-from ..execution.preempt import requested
-from ..prune import get_masks, reinit, rewind, snapshot
-from .gradual import DynamicSparsity, GradualPruning, Segment, prune_state, sparse_training
+from ..prune import reinit, rewind
+from .devices import check_amp, check_device, resolve_device
+from .gradual import prune_state, sparse_training
 from .state import ModelState
+from .training import train_model
 
 __all__ = ["Train", "Prune", "Rewind", "Reinit", "LRRewind", "train_model"]
 
@@ -28,205 +21,6 @@ _SCHEDULES = ("constant", "cosine", "step")
 def _check(owner: str, name: str, value: Any, ok: bool, what: str) -> None:
     if not ok:
         raise pl.StateDefinitionError(f"{owner} property {name!r} must be {what}, got {value!r}.")
-
-
-def train_model(state: ModelState, *, epochs: int, lr: float, batch_size: int, optimizer: str, momentum: float,
-                weight_decay: float, schedule: str, rewind_epoch: int | None, recipe: pl.Recipe | None = None,
-                checkpoint_every: float | None = None, val_accuracy: bool = False,
-                prune_schedule: list[list[int | float]] | None = None, prune_technique: str | None = None,
-                dynamic_sparsity: dict[str, Any] | None = None) -> list[float]:
-    """Train ``state.model`` in place; return the mean training loss of each epoch.
-
-    Shuffling draws from torch's global generator (seeded per state by the
-    engine). Pruned models train inside :func:`prunelab.prune.masked_training`
-    (dense speed, masks exact). With ``rewind_epoch`` = k, a snapshot is taken
-    into ``state.rewind_snapshot`` after k epochs (k = 0: before training).
-    Each step's loss is logged as the series ``loss`` (see :func:`prunelab.log`).
-    With ``prune_schedule``, the model is pruned while it trains (see
-    :mod:`prunelab.recipes.gradual`): each event prunes with
-    ``prune_technique`` to its sparsity, and the sparsity reached is logged
-    as the series ``sparsity`` at the event's step. With ``dynamic_sparsity``
-    (RigL), a dense model is made sparse before training and its connections
-    move at the update steps (the series ``moved``; those steps apply no
-    optimizer update).
-
-    Given the ``recipe`` that trains, the run resumes from its newest
-    checkpoint and checkpoints after every epoch, and within an epoch
-    whenever ``checkpoint_every`` seconds have passed since the last one (or
-    the process is asked to stop): the model, the optimizer and schedule,
-    the epoch's order and place, the losses so far, the generators and the
-    series. A resumed run stores what an uninterrupted one does, bit for bit.
-
-    Parameters
-    ----------
-    state : ModelState
-        Its ``model`` is trained in place on ``state.data.train`` (and left in ``eval()`` mode).
-    epochs : int
-        Passes over the training split.
-    lr : float
-        The (initial) learning rate.
-    batch_size : int
-        Samples per step.
-    optimizer : {"sgd", "adam"}
-        SGD with momentum, or Adam (any other value also gives Adam).
-    momentum : float
-        SGD's momentum (unused by Adam).
-    weight_decay : float
-        The optimizer's weight decay (L2 penalty).
-    schedule : {"constant", "cosine", "step"}
-        The learning rate over the steps: constant, cosine annealing to 0 over all steps, or
-        multiplied by 0.1 after every third of the steps (any other value: constant).
-    rewind_epoch : int or None
-        After how many epochs to take the rewind snapshot, 0 .. ``epochs``; None: no snapshot.
-    recipe : Recipe, optional
-        The recipe running this (its checkpoints are used); None: no checkpoint, no resume.
-    checkpoint_every : float, optional
-        Seconds between checkpoints within an epoch; None: at the ends of epochs only.
-    val_accuracy : bool, default=False
-        Also log the accuracy on ``state.data.val`` after each epoch, as the series ``val_accuracy``.
-    prune_schedule : list of [step, sparsity], optional
-        Pruning events (:func:`~prunelab.recipes.gradual.schedule_events`); steps count optimizer steps.
-    prune_technique : str, optional
-        The technique of the events (default ``"global_magnitude"``).
-    dynamic_sparsity : dict, optional
-        RigL's settings (:func:`~prunelab.recipes.gradual.dynamic_settings`).
-
-    Returns
-    -------
-    list of float
-        The mean training loss of each epoch (cross-entropy), ``epochs`` values.
-    """
-    model = state.model
-    x, y = state.data.train
-    parameters = list(model.parameters())
-    if optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    else:
-        opt = torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
-    steps = epochs * math.ceil(len(y) / batch_size)
-    owner = type(recipe).__name__ if recipe is not None else "train_model"
-    pruning = None
-    if prune_schedule is not None:
-        pruning = GradualPruning(prune_schedule, prune_technique or "global_magnitude", owner)
-        pruning.check(steps)
-    if schedule == "cosine":
-        scheduler: Any = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
-    elif schedule == "step":
-        scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=max(steps // 3, 1), gamma=0.1)
-    else:
-        scheduler = None
-    place = _Place()
-    objects = {"optimizer": opt, "place": place, **({"scheduler": scheduler} if scheduler is not None else {})}
-    if recipe is not None:
-        recipe.resume(state, **objects)
-    dynamic = None if dynamic_sparsity is None else DynamicSparsity(dynamic_sparsity, steps, owner)
-    if dynamic is not None and place.step(len(y), batch_size) == 0:  # not resumed: the model starts sparse
-        dynamic.start(state)
-    sparse = pruning is not None or dynamic is not None  # whose events need the step count
-    segment = Segment(model, opt if get_masks(model) else None)
-    last = time.monotonic()
-
-    def save() -> None:  # outside masked training, so the model is stored in its pruned form
-        nonlocal last
-        assert recipe is not None
-        with segment.paused():
-            recipe.checkpoint(state, place.step(len(y), batch_size), **objects)
-        last = time.monotonic()
-
-    with segment, _progress(epochs) as tick:
-        for epoch in range(place.epoch, epochs):
-            if place.order is None:  # the epoch begins
-                if rewind_epoch == epoch:
-                    state.rewind_snapshot = snapshot(model) if segment.optimizer is None else _snapshot_outside(model)
-                place.order = torch.randperm(len(y))
-            model.train()
-            for start in range(place.position, len(y), batch_size):
-                done = place.step(len(y), batch_size) if sparse else 0
-                if pruning is not None:
-                    pruning.prune_if_due(state, segment, opt, done, batch_size)
-                index = place.order[start:start + batch_size]
-                loss = nn.functional.cross_entropy(model(x[index]), y[index])
-                opt.zero_grad()
-                loss.backward()  # type: ignore[no-untyped-call]
-                if dynamic is None or not dynamic.update_if_due(state, segment, opt, done):
-                    opt.step()
-                if scheduler is not None:
-                    scheduler.step()
-                place.total += loss.item() * len(index)
-                place.position = start + len(index)
-                pl.log("loss", loss.detach())
-                if recipe is not None and place.position < len(y) and (requested() or (
-                        checkpoint_every is not None and time.monotonic() - last >= checkpoint_every)):
-                    save()
-            place.end_epoch(len(y))
-            tick(epoch, place.losses[-1])
-            if val_accuracy:
-                pl.log("val_accuracy", _accuracy(model, *state.data.val), step=epoch + 1)
-            if recipe is not None and epoch + 1 < epochs:  # after the last, the state itself is stored
-                save()
-        if pruning is not None:  # an event at the last step
-            pruning.prune_if_due(state, segment, opt, steps, batch_size)
-    if rewind_epoch == epochs:
-        state.rewind_snapshot = snapshot(model)
-    model.eval()
-    return list(place.losses)
-
-
-class _Place:
-    """Where training is: the epoch, its order and position, the loss summed so far, the epochs' mean losses."""
-
-    def __init__(self) -> None:
-        self.epoch, self.position, self.total = 0, 0, 0.0
-        self.order: torch.Tensor | None = None
-        self.losses: list[float] = []
-
-    def step(self, n: int, batch_size: int) -> int:
-        """The steps done (what a checkpoint is labelled with)."""
-        return self.epoch * math.ceil(n / batch_size) + math.ceil(self.position / batch_size)
-
-    def end_epoch(self, n: int) -> None:
-        self.losses.append(self.total / n)
-        self.epoch, self.position, self.total, self.order = self.epoch + 1, 0, 0.0, None
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "position": self.position, "total": self.total, "order": self.order,
-                "losses": list(self.losses)}
-
-    def load_state_dict(self, saved: dict[str, Any]) -> None:
-        self.epoch, self.position, self.total = saved["epoch"], saved["position"], saved["total"]
-        self.order, self.losses = saved["order"], list(saved["losses"])
-
-
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        accuracy = float((model(x).argmax(1) == y).float().mean())
-    model.train(was_training)
-    return accuracy
-
-
-def _snapshot_outside(model: nn.Module) -> dict[str, torch.Tensor]:
-    # inside masked_training the weights are plain parameters named "weight": same names as snapshot() gives
-    return {name: t.detach().clone() for name, t in [*model.named_parameters(), *model.named_buffers()]
-            if not name.endswith("_mask")}
-
-
-@contextlib.contextmanager
-def _progress(epochs: int) -> Iterator[Any]:
-    """Epoch progress on a terminal (rich), nothing otherwise."""
-    if not sys.stderr.isatty():
-        yield lambda epoch, loss: None
-        return
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task("training", total=epochs)
-
-        def tick(epoch: int, loss: float) -> None:
-            bar.update(task, completed=epoch + 1, description=f"training (loss {loss:.3f})")
-
-        yield tick
 
 
 class Train(pl.Recipe):
@@ -244,6 +38,15 @@ class Train(pl.Recipe):
     ``checkpoint_every`` seconds (an option, default 600; None: epochs
     only), so a run killed or preempted resumes where it stopped and stores
     what an uninterrupted run stores (see :func:`train_model`).
+
+    Batches come through a ``DataLoader`` with ``num_workers`` worker
+    processes (an option, default 0), augmented as the state's
+    ``augmentation`` property says; the batches are the same bits whatever
+    the worker count, the executor or the resumes. The options ``device``
+    (default ``"auto"``: CUDA when available) and ``amp`` (False, True,
+    ``"bf16"``, ``"fp16"``) say where and in which precision it trains; they
+    are recorded, not part of the id (a GPU's result need not be the CPU's
+    bits: see :func:`prunelab.verify`).
 
     ``prune_schedule`` prunes while training: gradual magnitude pruning with
     ``Train(prune_schedule=prune.cubic(0.0, 0.9, 0, 2000, 100))``, each
@@ -266,7 +69,7 @@ class Train(pl.Recipe):
                   "weight_decay": 5e-4, "schedule": "constant", "rewind_epoch": None, "treatment": None,
                   "outcome": False, "prune_schedule": pl.added(None), "prune_technique": pl.added(None),
                   "dynamic_sparsity": pl.added(None)}
-    OPTIONS = {"checkpoint_every": 600.0, "val_accuracy": False}
+    OPTIONS = {"checkpoint_every": 600.0, "val_accuracy": False, "num_workers": 0, "device": "auto", "amp": False}
     LINEAGE = {"treatment": "treatment", "outcome": "outcome", "technique": "prune_technique",
                "prune_schedule": "prune_schedule", "dynamic_sparsity": "dynamic_sparsity"}
 
@@ -276,6 +79,11 @@ class Train(pl.Recipe):
         every = self.options["checkpoint_every"]
         _check(name, "checkpoint_every", every, every is None or (
             isinstance(every, (int, float)) and not isinstance(every, bool) and every > 0), "None or positive seconds")
+        workers = self.options["num_workers"]
+        _check(name, "num_workers", workers,
+               isinstance(workers, int) and not isinstance(workers, bool) and workers >= 0, "a non-negative int")
+        check_device(name, self.options["device"])
+        check_amp(name, self.options["amp"])
         _check(name, "epochs", p["epochs"], isinstance(p["epochs"], int) and p["epochs"] >= 0, "a non-negative int")
         _check(name, "lr", p["lr"], isinstance(p["lr"], (int, float)) and p["lr"] > 0, "a positive number")
         _check(name, "batch_size", p["batch_size"], isinstance(p["batch_size"], int) and p["batch_size"] > 0,
@@ -291,7 +99,8 @@ class Train(pl.Recipe):
         settings = {k: v for k, v in self.properties.items() if k not in ("treatment", "outcome")}
         options = self.options
         losses = train_model(state, **settings, recipe=self, checkpoint_every=options["checkpoint_every"],
-                             val_accuracy=bool(options["val_accuracy"]))
+                             val_accuracy=bool(options["val_accuracy"]), num_workers=options["num_workers"],
+                             device=options["device"], amp=options["amp"])
         state.train_config = [*state.train_config, {**self.properties, "losses": losses}]
         return state
 
@@ -317,15 +126,24 @@ class Prune(pl.Recipe):
     one training batch of ``batch_size`` when it ``needs_data`` (a user's
     technique as well as SNIP, GraSP, Taylor), the data's input shape when it
     has an ``input_shape`` option (SynFlow). Random techniques draw from
-    torch's generator, which the engine seeds per state.
+    torch's generator, which the engine seeds per state. The option
+    ``device`` (default ``"auto"``) is where the scores are computed; the
+    pruned model is left on the CPU.
     """
 
     PROPERTIES = {"technique": "l1_unstructured", "amount": 0.2, "round": 1, "batch_size": 256}
+    OPTIONS = {"device": "auto"}
     LINEAGE = {"technique": "technique", "amount": "amount", "round": "round", "outcome": False}
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        check_device(type(self).__name__, self.options["device"])
 
     def run(self, state: ModelState) -> ModelState:  # type: ignore[override]
         p = self.properties
+        state.model.to(resolve_device(type(self).__name__, self.options["device"]))
         prune_state(state, p["technique"], p["batch_size"], amount=float(p["amount"]))
+        state.model.cpu()
         return state
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any
 
 import torch
@@ -12,6 +13,7 @@ import prunelab as pl
 
 from ..prune import snapshot
 from ..zoo import Dataset, build_model, imbalance, load_dataset
+from ..zoo.augmentation import augmentation_steps, normalized
 from ..zoo.weights import load_weights
 
 __all__ = ["ModelState", "dataset_for"]
@@ -22,8 +24,13 @@ def _load(name: str, split_seed: int, val_fraction: float) -> Dataset:
     return load_dataset(name, split_seed=split_seed, val_fraction=val_fraction)
 
 
+@functools.lru_cache(maxsize=8)
+def _normalized(name: str, split_seed: int, val_fraction: float, steps: str) -> Dataset:
+    return normalized(_load(name, split_seed, val_fraction), json.loads(steps))
+
+
 def dataset_for(dataset_name: str, split_seed: int = 0, val_fraction: float = 0.1,
-                imbalance_fractions: tuple[float, ...] | None = None) -> Dataset:
+                imbalance_fractions: tuple[float, ...] | None = None, augmentation: Any = None) -> Dataset:
     """Load a dataset once per process (and subsample its training classes if asked).
 
     Parameters
@@ -37,6 +44,9 @@ def dataset_for(dataset_name: str, split_seed: int = 0, val_fraction: float = 0.
     imbalance_fractions : tuple of float, optional
         One fraction of the training samples kept per class (:func:`prunelab.zoo.imbalance`);
         None or empty: every sample is kept.
+    augmentation : None, "standard" or list of dict, optional
+        Its ``normalize`` steps are applied to every split (:func:`prunelab.zoo.augmentation.normalized`,
+        also once per process); its random steps are ``Train``'s.
 
     Returns
     -------
@@ -47,9 +57,11 @@ def dataset_for(dataset_name: str, split_seed: int = 0, val_fraction: float = 0.
     Raises
     ------
     ZooError
-        If the dataset cannot be loaded, or a fraction is not in (0, 1].
+        If the dataset cannot be loaded, a fraction is not in (0, 1], or the augmentation is not valid.
     """
-    data = _load(dataset_name, split_seed, val_fraction)
+    steps = [step for step in augmentation_steps(augmentation) if step["name"] == "normalize"]
+    data = _normalized(dataset_name, split_seed, val_fraction, json.dumps(steps)) if steps else _load(
+        dataset_name, split_seed, val_fraction)
     if imbalance_fractions:
         data = imbalance(data, list(imbalance_fractions), seed=split_seed)
     return data
@@ -79,6 +91,7 @@ class ModelState(pl.ExperimentState):
     val_fraction: float
     imbalance: tuple[float, ...] | None
     pretrained: dict[str, str] | None
+    augmentation: str | list[dict[str, Any]] | None
     model: nn.Module
     init_weights: dict[str, torch.Tensor]
     rewind_snapshot: dict[str, torch.Tensor] | None
@@ -87,7 +100,8 @@ class ModelState(pl.ExperimentState):
 
     NAME = "ModelState"
     PROPERTIES = {"dataset_name": pl.REQUIRED, "model_name": pl.REQUIRED, "replicate": pl.REQUIRED, "split_seed": 0,
-                  "val_fraction": 0.1, "imbalance": None, "pretrained": pl.added(None)}
+                  "val_fraction": 0.1, "imbalance": None, "pretrained": pl.added(None),
+                  "augmentation": pl.added(None)}
     NONHASHED_ATTRIBUTES = ["model", "init_weights", "rewind_snapshot", "train_config"]
     DERIVED_ATTRIBUTES = ["data"]
 
@@ -102,11 +116,11 @@ class ModelState(pl.ExperimentState):
         Raises
         ------
         ZooError
-            If the dataset cannot be loaded, the model cannot be built for it, or the pretrained
-            weights are missing, changed or do not fit it.
+            If the dataset cannot be loaded, the model cannot be built for it, the pretrained
+            weights are missing, changed or do not fit it, or the augmentation is not valid.
         """
         fractions = tuple(self.imbalance) if self.imbalance else None
-        self.data = dataset_for(self.dataset_name, self.split_seed, self.val_fraction, fractions)
+        self.data = dataset_for(self.dataset_name, self.split_seed, self.val_fraction, fractions, self.augmentation)
         self.model = build_model(self.model_name, self.data.input_shape, self.data.num_classes)
         if self.pretrained is not None:
             load_weights(self.model, self.pretrained)
