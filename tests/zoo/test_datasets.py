@@ -95,7 +95,8 @@ def test_a_missing_dataset_says_where_it_looked(tmp_path, monkeypatch):
         load_dataset("mnist", root=tmp_path / "nowhere")
     with pytest.raises(ZooError, match="unknown dataset 'fashion'. Did you mean 'fashion-mnist'"):
         load_dataset("fashion")
-    assert available_datasets() == ["cifar10", "digits", "fashion-mnist", "mnist"]
+    assert available_datasets() == ["cifar10", "cifar100", "digits", "fashion-mnist", "imagefolder:<path>", "mnist",
+                                    "svhn", "torchvision:<Name>"]
 
 
 def cifar_batch(path: Path, n: int, seed: int) -> None:
@@ -122,7 +123,7 @@ def test_cifar10_batches_are_read_with_a_restricted_unpickler(tmp_path):
 
     (tmp_path / "victim").mkdir()
     (folder / "test_batch").write_bytes(pickle.dumps({b"data": Evil()}))
-    with pytest.raises(ZooError, match="shutil.rmtree is not part of the CIFAR-10 format.*Nothing in it was run"):
+    with pytest.raises(ZooError, match="shutil.rmtree is not part of the CIFAR format.*Nothing in it was run"):
         load_dataset("cifar10", root=tmp_path)
     assert (tmp_path / "victim").exists()
 

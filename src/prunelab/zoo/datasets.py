@@ -8,8 +8,17 @@
   in ``root``, ``$PRUNELAB_DATA/<name>``, ``/usr/share/datasets/<name>``
   (Debian's ``dataset-fashion-mnist``) and ``~/.cache/prunelab/<name>``, parsed
   directly; the official test set, val stratified from train.
-* ``cifar10``: the ``cifar-10-batches-py`` folder, read with an unpickler that
-  admits only the format's types.
+* ``cifar10``, ``cifar100``: the ``cifar-10-batches-py`` / ``cifar-100-python``
+  folders, read with an unpickler that admits only the format's types
+  (CIFAR-100: the 100 fine labels);
+* ``svhn``: ``train_32x32.mat`` and ``test_32x32.mat`` (the cropped digits;
+  the label 10 of the files is the digit 0);
+* ``imagefolder:<path>``: ``<path>/train/<class>/<image>`` and
+  ``<path>/test/<class>/<image>``, any format PIL reads, all of one size;
+* ``torchvision:<Name>``: a ``torchvision.datasets`` class by name, through
+  the adapter (:mod:`prunelab.zoo.adapters`), never downloading.
+
+The readers of the formats are in :mod:`prunelab.zoo.readers`.
 
 Nothing is downloaded unless ``download=True``; then the official files are
 fetched into the cache and checked against their known digests (of the
@@ -21,9 +30,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import os
-import pickle
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -34,6 +41,7 @@ import numpy as np
 import torch
 
 from .errors import ZooError
+from .readers import read_cifar, read_idx, read_image_folder, read_svhn, restricted_load
 
 __all__ = ["Dataset", "load_dataset", "available_datasets", "imbalance", "DATA_ENV", "MIRROR_ENV"]
 
@@ -108,7 +116,8 @@ def available_datasets() -> list[str]:
     list of str
         The names, sorted; whether their files are here is not checked.
     """
-    return ["cifar10", "digits", "fashion-mnist", "mnist"]
+    return ["cifar10", "cifar100", "digits", "fashion-mnist", "imagefolder:<path>", "mnist", "svhn",
+            "torchvision:<Name>"]
 
 
 def load_dataset(name: str, root: str | Path | None = None, split_seed: int = 0, val_fraction: float = 0.1,
@@ -160,24 +169,55 @@ def load_dataset(name: str, root: str | Path | None = None, split_seed: int = 0,
                        tuple(str(d) for d in range(10)))
     if name in _IDX_SOURCES:
         folder = _find(name, root, [f + suffix for f in _IDX_FILES for suffix in ("", ".gz")], download)
-        arrays = [_read_idx(_pick(folder, f)) for f in _IDX_FILES]
+        arrays = [read_idx(_pick(folder, f)) for f in _IDX_FILES]
         return _with_val(name, arrays[0], arrays[1], arrays[2], arrays[3], _IDX_SOURCES[name][2], split_seed,
                          val_fraction)
-    if name == "cifar10":
-        folder = _find(name, root, ["data_batch_1", "test_batch", "batches.meta"], download=False,
-                       subfolder="cifar-10-batches-py")
-        batches = [_read_cifar(folder / f"data_batch_{i}") for i in range(1, 6)]
-        x_test, y_test = _read_cifar(folder / "test_batch")
-        meta = _restricted_load(folder / "batches.meta")
-        label_names: Any = meta.get(b"label_names", [])
-        names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in label_names)
-        return _with_val(name, np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]),
-                         x_test, y_test, names, split_seed, val_fraction)
+    if name in ("cifar10", "cifar100"):
+        return _cifar(name, root, split_seed, val_fraction)
+    if name == "svhn":
+        folder = _find(name, root, ["train_32x32.mat", "test_32x32.mat"], download=False)
+        (xs, ys), (x_test, y_test) = read_svhn(folder / "train_32x32.mat"), read_svhn(folder / "test_32x32.mat")
+        return _with_val(name, xs, ys, x_test, y_test, tuple(str(d) for d in range(10)), split_seed, val_fraction)
+    if isinstance(name, str) and name.startswith("imagefolder:"):
+        tree = Path(name.removeprefix("imagefolder:")).expanduser()
+        if not (tree / "train").is_dir() or not (tree / "test").is_dir():
+            raise ZooError(f"{name}: {tree} must hold the folders train/ and test/, each with one folder per class "
+                           "(<path>/train/<class>/<image>).")
+        xs, ys, classes = read_image_folder(tree / "train")
+        x_test, y_test, _ = read_image_folder(tree / "test", classes)
+        return _with_val(name, xs, ys, x_test, y_test, classes, split_seed, val_fraction)
+    if isinstance(name, str) and name.startswith("torchvision:"):
+        from .adapters import torchvision_dataset
+
+        (xs, ys), (x_test, y_test), classes = torchvision_dataset(name.removeprefix("torchvision:"), root)
+        return _with_val(name, xs, ys, x_test, y_test, classes, split_seed, val_fraction)
     import difflib
 
     close = difflib.get_close_matches(str(name), available_datasets(), n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise ZooError(f"unknown dataset {name!r}.{hint} Available: {', '.join(available_datasets())}.")
+
+
+def _cifar(name: str, root: str | Path | None, split_seed: int, val_fraction: float) -> Dataset:
+    """CIFAR-10 (five training batches) or CIFAR-100 (one, with 100 fine labels) from their python batches."""
+    if name == "cifar10":
+        folder = _find(name, root, ["data_batch_1", "test_batch", "batches.meta"], download=False,
+                       subfolder="cifar-10-batches-py")
+        parts = [read_cifar(folder / f"data_batch_{i}") for i in range(1, 6)]
+        x_test, y_test = read_cifar(folder / "test_batch")
+        names_key, meta = b"label_names", restricted_load(folder / "batches.meta")
+    else:
+        folder = _find(name, root, ["train", "test", "meta"], download=False, subfolder="cifar-100-python")
+        parts = [read_cifar(folder / "train", b"fine_labels")]
+        x_test, y_test = read_cifar(folder / "test", b"fine_labels")
+        names_key, meta = b"fine_label_names", restricted_load(folder / "meta")
+    label_names: Any = meta.get(names_key, [])
+    names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in label_names)
+    y = np.concatenate([p[1] for p in parts])
+    if len(names) <= int(max(y.max(), y_test.max())):
+        raise ZooError(f"{folder} names {len(names)} classes but its labels go to {int(max(y.max(), y_test.max()))}; "
+                       "the files are not from one copy of the dataset.")
+    return _with_val(name, np.concatenate([p[0] for p in parts]), y, x_test, y_test, names, split_seed, val_fraction)
 
 
 def _stratified(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -231,37 +271,16 @@ def _find(name: str, root: str | Path | None, files: Sequence[str], download: bo
         return target
     install = {"fashion-mnist": "apt-get install dataset-fashion-mnist, or load_dataset(..., download=True)",
                "mnist": "load_dataset('mnist', download=True), or put the four idx files in one of these folders",
-               "cifar10": "unpack cifar-10-python.tar.gz (from the CIFAR-10 page) into one of these folders"}[name]
+               "cifar10": "unpack cifar-10-python.tar.gz (from the CIFAR-10 page) into one of these folders",
+               "cifar100": "unpack cifar-100-python.tar.gz (from the CIFAR page) into one of these folders",
+               "svhn": "put train_32x32.mat and test_32x32.mat (from the SVHN page, format 2) in one of these "
+                       "folders"}[name]
     looked = ", ".join(str(p) for p in places)
     raise ZooError(f"{name} is not here: looked in {looked}. To get it: {install}.")
 
 
 def _pick(folder: Path, stem: str) -> Path:
     return folder / stem if (folder / stem).is_file() else folder / f"{stem}.gz"
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-        return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
-        raise ZooError(f"{path} cannot be read ({err}); the file is truncated or corrupt: delete it and fetch it "
-                       "again.") from None
-
-
-def _read_idx(path: Path) -> np.ndarray:
-    """Parse an idx file (magic 0x0000080N: unsigned bytes, N dimensions, big-endian sizes)."""
-    data = _read_bytes(path)
-    if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08:
-        raise ZooError(f"{path} is not an idx file of unsigned bytes (bad magic number); it is corrupt.")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape))
-    if len(data) != expected:
-        raise ZooError(f"{path} holds {len(data)} bytes where its header announces {expected}; it is truncated or "
-                       "corrupt: delete it and fetch it again.")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
 def _download(name: str, target: Path) -> None:
@@ -290,39 +309,6 @@ def _download(name: str, target: Path) -> None:
         tmp = target / f".{stem}.gz.part"
         tmp.write_bytes(payload)
         tmp.replace(target / f"{stem}.gz")
-
-
-class _CifarUnpickler(pickle.Unpickler):
-    """Admit only what CIFAR-10's python batches contain: NumPy arrays, lists, dicts, bytes."""
-
-    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-                ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
-
-    def find_class(self, module: str, name: str) -> type:
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"{module}.{name} is not part of the CIFAR-10 format")
-        return super().find_class(module, name)  # type: ignore[no-any-return]
-
-
-def _restricted_load(path: Path) -> dict[object, object]:
-    try:
-        value = _CifarUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, OSError) as err:
-        raise ZooError(f"{path} is not a CIFAR-10 python batch ({err}); it is corrupt or not from the dataset. "
-                       "Nothing in it was run.") from None
-    if not isinstance(value, dict):
-        raise ZooError(f"{path} is not a CIFAR-10 python batch (not a dict).")
-    return value
-
-
-def _read_cifar(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    batch = _restricted_load(path)
-    data, labels = batch.get(b"data"), batch.get(b"labels")
-    if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072 or labels is None \
-            or len(labels) != data.shape[0]:  # type: ignore[arg-type]
-        raise ZooError(f"{path} does not hold CIFAR-10 data (3072 bytes per image, one label each).")
-    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
 
 
 def imbalance(dataset: Dataset, fractions: Mapping[int, float] | Sequence[float], seed: int = 0) -> Dataset:

@@ -254,7 +254,8 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int) -> nn.M
     Parameters
     ----------
     name : str
-        One of :func:`available_models`.
+        One of :func:`available_models`, or ``"torchvision:<name>"`` / ``"timm:<name>"``
+        (:mod:`prunelab.zoo.adapters`, optional extras imported only then).
     input_shape : sequence of int
         ``(channels, height, width)`` of one input.
     num_classes : int
@@ -277,6 +278,13 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int) -> nn.M
     >>> tuple(model(torch.zeros(2, 1, 8, 8)).shape)
     (2, 10)
     """
+    if isinstance(name, str) and name.startswith(("torchvision:", "timm:")):
+        from . import adapters
+
+        library, _, architecture = name.partition(":")
+        build = adapters.torchvision_model if library == "torchvision" else adapters.timm_model
+        c, h, w = (int(s) for s in input_shape)
+        return build(architecture, (c, h, w), num_classes)
     if name not in _MODELS:
         import difflib
 
