@@ -195,3 +195,58 @@ def test_workers_with_an_index_of_their_own_leave_the_drivers_index_current(tmp_
     assert all("values_checksum" in n.record for n in exp.graph.nodes)
     assert sum(len(n.results) for n in exp.graph.nodes) == len(report.results) == 4
     assert sorted(exp.index.status_of(report.done)) == sorted(report.done)
+
+
+class Interval(pl.Recipe):
+    """Sleep a while and record when it ran (to see which tasks overlapped)."""
+
+    PROPERTIES = ["label"]
+
+    def run(self, state):
+        import time
+
+        start = time.time()
+        time.sleep(0.5)
+        state.history = [*state.history, start, time.time()]
+        return state
+
+
+def _intervals(tmp_path, name, executor):
+    exp = pl.Experiment(tmp_path / name, MLPState)
+    root = exp.spawn_new_tree(width=8, replicate=0)
+    nodes = [Interval(label=i)(root) for i in range(3)]
+    exp.run(executor=executor, quiet=True)
+    return sorted(tuple(n.restore().history[-2:]) for n in nodes)
+
+
+def test_tasks_holding_a_gpu_run_one_per_gpu(tmp_path):
+    import dask
+
+    with dask.config.set({"distributed.worker.daemon": False}):
+        two_threads = distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
+                                               dashboard_address=":0", resources={"GPU": 1})
+    try:
+        free = _intervals(tmp_path, "free", pl.DaskExecutor(cluster=two_threads))
+        held = _intervals(tmp_path, "held", pl.DaskExecutor(cluster=two_threads, resources={"GPU": 1}))
+    finally:
+        two_threads.close()
+    assert any(b[0] < a[1] for a, b in zip(free, free[1:]))  # two threads: without resources, tasks overlap
+    assert all(b[0] >= a[1] for a, b in zip(held, held[1:]))  # one GPU: one task at a time
+
+
+def test_resources_no_worker_declares_are_refused_before_anything_runs(tmp_path, cluster):
+    exp = pl.Experiment(tmp_path / "exp", MLPState)
+    root = exp.spawn_new_tree(width=8, replicate=0)
+    with pytest.raises(pl.StateDefinitionError, match=r"no worker of the cluster declares them \(they declare none\)"
+                                                      ".*--resources"):
+        exp.run(executor=pl.DaskExecutor(cluster=cluster, resources={"GPU": 1}), quiet=True)
+    assert root.status == "declared"
+    with pytest.raises(pl.StateDefinitionError, match="resources=. takes a dict of names to positive amounts"):
+        pl.DaskExecutor(resources={"GPU": 0})
+
+
+def test_the_local_cluster_it_starts_gives_its_workers_the_resources(tmp_path):
+    exp = pl.Experiment(tmp_path / "exp", MLPState)
+    node = Train(steps=2, lr=0.1)(exp.spawn_new_tree(width=8, replicate=0))
+    report = exp.run(executor=pl.DaskExecutor(n_workers=1, resources={"GPU": 1}), quiet=True)
+    assert node.id in report.done

@@ -60,6 +60,14 @@ class DaskExecutor(Executor):
     cluster : distributed cluster, optional
         Any Dask cluster, e.g. ``dask_jobqueue.SLURMCluster(...)``; the experiment
         directory must then be on a filesystem every worker sees.
+    resources : dict of str to number, optional
+        What each task holds while it runs, e.g. ``{"GPU": 1}``: Dask runs a
+        task only on a worker that declares the resource and holds it for the
+        task, so GPU recipes run one per GPU. The ``LocalCluster`` started here
+        gives each worker these resources; other clusters' workers declare
+        theirs (``dask worker --resources GPU=1``, ``SLURMCluster(...,
+        worker_extra_args=["--resources", "GPU=1"])``). Several workers may
+        share one GPU for small models: give each ``GPU=1`` on the same device.
 
     Examples
     --------
@@ -67,7 +75,8 @@ class DaskExecutor(Executor):
     ``PRUNELAB_EXECUTOR=dask python script.py``.
     """
 
-    def __init__(self, address: str | None = None, n_workers: int | None = None, cluster: Any = None):
+    def __init__(self, address: str | None = None, n_workers: int | None = None, cluster: Any = None,
+                 resources: dict[str, float] | None = None):
         import importlib.util
 
         if importlib.util.find_spec("distributed") is None:
@@ -80,9 +89,15 @@ class DaskExecutor(Executor):
                 f"n_workers is for the LocalCluster DaskExecutor starts itself; it must be a positive int and "
                 f"comes without address/cluster (got n_workers={n_workers!r}{', ' + given[0] if given else ''})."
             )
+        if resources is not None and (not isinstance(resources, dict) or not resources or not all(
+                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                for k, v in resources.items())):
+            raise StateDefinitionError(f"DaskExecutor(resources=) takes a dict of names to positive amounts, e.g. "
+                                       f"{{'GPU': 1}}; got {resources!r}.")
         self.address = address
         self.n_workers = n_workers
         self.cluster = cluster
+        self.resources = resources
 
     def describe(self) -> str:
         """A short description recorded in the run manifest.
@@ -105,8 +120,21 @@ class DaskExecutor(Executor):
             return Client(self.cluster), None
         with dask.config.set({"distributed.worker.daemon": False}):
             cluster = LocalCluster(n_workers=self.n_workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=":0")
+                                   dashboard_address=":0", resources=self.resources)
         return Client(cluster), cluster
+
+    def _check_resources(self, client: Client) -> None:
+        """Refuse resources no worker of the cluster declares (its tasks would wait for ever)."""
+        workers = client.scheduler_info().get("workers", {})
+        if not self.resources or not workers:  # a cluster still scaling up: its workers are not known yet
+            return
+        if not any(all(w.get("resources", {}).get(k, 0) >= v for k, v in self.resources.items())
+                   for w in workers.values()):
+            declared = sorted({f"{k}={v}" for w in workers.values() for k, v in w.get("resources", {}).items()})
+            raise StateDefinitionError(
+                f"DaskExecutor(resources={self.resources}): no worker of the cluster declares them (they declare "
+                f"{', '.join(declared) or 'none'}); start the workers with --resources (e.g. GPU=1) or change "
+                "resources=.")
 
     def execute(self, tasks: Sequence[Task], engine: Engine, progress: Progress | None = None) -> RunReport:
         """Compute ``tasks`` on the cluster with ``engine``'s spec and report (and show ``progress``).
@@ -137,11 +165,13 @@ class DaskExecutor(Executor):
             return report
         client, own_cluster = self._client()
         try:
+            self._check_resources(client)
             futures: dict[str, Any] = {}
             ids = {t.node_id for t in tasks}
             for task in tasks:  # parents before children: a child's future depends on its parent's
                 parents = [futures[task.parent_id]] if task.parent_id in ids else []
                 futures[task.node_id] = client.submit(_run_task, engine.spec, task, *parents, pure=False,
+                                                      resources=self.resources,
                                                       key=f"prunelab-{task.node_id}-{id(report):x}")
             slots = len(client.scheduler_info().get("workers", {})) or 1
             progress.set_running(min(len(futures), slots))
