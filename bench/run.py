@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "core"))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "prune"))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "execution"))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "studies"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "recipes"))
 
 import bench_checkpoints  # noqa: E402
 import bench_dask  # noqa: E402
@@ -15,6 +16,7 @@ import bench_demo  # noqa: E402
 import bench_draw  # noqa: E402
 import bench_engine  # noqa: E402
 import bench_gradual  # noqa: E402
+import bench_loader  # noqa: E402
 import bench_techniques  # noqa: E402
 
 if __name__ == "__main__":
@@ -22,6 +24,7 @@ if __name__ == "__main__":
     bench_draw.main()
     bench_techniques.main()
     bench_gradual.main()
+    bench_loader.main()
     bench_dask.main()
     bench_checkpoints.main()
     bench_demo.main()
