@@ -12,7 +12,7 @@ Fashion-MNIST, 3 seeds, "matches" means a mean test accuracy no more than
   epoch 4 along the cubic schedule 0 → 90% (``Train(prune_schedule=prune.cubic(...))``),
   then 2 epochs at 90%.
 
-Run: ``python examples/gradual_vs_oneshot.py [DIRECTORY] [--workers N]`` (a few
+Run: ``python examples/gradual_vs_oneshot.py [DIRECTORY] [--workers N]`` (about two
 minutes on 2 cores; needs Fashion-MNIST: ``apt-get install dataset-fashion-mnist``).
 Prints a table and whether the claim holds (exit code 1 if not).
 """
