@@ -18,6 +18,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# the states of a job that has ended for good (a requeued one passes through REQUEUED and PENDING instead)
+ENDED = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE",
+         "OUT_OF_MEMORY", ""}
 DAEMONS = ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scancel", "scontrol")
 
 
@@ -37,8 +40,23 @@ class Slurm:
         return out.stdout
 
     def state(self, job: str) -> str:
-        """The job's state (``PENDING``, ``RUNNING`` …); empty once it has left the queue."""
-        return self.run("squeue", "-h", "-j", job, "-o", "%T", check=False).strip()
+        """The job's state (``PENDING``, ``RUNNING``, ``REQUEUED`` …); empty once it has ended.
+
+        Every state is asked for (``--states=all``): squeue's default filter
+        shows only pending, running and completing jobs, and a job passing
+        through a requeue must not look ended. A failed ``squeue`` (a busy
+        controller times out) is asked again, never read as "ended".
+        """
+        for attempt in range(10):
+            out = subprocess.run(["squeue", "-h", f"--jobs={job}", "--states=all", "-o", "%T"],
+                                 env={**os.environ, **self.env}, capture_output=True, text=True, timeout=60)
+            if out.returncode == 0:
+                state = out.stdout.strip()
+                return "" if state in ENDED else state
+            if "Invalid job id" in out.stderr:  # purged from the controller's memory: long ended
+                return ""
+            time.sleep(0.5 * (attempt + 1))
+        raise RuntimeError(f"squeue fails for job {job}: {out.stderr}\n{self.logs()}")
 
     def wait_until_gone(self, job: str, timeout: float, release: bool = True) -> None:
         """Wait until ``job`` leaves the queue; a requeued job is made eligible at once with ``release``.
@@ -50,8 +68,8 @@ class Slurm:
         while (state := self.state(job)):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job} still {state} after {timeout} s:\n{self.logs()}")
-            if release and state == "PENDING" and "BeginTime" in self.run("squeue", "-h", "-j", job, "-o", "%r",
-                                                                          check=False):
+            if release and state == "PENDING" and "BeginTime" in self.run("squeue", "-h", f"--jobs={job}", "-o",
+                                                                          "%r", check=False):
                 self.run("scontrol", "update", f"JobId={job}", "StartTime=now", check=False)
             time.sleep(0.5)
 

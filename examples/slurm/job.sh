@@ -30,7 +30,10 @@ while true; do
     fi                                                 # a signal interrupted the wait: the driver is still at work
 done
 echo "driver exited with status $code"
-if [ "$code" -eq 75 ]; then
-    scontrol requeue "$SLURM_JOB_ID"   # preempted: run again, from the checkpoints
+if [ "$code" -eq 75 ]; then             # preempted: run again, from the checkpoints
+    for attempt in 1 2 3 4 5; do        # a busy controller may time out; a requeue that works ends this script
+        scontrol requeue "$SLURM_JOB_ID" && break
+        sleep $(( attempt * 5 ))
+    done
 fi
 exit "$code"
