@@ -44,23 +44,25 @@ def masked_training(model: nn.Module, optimizer: torch.optim.Optimizer | None = 
     """
     baked: list[tuple[nn.Module, str, Any, torch.Tensor, torch.Tensor, torch.Tensor]] = []
     order: dict[nn.Module, list[int]] = {}
-    for module in model.modules():
-        order[module] = list(module._forward_pre_hooks)
-        for key, hook in list(module._forward_pre_hooks.items()):
-            if not isinstance(hook, prune.BasePruningMethod):
+    with torch.no_grad():
+        for module in model.modules():
+            if not module._forward_pre_hooks:
                 continue
-            name = hook._tensor_name
-            orig = module._parameters[name + "_orig"]
-            mask = getattr(module, name + "_mask")
-            assert orig is not None
-            hidden = orig.detach() * (mask == 0)  # what the pruned entries held (a new tensor)
-            del module._forward_pre_hooks[key]
-            module.__dict__.pop(name, None)
-            del module._parameters[name + "_orig"]
-            module._parameters[name] = orig
-            with torch.no_grad():
+            order[module] = list(module._forward_pre_hooks)
+            for key, hook in list(module._forward_pre_hooks.items()):
+                if not isinstance(hook, prune.BasePruningMethod):
+                    continue
+                name = hook._tensor_name
+                orig, mask = module._parameters[name + "_orig"], module._buffers[name + "_mask"]
+                assert orig is not None and mask is not None
+                # what the pruned entries held, 0 elsewhere: orig - orig * mask, in one pass (a new tensor)
+                hidden = torch.addcmul(orig, orig, mask, value=-1)
+                del module._forward_pre_hooks[key]
+                module.__dict__.pop(name, None)
+                del module._parameters[name + "_orig"]
+                module._parameters[name] = orig
                 orig.mul_(mask)
-            baked.append((module, name, (key, hook), orig, mask, hidden))
+                baked.append((module, name, (key, hook), orig, mask, hidden))
     handles = []
     if optimizer is not None:
         def before_step(*_: Any) -> None:
@@ -79,14 +81,15 @@ def masked_training(model: nn.Module, optimizer: torch.optim.Optimizer | None = 
     finally:
         for handle in handles:
             handle.remove()
-        for module, name, (key, hook), param, mask, hidden in baked:
-            del module._parameters[name]
-            with torch.no_grad():
-                param.mul_(mask).add_(hidden)
-            module._parameters[name + "_orig"] = cast(nn.Parameter, param)
-            module._forward_pre_hooks[key] = hook
+        with torch.no_grad():
+            for module, name, (key, hook), param, mask, hidden in baked:
+                del module._parameters[name]
+                torch.addcmul(hidden, param, mask, out=param)  # param * mask + hidden, in one pass
+                module._parameters[name + "_orig"] = cast(nn.Parameter, param)
+                module._forward_pre_hooks[key] = hook
         for module, keys in order.items():  # hooks back in their original order
             hooks = cast("OrderedDict[int, Any]", module._forward_pre_hooks)
-            for key in [k for k in keys if k in hooks] + [k for k in hooks if k not in keys]:
-                hooks.move_to_end(key)
+            if list(hooks) != keys:
+                for key in [k for k in keys if k in hooks] + [k for k in hooks if k not in keys]:
+                    hooks.move_to_end(key)
         _recompute(model, dict.fromkeys(module for module, *_ in baked))

@@ -212,10 +212,12 @@ def masked_fraction(model: nn.Module) -> float:
     """The fraction of zeros in the masks of ``model``'s pruned weights (0 when none is pruned)."""
     zeros = total = 0
     for module in model.modules():
-        for name in pruned_parameters(module):
-            mask = getattr(module, name + "_mask")
+        for name in pruned_parameters(module) if module._forward_pre_hooks else ():
+            mask = module._buffers[name + "_mask"]
+            assert mask is not None
             total += mask.numel()
-            zeros += mask.numel() - int(mask.sum(dtype=torch.float64))  # 0s and 1s: a sum is the quick count
+            # 0s and 1s: a sum is the quick count, exact in float32 up to 2**24 entries (float64 beyond)
+            zeros += mask.numel() - int(mask.sum(dtype=torch.float64 if mask.numel() > 2**24 else torch.float32))
     return zeros / total if total else 0.0
 
 
