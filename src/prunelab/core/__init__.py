@@ -22,10 +22,11 @@ from .errors import (
     UnhashableValueError,
     UnknownNameError,
 )
+from .function import Function, function
 from .identity import encode
 from .nodes import Node
 from .nodeset import NodeSet
-from .recipe import Function, Recipe, function
+from .recipe import Recipe
 from .runtime import log
 from .state import REQUIRED, ExperimentState, added
 

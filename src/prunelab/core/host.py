@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from .graph import Graph
     from .nodes import Node
     from .prereg import Prereg
-    from .recipe import Function, Recipe
+    from .function import Function
+    from .recipe import Recipe
     from .state import ExperimentState
 
 __all__ = ["Catalogue", "Host"]

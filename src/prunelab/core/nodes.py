@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .errors import UnknownNameError
-from .recipe import Function, Recipe, fingerprint
+from .function import Function
+from .recipe import Recipe, fingerprint
 from .records import Status
 from .seeding import derive_seed
 from .state import bind_node

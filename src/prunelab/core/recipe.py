@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import copy
-import functools
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .display import to_display
 from .errors import StateDefinitionError
@@ -16,7 +14,7 @@ from .state import ExperimentState, check_properties, property_defaults
 if TYPE_CHECKING:
     from .nodes import Node
 
-__all__ = ["Recipe", "Function", "function", "fingerprint"]
+__all__ = ["Recipe", "fingerprint"]
 
 
 def _read_attributes(recipe: Recipe, names: list[str], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -51,7 +49,8 @@ def _private_copy(owner: str, name: str, value: Any) -> Any:
         ) from err
 
 
-def _require_node(value: Any, what: str, hint: str = "") -> Node:
+def require_node(value: Any, what: str, hint: str = "") -> Node:
+    """``value`` if it is a :class:`Node`; else an error saying that ``what`` applies to nodes."""
     from .nodes import Node
 
     if not isinstance(value, Node):
@@ -291,7 +290,7 @@ class Recipe:
 
     def __call__(self, node: Node) -> Node:
         """Declare this recipe applied to ``node``; return the child node."""
-        return _require_node(node, class_name(type(self))).experiment._apply_recipe(self, node)
+        return require_node(node, class_name(type(self))).experiment._apply_recipe(self, node)
 
     def __repr__(self) -> str:
         try:
@@ -300,93 +299,3 @@ class Recipe:
             return f"<{class_name(type(self))} with properties not set>"
         args = ", ".join(f"{k}={v!r}" for k, v in properties.items())
         return f"{class_name(type(self))}({args})"
-
-
-class Function:
-    """A computation attached to a node without creating a new state.
-
-    Made by :func:`function`. Calling it on a node declares it; the result is
-    stored as ``node.results[name]`` when the experiment runs, once per node,
-    name and version.
-
-    Parameters
-    ----------
-    fn : callable
-        Receives a private copy of the node's state and returns the result.
-    name : str or None, default=None
-        Result name; defaults to ``fn.__name__``.
-    version : int, default=1
-        Bump it to recompute results after changing the function.
-
-    Raises
-    ------
-    StateDefinitionError
-        If ``fn`` is not callable, ``version`` is not a positive int, or the name is not an identifier.
-    """
-
-    def __init__(self, fn: Callable[..., Any], name: str | None = None, version: int = 1):
-        if not callable(fn):
-            raise StateDefinitionError(f"pl.function needs a callable, got {type(fn).__qualname__}.")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise StateDefinitionError(f"function version must be a positive int, got {version!r}.")
-        self.fn = fn
-        self.name = name or fn.__name__
-        if not self.name.isidentifier():
-            raise StateDefinitionError(f"function name must be an identifier, got {self.name!r}; pass name=.")
-        self.version = version
-        functools.update_wrapper(self, fn)
-
-    @property
-    def key(self) -> str:
-        """The name of the result record: ``name@vVERSION``."""
-        return f"{self.name}@v{self.version}"
-
-    def __call__(self, node: Node) -> Node:
-        """Declare this function applied to ``node``; return the same node."""
-        hint = f"; to compute on a state directly, call {self.name}.fn(state)"
-        return _require_node(node, f"function {self.name!r}", hint).experiment._apply_function(self, node)
-
-    def __repr__(self) -> str:
-        return f"<prunelab function {self.key}>"
-
-
-@overload
-def function(fn: Callable[..., Any], *, name: str | None = None, version: int = 1) -> Function: ...
-
-
-@overload
-def function(fn: None = None, *, name: str | None = None, version: int = 1) -> Callable[[Callable[..., Any]], Function]:
-    ...
-
-
-def function(fn: Callable[..., Any] | None = None, *, name: str | None = None,
-             version: int = 1) -> Function | Callable[[Callable[..., Any]], Function]:
-    """Make a function that attaches a computation to nodes.
-
-    Use as ``@pl.function`` or ``@pl.function(name="eval", version=2)``. The
-    return value must be JSON-able (NaN, ±inf and NumPy scalars allowed) or a
-    dict of such values and tensors/arrays (stored as blobs).
-
-    Parameters
-    ----------
-    fn : callable, optional
-        Receives a private copy of the node's state.
-    name : str, optional
-        Result name; defaults to ``fn.__name__``.
-    version : int, default=1
-        Bump it to recompute results after changing the function.
-
-    Returns
-    -------
-    Function or callable
-        The :class:`Function` wrapping ``fn``; without ``fn``, a decorator that makes one.
-
-    Raises
-    ------
-    StateDefinitionError
-        If ``fn`` is not callable, ``version`` is not a positive int, or the name is not an identifier
-        (with ``fn`` omitted, when the decorator is applied).
-    """
-    if fn is None:
-        return lambda f: Function(f, name, version)
-    return Function(fn, name, version)

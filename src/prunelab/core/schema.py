@@ -81,8 +81,9 @@ _RESULT: dict[str, tuple[_Check, bool]] = {
     "name": (_is_str, True), "version": (_is_int, True), "node_id": (is_id, True), "value": (_is_spec, True),
     "blobs": (_list_of(is_id), False), "blinded": (_list_of(_is_str), False),
     "fingerprint": (_optional(_is_str), False), "module": (_optional(_is_str), False),
-    "qualname": (_optional(_is_str), False), "environment": (_optional(is_id), False), "prereg": (_list_of(_is_str), False), "wall_s": (_optional(_is_number), False),
-    "series": (is_id, False),
+    "qualname": (_optional(_is_str), False), "environment": (_optional(is_id), False),
+    "prereg": (_list_of(_is_str), False), "wall_s": (_optional(_is_number), False), "series": (is_id, False),
+    "options": (_optional(_is_dict), False),
 }
 _PARTIAL: dict[str, tuple[_Check, bool]] = {
     "id": (is_id, True), "step": (lambda v: _is_int(v) and v >= 0, True), "at": (_is_number, True),

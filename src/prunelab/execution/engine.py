@@ -33,7 +33,7 @@ from .task import BUSY, ELSEWHERE, PREEMPTED, EngineSpec, Task, TaskOutcome
 from .writer import Writer
 
 if TYPE_CHECKING:
-    from ..core.recipe import Function
+    from ..core.function import Function
     from ..storage.index import Index
     from ..storage.store import Store
 

@@ -6,6 +6,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING
 
+from ..core.display import to_display
 from ..core.prereg import split_blinded
 from ..core.recipe import fingerprint
 from ..core.records import ResultRecord, stamps
@@ -18,7 +19,7 @@ from .bodies import settings_changed
 from .checkpoints import BodyRuntime
 
 if TYPE_CHECKING:
-    from ..core.recipe import Function
+    from ..core.function import Function
     from ..storage.lease import Lease
     from .engine import Engine
     from .materialise import Materialized
@@ -45,7 +46,7 @@ def run_function(engine: Engine, task: Task, function: Function, parent: Materia
         what = f"function {function.name!r} (node {task.node_id[:12]}…)"
         runtime = BodyRuntime(task.node_id)
         with engine.body(seed, root_id, what), running(runtime):
-            value = function.fn(state)
+            value = function.fn(state, **function.options)
             settings_changed(what, engine.threads, engine.deterministic)
         value, withheld = split_blinded(value, function.name, task.blinded)
         encoded = encode_value(value, owner=owner, allow_stateful=False)
@@ -55,6 +56,8 @@ def run_function(engine: Engine, task: Task, function: Function, parent: Materia
         return False, traceback.format_exc()
     run = {"started": started, "wall_s": time.time() - started, "worker": engine.worker,
            **stamps(engine.environment, engine.spec.prereg)}
+    if function.options:  # how it ran, recorded as a recipe's options are (not part of the result's identity)
+        run["options"] = {k: to_display(v) for k, v in function.options.items()}
     blobs = dict(encoded.blobs) if series is None else {**encoded.blobs, series.digest: series}
     record = ResultRecord(function.name, function.version, task.node_id, seed, fingerprint(function.fn),
                           getattr(function.fn, "__module__", None), getattr(function.fn, "__qualname__", None),

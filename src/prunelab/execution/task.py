@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 from ..storage.lease import BUSY
 
 if TYPE_CHECKING:
-    from ..core.recipe import Function, Recipe
+    from ..core.function import Function
+    from ..core.recipe import Recipe
     from ..core.records import StateRecord
     from ..core.state import ExperimentState
     from .materialise import Materialized

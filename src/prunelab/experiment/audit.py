@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.identity import class_name
 from ..storage.lease import pid_alive, read_lease
-from ..core.recipe import Function, Recipe, fingerprint
+from ..core.function import Function
+from ..core.recipe import Recipe, fingerprint
 from ..core.records import Status
 
 if TYPE_CHECKING:

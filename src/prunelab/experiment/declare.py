@@ -11,7 +11,8 @@ from ..core.display import to_display
 from ..core.errors import StateDefinitionError, UnhashableValueError
 from ..core.identity import child_id, class_name, encode_property, root_id
 from ..core.nodes import Node
-from ..core.recipe import Function, Recipe, fingerprint
+from ..core.function import Function
+from ..core.recipe import Recipe, fingerprint
 from ..core.records import StateRecord
 from ..core.state import ExperimentState, check_properties, check_tag, identity_properties, property_defaults
 from ..storage.codecs import encode_value

@@ -14,7 +14,8 @@ from ..core.graph import Graph
 from ..core.identity import class_name
 from ..core.nodes import Node
 from ..core.nodeset import NodeSet
-from ..core.recipe import Function, Recipe
+from ..core.function import Function
+from ..core.recipe import Recipe
 from ..core.state import ExperimentState, validate_state_class
 from ..core.records import Status
 from ..execution.engine import Engine

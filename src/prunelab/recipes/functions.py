@@ -10,6 +10,7 @@ from torch import nn
 import prunelab as pl
 
 from ..prune import sparsity_report
+from .devices import resolve_device
 from .state import ModelState
 
 __all__ = ["evaluate", "sparsity", "class_shares", "evaluate_split"]
@@ -22,7 +23,8 @@ def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_class
     Parameters
     ----------
     model : nn.Module
-        Evaluated in ``eval()`` mode, without gradients (left in ``eval()`` mode).
+        Evaluated in ``eval()`` mode, without gradients (left in ``eval()`` mode), on the device of its
+        parameters (each batch is moved there; the logits come back to the CPU).
     x : Tensor, shape (n, *input_shape)
         The samples.
     y : Tensor of int64, shape (n,)
@@ -51,10 +53,11 @@ def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_class
     counts samples of class ``i`` predicted as ``j``.
     """
     model.eval()
+    where = next(model.parameters(), torch.empty(0)).device
     logits = []
     with torch.no_grad():
         for start in range(0, len(y), batch_size):
-            logits.append(model(x[start:start + batch_size]))
+            logits.append(model(x[start:start + batch_size].to(where)).cpu())
     out = torch.cat(logits)
     losses = nn.functional.cross_entropy(out, y, reduction="none")
     loss = float(losses.mean())
@@ -75,7 +78,7 @@ def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_class
 
 
 @pl.function(version=3)
-def evaluate(state: ModelState) -> dict[str, Any]:
+def evaluate(state: ModelState, *, device: str = "auto") -> dict[str, Any]:
     """Evaluate on val and test: ``val_accuracy``, ``test_accuracy``, losses, and per-class figures.
 
     Scalars are at the top level (so frames show them as ``evaluate.test_accuracy``);
@@ -88,11 +91,20 @@ def evaluate(state: ModelState) -> dict[str, Any]:
     ----------
     state : ModelState
         The state whose model is evaluated (a private copy).
+    device : str, default="auto"
+        An option (recorded with the result, not hashed): where the forward passes run, ``"auto"``
+        being CUDA when available, else the CPU; ``evaluate(node, device="cpu")`` sets it.
+
+    Raises
+    ------
+    StateDefinitionError
+        If ``device`` names no device, or a CUDA device this machine does not have.
     """
+    model = state.model.to(resolve_device("evaluate", device))
     out: dict[str, Any] = {}
     for split in ("val", "test"):
         x, y = getattr(state.data, split)
-        figures = evaluate_split(state.model, x, y, state.data.num_classes)
+        figures = evaluate_split(model, x, y, state.data.num_classes)
         out[f"{split}_accuracy"] = figures["accuracy"]
         out[f"{split}_loss"] = figures["loss"]
         out[split] = figures
