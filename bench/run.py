@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "studies"))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "recipes"))
 
 import bench_checkpoints  # noqa: E402
+import bench_cohorts  # noqa: E402
 import bench_dask  # noqa: E402
 import bench_demo  # noqa: E402
 import bench_draw  # noqa: E402
@@ -27,4 +28,5 @@ if __name__ == "__main__":
     bench_loader.main()
     bench_dask.main()
     bench_checkpoints.main()
+    bench_cohorts.main()
     bench_demo.main()

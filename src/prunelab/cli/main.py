@@ -55,6 +55,8 @@ def _add_arguments(name: str, cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("--rounds", type=whole_number(0),
                          help="pruning rounds, 20%% of what remains each (default 5)")
         cmd.add_argument("--workers", type=whole_number(1), help="run on a local Dask cluster of this many workers")
+        cmd.add_argument("--max-cohort", type=whole_number(0), default=64, metavar="N",
+                         help="train up to N models of a round as one computation (default 64; 0: one at a time)")
         cmd.add_argument("--quick", action="store_true", help="a small study, under a minute")
         return
     cmd.add_argument("directory", help="an experiment directory")

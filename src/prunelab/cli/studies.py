@@ -28,11 +28,13 @@ def demo(args: argparse.Namespace) -> Output:
     if args.dataset != "digits" and config.imbalance is not None and args.dataset not in ("mnist", "fashion-mnist",
                                                                                           "cifar10"):
         config = replace(config, imbalance=None)
-    executor = None
-    if args.workers is not None:
-        from ..execution import DaskExecutor
+    from ..execution import DaskExecutor, Executor, LocalExecutor, resolve_executor
 
+    executor: Executor = resolve_executor(None)
+    if args.workers is not None:
         executor = DaskExecutor(n_workers=args.workers)
+    elif isinstance(executor, LocalExecutor):  # each round's trainings as one computation
+        executor = LocalExecutor(max_cohort=args.max_cohort or None)
     exp, rows = study.run(args.out, config, executor=executor, quiet=args.json)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the report lists what limits the analysis

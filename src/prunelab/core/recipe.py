@@ -6,6 +6,7 @@ import copy
 import sys
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .cohort import Cohorts
 from .display import to_display
 from .errors import StateDefinitionError
 from .identity import class_name, encode_property, fingerprint
@@ -61,7 +62,7 @@ def require_node(value: Any, what: str, hint: str = "") -> Node:
     return value
 
 
-class Recipe:
+class Recipe(Cohorts):
     """Base class of recipes: the edges of the experiment graph.
 
     A recipe turns a private copy of its parent state into a new state.
@@ -70,7 +71,9 @@ class Recipe:
     recorded but not hashed, e.g. ``device``), ``VERSION`` (bump it to
     invalidate results after changing the code), ``LINEAGE`` (record fields,
     see below) and ``NAME`` (to keep ids when the class is renamed), and
-    implement :meth:`run`.
+    implement :meth:`run`. A recipe that can compute many nodes as one
+    computation also implements :meth:`cohort_key` and :meth:`run_cohort`
+    (see :mod:`prunelab.core.cohort`).
 
     ``LINEAGE = {"field": "property or value"}`` copies into the record of the
     state it makes, and of every descendant, the value of the named recipe

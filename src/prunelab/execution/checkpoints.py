@@ -10,6 +10,7 @@ same, bit for bit.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import socket
@@ -17,13 +18,14 @@ import struct
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import CorruptStateError, Preempted, PrunelabWarning, StateDefinitionError
 from ..core.identity import class_name
 from ..core.recipe import fingerprint
 from ..core.runtime import Series
+from ..core.seeding import reseed
 from ..storage.codecs import Blob, decode_value, encode_value
 from ..storage.series import decode_series, encode_series
 from ..storage.sources import LayeredSource, MemorySource, StoreSource
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     from ..storage.store import Store
     from .materialise import Materialiser
 
-__all__ = ["BodyRuntime", "generator_states", "set_generator_states"]
+__all__ = ["BodyRuntime", "CohortRuntime", "generator_states", "set_generator_states"]
 
 
 def generator_states() -> dict[str, Any]:
@@ -219,3 +221,54 @@ class BodyRuntime:
         warnings.warn(f"state {self.node_id[:12]} is computed from its beginning: {why}.", PrunelabWarning,
                       stacklevel=4)
 
+
+class CohortRuntime:
+    """What ``run_cohort`` reaches: each member's runtime, recipe and seed, and the member acted for now.
+
+    Parameters
+    ----------
+    members : dict of str to (BodyRuntime, Recipe, int)
+        Per member's node id: its runtime, its recipe and its seed.
+    threads, deterministic : int, bool
+        The torch settings members are seeded under.
+    """
+
+    def __init__(self, members: dict[str, tuple[BodyRuntime, Recipe, int]], threads: int, deterministic: bool):
+        self.members = members
+        self.threads, self.deterministic = threads, deterministic
+        self.acting: str | None = None
+
+    @property
+    def series(self) -> Series:
+        """The series of the member acted for (``pl.log`` appends to it)."""
+        if self.acting is None:
+            raise StateDefinitionError("pl.log inside run_cohort logs for one member: call it inside "
+                                       "`with self.member(state):`.")
+        return self.members[self.acting][0].series
+
+    def _of(self, state: ExperimentState) -> tuple[BodyRuntime, Recipe, int]:
+        member = self.members.get(getattr(state, "id", None) or "")
+        if member is None:
+            raise StateDefinitionError("run_cohort was given this state for none of its members; pass the states "
+                                       "run_cohort received (or the ones it returns).")
+        return member
+
+    def checkpoint(self, recipe: Recipe, state: ExperimentState, step: int, every: tuple[str, float] | None,
+                   objects: dict[str, Any]) -> bool:
+        """A member's checkpoint (see :meth:`prunelab.Recipe.checkpoint`)."""
+        return self._of(state)[0].checkpoint(recipe, state, step, every, objects)
+
+    def resume(self, recipe: Recipe, state: ExperimentState, objects: dict[str, Any]) -> int | None:
+        """Resume a member (see :meth:`prunelab.Recipe.resume`)."""
+        return self._of(state)[0].resume(recipe, state, objects)
+
+    @contextlib.contextmanager
+    def member(self, state: ExperimentState) -> Iterator[Recipe]:
+        """Act for one member: its seed in the generators, its series for ``pl.log``; yield its recipe."""
+        _, recipe, seed = self._of(state)
+        before, self.acting = self.acting, state.id
+        reseed(seed, threads=self.threads, deterministic=self.deterministic)
+        try:
+            yield recipe
+        finally:
+            self.acting = before

@@ -28,6 +28,7 @@ from ..storage.series import encode_series
 from .bodies import in_body, settings_changed
 from .checkpoints import BodyRuntime
 from .functions import run_function
+from .making import make_state
 from .materialise import Materialiser, Materialized
 from .task import BUSY, ELSEWHERE, PREEMPTED, EngineSpec, Task, TaskOutcome
 from .writer import Writer
@@ -73,6 +74,7 @@ class Engine:
         self.materialiser = Materialiser(spec.state_class, spec.state_class_name, spec.allow_pickle, store,
                                          self._seeded)
         self.writer = Writer(store, index)
+        self.cohorts = False  # whether recipes with a cohort key compute through run_cohort (an executor's choice)
         self._preserving = False
 
     @classmethod
@@ -110,7 +112,7 @@ class Engine:
                 self._preserving = False
 
     @contextlib.contextmanager
-    def body(self, seed: int, root_id: str, what: str) -> Iterator[None]:
+    def body(self, seed: int, root_ids: Sequence[str], what: str) -> Iterator[None]:
         """Run a recipe's or function's body: seeded, marked as running, then its root's derived attributes checked.
 
         Derived attributes are shared by every state of a root (see
@@ -121,9 +123,10 @@ class Engine:
             with self._seeded(seed), in_body(what):
                 yield
         except BaseException:
-            self.materialiser.changed_derived(root_id)  # a failing body may have changed them too: drop them then as well
+            for root_id in root_ids:  # a failing body may have changed them too: drop them then as well
+                self.materialiser.changed_derived(root_id)
             raise
-        changed = self.materialiser.changed_derived(root_id)
+        changed = [name for root_id in dict.fromkeys(root_ids) for name in self.materialiser.changed_derived(root_id)]
         if changed:
             example = changed[0]
             raise StateDefinitionError(
@@ -167,7 +170,7 @@ class Engine:
                 try:
                     outcome.state, outcome.error = self._compute(task, parent, lease)
                     if isinstance(outcome.state, Materialized):
-                        return self._run_functions(task, outcome, outcome.state, lease)
+                        return self.run_functions(task, outcome, outcome.state, lease)
                 finally:
                     self.writer.let_go(lease)
                 if outcome.state is None or outcome.state == PREEMPTED:
@@ -180,14 +183,14 @@ class Engine:
         if isinstance(lease, str):
             return TaskOutcome(BUSY)
         if lease is None:
-            return self._run_functions(task, outcome, None, None, stored=task.functions)
+            return self.run_functions(task, outcome, None, None, stored=task.functions)
         try:
-            return self._run_functions(task, outcome, None, lease, stored=[f for f, p in zip(task.functions, paths)
+            return self.run_functions(task, outcome, None, lease, stored=[f for f, p in zip(task.functions, paths)
                                                                              if p.exists()])
         finally:
             self.writer.let_go(lease)
 
-    def _run_functions(self, task: Task, outcome: TaskOutcome, parent: Materialized | None, lease: Lease | None,
+    def run_functions(self, task: Task, outcome: TaskOutcome, parent: Materialized | None, lease: Lease | None,
                        stored: Sequence[Function] = ()) -> TaskOutcome:
         """Run the task's functions but those ``stored`` already; every one that did not fail is a result."""
         for function in task.functions:
@@ -206,21 +209,36 @@ class Engine:
                  ) -> tuple[Materialized | str | None, str | None]:
         """Make and publish a task's state: (its stored form, ELSEWHERE or PREEMPTED, None), or (None, the traceback)."""
         started = time.time()
-        record = self._started(task, started)
-        runtime = BodyRuntime(task.node_id, self.store, self.materialiser,
-                              save=lambda partial, blobs: self.writer.write_partial(partial, blobs, lease),
-                              threads=self.threads, deterministic=self.deterministic)
+        runtime = self.runtime(task, lease)
         try:
-            state, in_force = self.make(task, parent, runtime)
-            record = record.in_force(in_force)
-            materialized, pickled = self.materialiser.encode_state(state)
-            series = encode_series(runtime.series.frozen())
+            state, in_force = self.make(task, parent, runtime, cohort=self.cohorts)
         except Preempted:
             return PREEMPTED, None  # its checkpoint is stored; the node stays declared
         except Exception:  # noqa: BLE001 - a user's recipe may raise anything; it is recorded
-            error = traceback.format_exc()
-            self.writer.publish(record.failed(error=error, wall_s=time.time() - started).to_dict(), None, lease)
-            return None, error
+            return None, self.publish_failure(task, started, traceback.format_exc(), lease)
+        return self.store_made(task, started, state, in_force, runtime, lease)
+
+    def runtime(self, task: Task, lease: Lease) -> BodyRuntime:
+        """Where a task's recipe logs and checkpoints (its partials written under ``lease``)."""
+        return BodyRuntime(task.node_id, self.store, self.materialiser,
+                           save=lambda partial, blobs: self.writer.write_partial(partial, blobs, lease),
+                           threads=self.threads, deterministic=self.deterministic)
+
+    def publish_failure(self, task: Task, started: float, error: str, lease: Lease) -> str:
+        """Publish the failure record of a task whose recipe raised ``error`` (a traceback); return it."""
+        self.writer.publish(self._started(task, started).failed(error=error, wall_s=time.time() - started).to_dict(),
+                            None, lease)
+        return error
+
+    def store_made(self, task: Task, started: float, state: ExperimentState, in_force: dict[str, Any],
+                   runtime: BodyRuntime, lease: Lease) -> tuple[Materialized | str | None, str | None]:
+        """Encode and publish the state a recipe made: (its stored form or ELSEWHERE, None), or (None, the traceback)."""
+        record = self._started(task, started).in_force(in_force)
+        try:
+            materialized, pickled = self.materialiser.encode_state(state)
+            series = encode_series(runtime.series.frozen())
+        except Exception:  # noqa: BLE001 - a user's state may hold anything; it is recorded
+            return None, self.publish_failure(task, started, traceback.format_exc(), lease)
         extra = {} if series is None else {series.digest: series}
         blobs = {**materialized.blobs, **extra}
         done = record.done(wall_s=time.time() - started, blobs=sorted(blobs),
@@ -243,38 +261,10 @@ class Engine:
         """
         self.writer.publish_unleased(self._started(task, time.time()).failed(error=error, wall_s=0.0).to_dict())
 
-    def make(self, task: Task, parent: Materialized | None, runtime: BodyRuntime | None = None
-             ) -> tuple[ExperimentState, dict[str, Any]]:
-        """Build a task's state as a run does (``verify`` re-executes through this too).
-
-        The recipe runs under ``runtime`` (where its series and checkpoints
-        go); the default keeps its series in memory and writes no checkpoint.
-        Returns the state and the torch settings its recipe left in force,
-        where they differ from the spec's.
-        """
-        cls = self.materialiser.require_class()
-        root_id = task.record.root
-        if task.recipe is None or task.parent_id is None:
-            state = self.materialiser.new_state(task.properties, root_id)
-            warn_undeclared(state, f"{cls.__qualname__}.initialize_state")
-            return state, {}
-        state = bind_node(self.materialiser.load_state(task.parent_id, task.properties, root_id, parent), task.node_id, task.tags)
-        recipe = task.recipe.fresh()  # a failed run that changed self leaves the next one as declared
-        name = class_name(type(recipe))
-        what = f"recipe {name} (node {task.node_id[:12]}…)"
-        with self.body(derive_seed(task.node_id, "recipe"), root_id, what), \
-                running(runtime or BodyRuntime(task.node_id, threads=self.threads, deterministic=self.deterministic)):
-            out = recipe.run(state)
-            in_force = settings_changed(what, self.threads, self.deterministic)
-        if not isinstance(out, cls):
-            raise StateDefinitionError(
-                f"{name}.run returned {type(out).__qualname__}, not a {cls.__qualname__}; "
-                "a recipe must return the state it was given (or another instance of the state class)."
-            )
-        check_kept(out, task.properties, name, " Keep it fixed, or make the varying value a recipe property or a "
-                    "non-hashed attribute.")
-        warn_undeclared(out, f"{name}.run")
-        return out, in_force
+    def make(self, task: Task, parent: Materialized | None, runtime: BodyRuntime | None = None, *,
+             cohort: bool = False) -> tuple[ExperimentState, dict[str, Any]]:
+        """Build a task's state as a run does (see :func:`.making.make_state`; ``verify`` re-executes through this)."""
+        return make_state(self, task, parent, runtime, cohort=cohort)
 
 
 def _tensor_specs(spec: Any) -> list[list[Any]]:

@@ -45,7 +45,7 @@ def run_function(engine: Engine, task: Task, function: Function, parent: Materia
                           task.node_id, task.tags)
         what = f"function {function.name!r} (node {task.node_id[:12]}…)"
         runtime = BodyRuntime(task.node_id)
-        with engine.body(seed, root_id, what), running(runtime):
+        with engine.body(seed, [root_id], what), running(runtime):
             value = function.fn(state, **function.options)
             settings_changed(what, engine.threads, engine.deterministic)
         value, withheld = split_blinded(value, function.name, task.blinded)

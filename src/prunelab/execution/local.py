@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 from .materialise import Materialized
 from . import preempt
 from .task import BUSY, PREEMPTED
+from .waves import Waves, record_outcome
 from ..core.errors import StateDefinitionError
 
 __all__ = ["LocalExecutor"]
@@ -37,12 +38,25 @@ class LocalExecutor(Executor):
         computes the next (see :mod:`prunelab.execution.publisher`); what is
         stored is the same either way. False stores them in this process,
         e.g. where starting a process is not allowed.
+    max_cohort : int or None, default None
+        Cohorts on (see :meth:`prunelab.Recipe.run_cohort`): ready nodes of a
+        recipe with a cohort key are computed together, the largest group
+        first, up to this many at once (and as many as fit in a quarter of
+        this machine's memory, estimated from their parents' sizes); a lone
+        one as a cohort of one. The walk then goes breadth first (every
+        ready node of other recipes first, so that a cohort gathers all its
+        members). None: every node computes alone through ``run``.
     """
 
-    def __init__(self, pipelined: bool = True):
+    def __init__(self, pipelined: bool = True, max_cohort: int | None = None):
         if not isinstance(pipelined, bool):
             raise StateDefinitionError(f"LocalExecutor(pipelined=...) takes True or False, got {pipelined!r}.")
+        if max_cohort is not None and (isinstance(max_cohort, bool) or not isinstance(max_cohort, int)
+                                       or max_cohort < 1):
+            raise StateDefinitionError(f"LocalExecutor(max_cohort=...) takes a positive int (or None: no cohorts), "
+                                       f"got {max_cohort!r}.")
         self.pipelined = pipelined
+        self.max_cohort = max_cohort
 
     def execute(self, tasks: Sequence[Task], engine: Engine, progress: Progress | None = None) -> RunReport:
         """Compute ``tasks`` in this process, depth first, with ``engine`` and report (and show ``progress``).
@@ -63,8 +77,15 @@ class LocalExecutor(Executor):
             another writer stored first counts as stored elsewhere, not done.
         """
         report = RunReport()
-        with engine.writer.pipelined(engine.spec, self.pipelined) as late:
-            self._execute(tasks, engine, progress, report)
+        engine.cohorts = self.max_cohort is not None
+        try:
+            with engine.writer.pipelined(engine.spec, self.pipelined) as late:
+                if self.max_cohort is None:
+                    self._execute(tasks, engine, progress, report)
+                else:
+                    Waves(tasks, engine, progress, report, self.max_cohort).run()
+        finally:
+            engine.cohorts = False
         for node_id in late:  # stored by another writer first (a failure of ours then stays reported)
             if node_id in report.done:
                 report.done.remove(node_id)
@@ -113,23 +134,18 @@ class LocalExecutor(Executor):
                     del memory[parent_id]
             stack.extend(reversed(kids))
 
+    def describe(self) -> str:
+        """The class name, and the largest cohort when cohorts are on (recorded in the run manifest).
+
+        Returns
+        -------
+        str
+            ``"LocalExecutor"`` or ``"LocalExecutor(max_cohort=N)"``.
+        """
+        return "LocalExecutor" if self.max_cohort is None else f"LocalExecutor(max_cohort={self.max_cohort})"
+
     @staticmethod
     def _run_one(task: Task, engine: Engine, parent: Materialized | None, report: RunReport,
                  wait: bool) -> Materialized | str | None:
-        outcome = engine.run_task(task, parent, wait=wait)
-        if outcome.state == BUSY:
-            return BUSY
-        if outcome.state == PREEMPTED:
-            report.preempted.append(task.node_id)
-            return PREEMPTED
-        if task.compute:
-            if outcome.state is None:
-                report.failed[task.node_id] = outcome.error or ""
-                return None
-            if isinstance(outcome.state, Materialized):
-                report.done.append(task.node_id)
-            else:  # another driver stored it first: children read it from disk
-                report.elsewhere.append(task.node_id)
-        report.results.extend(outcome.results)
-        report.failed.update(outcome.failures)
-        return outcome.state if isinstance(outcome.state, Materialized) else None
+        return record_outcome(task, engine.run_task(task, parent, wait=wait), report)
+

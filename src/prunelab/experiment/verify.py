@@ -193,7 +193,8 @@ def _reexecute(exp: Experiment, node: Node, atol: float, engines: dict[tuple[int
     task = Task(node.id, node.parent_id, properties, recipe, StateRecord.from_dict(record), True,
                 tags=sorted(exp.graph.tags_of(node)))
     runtime = BodyRuntime(node.id, threads=engine.threads, deterministic=engine.deterministic)
-    state, _ = engine.make(task, None, runtime)  # the run's own path: templates, seeds, the checks of a recipe's body
+    # the run's own path (alone, or as a cohort of one as each member of a cohort computes): templates, seeds, checks
+    state, _ = engine.make(task, None, runtime, cohort="cohort" in record)
     materialized, _ = engine.materialiser.encode_state(state)
     series = encode_series(runtime.series.frozen())
     if (None if series is None else series.digest) != record.get("series"):

@@ -7,6 +7,7 @@ from typing import Any
 import prunelab as pl
 
 from ..prune import reinit, rewind
+from .cohort import cohort_key, run_train_cohort
 from .devices import check_amp, check_device, resolve_device
 from .gradual import prune_state, sparse_training
 from .state import ModelState
@@ -58,6 +59,14 @@ class Train(pl.Recipe):
     instead, moving connections (Evci et al.'s RigL; lineage ``dynamic_sparsity``, and
     ``technique`` ``"rigl"``).
 
+    With cohorts on (``LocalExecutor(max_cohort=...)``), the nodes of a round
+    that share every property but ``lr`` and ``weight_decay`` train as one
+    computation (:mod:`prunelab.recipes.cohort`): the stackable models (the
+    zoo's MLPs, LeNets and Conv-n) together, any other alone. Pruning while
+    training, RigL, ``amp``, ``val_accuracy`` and a rewind snapshot taken
+    mid-training train alone. A cohort's training checkpoints nothing yet:
+    preempted, it stops and starts over.
+
     References
     ----------
     Zhu & Gupta, "To prune, or not to prune", arXiv:1710.01878; Gale et al.,
@@ -103,6 +112,14 @@ class Train(pl.Recipe):
                              device=options["device"], amp=options["amp"])
         state.train_config = [*state.train_config, {**self.properties, "losses": losses}]
         return state
+
+    def cohort_key(self) -> tuple[Any, ...] | None:
+        """Members share every property but ``lr`` and ``weight_decay`` (see :func:`.cohort.cohort_key`)."""
+        return cohort_key(self.properties, self.options)
+
+    def run_cohort(self, states: list[ModelState]) -> list[ModelState]:  # type: ignore[override]
+        """Train the members' models as one computation (see :mod:`prunelab.recipes.cohort`)."""
+        return run_train_cohort(self, states)
 
 
 class LRRewind(Train):
