@@ -262,3 +262,39 @@ def test_a_model_that_cannot_be_stacked_trains_alone_inside_its_cohort(tmp_path)
     assert [c for _, c in together] == [2, 2]
     assert together[1][0] == alone[1][0]  # BatchNorm: the ResNet went through run(), as without cohorts
     assert together[0][0] == lone_lenet[0][0]
+
+
+@pytest.mark.parametrize("model, shape", [("lenet5", (1, 8, 8)), ("conv4", (3, 16, 16)), ("lenet300100", (1, 8, 8)),
+                                          ("strided", (2, 9, 9))])
+def test_the_stacked_forward_is_each_members_own_within_rounding(model, shape):
+    from torch import nn
+
+    from prunelab.recipes.stacked import StackedModel, stackable
+    from prunelab.zoo import build_model
+
+    def build(seed):
+        torch.manual_seed(seed)
+        if model == "strided":  # stride, dilation, no bias, average pooling, another activation
+            return nn.Sequential(nn.Conv2d(2, 4, 3, stride=2, dilation=2, padding=1, bias=False), nn.Tanh(),
+                                 nn.Sequential(nn.Conv2d(4, 5, 2, padding=(1, 0))), nn.AdaptiveAvgPool2d(2),
+                                 nn.Flatten(), nn.Linear(20, 3))
+        return build_model(model, shape, 10)
+
+    members = [build(seed) for seed in range(3)]
+    assert all(stackable(m) for m in members)
+    x = torch.rand(3, 5, *shape)
+    got = StackedModel(members)(x)
+    assert torch.allclose(got, torch.stack([m(x[i]) for i, m in enumerate(members)]), atol=1e-5)
+
+
+def test_models_outside_the_stackable_layers_are_not_stacked():
+    from torch import nn
+
+    from prunelab.recipes.stacked import stackable
+    from prunelab.zoo import build_model
+
+    assert not stackable(build_model("resnet20", (3, 32, 32), 10))  # batch normalisation
+    assert not stackable(nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5)))  # randomness not per member
+    assert not stackable(nn.Sequential(nn.Conv2d(4, 4, 3, groups=2)))
+    assert not stackable(nn.Sequential(nn.Conv2d(4, 4, 3, padding="same")))
+    assert not stackable(nn.Linear(4, 4))  # not a Sequential

@@ -37,8 +37,9 @@ from torch.nn import functional as F
 __all__ = ["StackedModel", "stackable", "structure"]
 
 # Layers acting on each sample alone, without parameters or state: run on M·B samples at once.
-_PER_SAMPLE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.SiLU, nn.Identity, nn.MaxPool2d,
-               nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.MaxPool1d, nn.AvgPool1d)
+_ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.SiLU, nn.Identity)
+_PER_SAMPLE = (*_ELEMENTWISE, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+Step = Callable[[torch.Tensor, bool], tuple[torch.Tensor, bool]]
 
 
 def _leaves(model: nn.Module) -> list[nn.Module] | None:
@@ -135,7 +136,7 @@ class StackedModel:
         self.layers = [_leaves(m) or [] for m in self.members]
         self.params: list[torch.Tensor] = []  # stacked, in order: each Linear/Conv2d's weight then bias
         self.masks: list[torch.Tensor | None] = []  # aligned with params
-        self.steps: list[Callable[[torch.Tensor, int], torch.Tensor]] = []
+        self.steps: list[Step] = []
         for position, layer in enumerate(self.layers[0]):
             self.steps.append(self._step(layer, position))
 
@@ -146,16 +147,18 @@ class StackedModel:
         self.masks.append(None if masks[0] is None else torch.stack([m for m in masks if m is not None]))
         return len(self.params) - 1
 
-    def _step(self, layer: nn.Module, position: int) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    def _step(self, layer: nn.Module, position: int) -> Step:
         if isinstance(layer, (nn.Linear, nn.Conv2d)):
             w = self._stack(position, "weight")
             b = None if layer.bias is None else self._stack(position, "bias")
             if isinstance(layer, nn.Linear):
-                return lambda x, m: self._linear(x, w, b)
-            return lambda x, m: self._conv(x, layer, w, b)
+                return lambda x, planar: (self._linear(x, w, b), False)
+            return lambda x, planar: (self._conv(x if planar else x.transpose(1, 2), layer, w, b), True)
         if isinstance(layer, nn.Flatten):
-            return lambda x, m: x.reshape(m, x.shape[1], -1)
-        return lambda x, m: _per_sample(layer, x, m)
+            return lambda x, planar: (_flatten(x.transpose(1, 2) if planar else x), False)
+        if isinstance(layer, _ELEMENTWISE):
+            return lambda x, planar: (layer(x), planar)
+        return lambda x, planar: (_per_plane(layer, x) if planar else _per_sample(layer, x), planar)
 
     def _linear(self, x: torch.Tensor, w: int, b: int | None) -> torch.Tensor:
         weight = self.params[w].transpose(1, 2)
@@ -164,30 +167,36 @@ class StackedModel:
         return torch.baddbmm(self.params[b].unsqueeze(1), x, weight)
 
     def _conv(self, x: torch.Tensor, layer: nn.Conv2d, w: int, b: int | None) -> torch.Tensor:
-        m, batch, channels, height, width = x.shape
+        """A convolution of planar activations ``[M, C, B, H, W]``, giving planar ``[M, O, B, H', W']``."""
+        m, channels, batch = x.shape[:3]
         kh, kw = layer.kernel_size
         (ph, pw) = cast(tuple[int, int], layer.padding)  # a string ("same") is not stackable
         (sh, sw), (dh, dw) = layer.stride, layer.dilation
-        cols = F.unfold(x.reshape(m * batch, channels, height, width), (kh, kw), dilation=(dh, dw),
-                        padding=(ph, pw), stride=(sh, sw))  # [M·B, C·kh·kw, L]
-        out_h = (height + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-        out_w = (width + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-        k, length = cols.shape[1], cols.shape[2]
-        cols = cols.reshape(m, batch, k, length).transpose(1, 2).reshape(m, k, batch * length)
+        if ph or pw:
+            x = F.pad(x, (pw, pw, ph, ph))
+        # the patches as a view (a window per output place), then one copy into im2col's [M, C·kh·kw, B·L]
+        patches = x.unfold(3, dh * (kh - 1) + 1, sh).unfold(4, dw * (kw - 1) + 1, sw)[..., ::dh, ::dw]
+        out_h, out_w = patches.shape[3], patches.shape[4]
+        k, length = channels * kh * kw, batch * out_h * out_w
+        cols = patches.permute(0, 1, 5, 6, 2, 3, 4).reshape(m, k, length)
         weight = self.params[w].reshape(m, -1, k)
         out = weight.shape[1]
         if b is None:
             y = torch.bmm(weight, cols)  # [M, O, B·L]
         else:  # the bias through baddbmm: its gradient is then a sum along rows, alike at any cohort size
-            y = torch.baddbmm(self.params[b].unsqueeze(2).expand(m, out, batch * length), weight, cols)
-        y = y.reshape(m, out, batch, length).transpose(1, 2)
-        return y.reshape(m, batch, out, out_h, out_w)
+            y = torch.baddbmm(self.params[b].unsqueeze(2).expand(m, out, length), weight, cols)
+        return y.view(m, out, batch, out_h, out_w)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Every member's output on its own batch: ``x`` ``[M, B, ...]`` gives ``[M, B, outputs]``."""
-        m = len(self.members)
+        """Every member's output on its own batch: ``x`` ``[M, B, ...]`` gives ``[M, B, outputs]``.
+
+        Between convolutions the activations are kept planar, ``[M, C, B, H, W]``
+        (each channel's planes of the whole batch side by side, as the batched
+        product gives them), and put back in sample order at ``Flatten``.
+        """
+        planar = False
         for step in self.steps:
-            x = step(x, m)
+            x, planar = step(x, planar)
         return x
 
     def mask_gradients(self) -> None:
@@ -209,9 +218,19 @@ class StackedModel:
                 index += 1
 
 
-def _per_sample(layer: nn.Module, x: torch.Tensor, m: int) -> torch.Tensor:
+def _per_sample(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     y: torch.Tensor = layer(x.reshape(-1, *x.shape[2:]))
-    return y.reshape(m, x.shape[1], *y.shape[1:])
+    return y.reshape(x.shape[0], x.shape[1], *y.shape[1:])
+
+
+def _flatten(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def _per_plane(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A pooling layer on planar activations: each ``[H, W]`` plane on its own."""
+    y: torch.Tensor = layer(x.reshape(-1, *x.shape[3:]))
+    return y.reshape(*x.shape[:3], *y.shape[1:])
 
 
 def _assign(layer: nn.Module, name: str, trained: torch.Tensor) -> None:
