@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # the states of a job that has ended for good (a requeued one passes through REQUEUED and PENDING instead)
+REVOKE_S = 3.0  # how long a requeued job is left held before it is released (see wait_until_gone)
 ENDED = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE",
          "OUT_OF_MEMORY", ""}
 DAEMONS = ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scancel", "scontrol")
@@ -65,11 +66,16 @@ class Slurm:
         test cannot wait that long, so it moves the start time to now.
         """
         deadline = time.monotonic() + timeout
+        held_since = None
         while (state := self.state(job)):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job} still {state} after {timeout} s:\n{self.logs()}")
-            if release and state == "PENDING" and "BeginTime" in self.run("squeue", "-h", f"--jobs={job}", "-o",
-                                                                          "%r", check=False):
+            held = state == "PENDING" and "BeginTime" in self.run("squeue", "-h", f"--jobs={job}", "-o", "%r",
+                                                                  check=False)
+            held_since = (held_since or time.monotonic()) if held else None
+            # slurmd revokes the ended run's credential with a time of one-second resolution: a restart
+            # allocated within that second is "non-startable: Job credential revoked" and the job fails
+            if release and held_since is not None and time.monotonic() - held_since >= REVOKE_S:
                 self.run("scontrol", "update", f"JobId={job}", "StartTime=now", check=False)
             time.sleep(0.5)
 

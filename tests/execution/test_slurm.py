@@ -73,7 +73,8 @@ def test_a_preempted_job_is_requeued_and_resumes_from_its_checkpoint(slurm, tmp_
     slurm.run("scancel", "--signal=TERM", "--full", job)
     slurm.wait_until_gone(job, timeout=600)
     text = log.read_text()
-    assert "driver exited with status 75" in text and ", start 2," in text, text
+    assert "driver exited with status 75" in text and ", start 2," in text, text + slurm.logs() + slurm.run(
+        "scontrol", "show", "job", job, check=False)
     assert "preempted: 1 (re-run to resume)" in text
     assert text.rstrip().endswith("driver exited with status 0"), text
     final = json.loads(next(line for line in reversed(text.splitlines()) if line.startswith("{")))
