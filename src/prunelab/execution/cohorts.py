@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["compute_cohort"]
 
+
 def compute_cohort(engine: Engine, tasks: Sequence[Task], parents: Sequence[Materialized | None]
                    ) -> tuple[dict[str, TaskOutcome], list[Task]]:
     """Lease, compute, publish (one by one) and run the functions of a cohort's members.
