@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..core.errors import Preempted
-from ..core.records import Status
 from ..storage.lease import Lease, acquire
 from .making import make_cohort
 from .task import PREEMPTED, TaskOutcome
@@ -42,7 +41,7 @@ def compute_cohort(engine: Engine, tasks: Sequence[Task], parents: Sequence[Mate
     left: list[Task] = []
     for task, parent in zip(tasks, parents):
         lease = acquire(engine.store.layout.leases, task.node_id,
-                        lambda node_id=task.node_id: engine.store.states.status(node_id) == Status.DONE,  # type: ignore[misc]
+                        lambda node_id=task.node_id: engine.is_stored(node_id),  # type: ignore[misc]
                         durable=engine.spec.durable, wait=False)
         if isinstance(lease, Lease):
             leased.append((task, parent, lease))

@@ -160,7 +160,7 @@ class Engine:
         leases = self.store.layout.leases
         outcome = TaskOutcome(None)
         if task.compute:
-            lease = acquire(leases, task.node_id, lambda: self._done(task.node_id), durable=self.spec.durable,
+            lease = acquire(leases, task.node_id, lambda: self.is_stored(task.node_id), durable=self.spec.durable,
                             wait=wait)
             if isinstance(lease, str):
                 return TaskOutcome(BUSY)
@@ -202,7 +202,8 @@ class Engine:
                            if f"{task.node_id} function {f.name}" not in outcome.failures]
         return outcome
 
-    def _done(self, node_id: str) -> bool:
+    def is_stored(self, node_id: str) -> bool:
+        """Whether the state ``node_id`` is stored, done (by this run or another writer)."""
         return self.store.states.status(node_id) == Status.DONE
 
     def _compute(self, task: Task, parent: Materialized | None, lease: Lease

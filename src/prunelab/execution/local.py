@@ -5,18 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ..core.errors import StateDefinitionError
 from .base import Executor, RunReport
 from .progress import Progress
+from .waves import Waves
 
 if TYPE_CHECKING:
     from .engine import Engine
     from .task import Task
-
-from .materialise import Materialized
-from . import preempt
-from .task import BUSY, PREEMPTED
-from .waves import Waves, record_outcome
-from ..core.errors import StateDefinitionError
 
 __all__ = ["LocalExecutor"]
 
@@ -80,10 +76,7 @@ class LocalExecutor(Executor):
         engine.cohorts = self.max_cohort is not None
         try:
             with engine.writer.pipelined(engine.spec, self.pipelined) as late:
-                if self.max_cohort is None:
-                    self._execute(tasks, engine, progress, report)
-                else:
-                    Waves(tasks, engine, progress, report, self.max_cohort).run()
+                self._execute(tasks, engine, progress, report)
         finally:
             engine.cohorts = False
         for node_id in late:  # stored by another writer first (a failure of ours then stays reported)
@@ -93,46 +86,8 @@ class LocalExecutor(Executor):
         return report
 
     def _execute(self, tasks: Sequence[Task], engine: Engine, progress: Progress | None, report: RunReport) -> None:
-        progress = progress or Progress(len(tasks), quiet=True)
-        ids = {t.node_id for t in tasks}
-        children: dict[str | None, list[Task]] = {}
-        for task in tasks:
-            children.setdefault(task.parent_id if task.parent_id in ids else None, []).append(task)
-        memory: dict[str, tuple[Materialized, list[int]]] = {}  # node id -> (state, [children still to run])
-        dead: set[str] = set()
-        stack = list(reversed(children.get(None, [])))
-        deferred: list[Task] = []  # computed by another driver right now: come back to them last
-        while (stack or deferred) and not preempt.requested():  # asked to stop: no further task starts
-            task, wait = (stack.pop(), False) if stack else (deferred.pop(0), True)
-            kids = children.get(task.node_id, [])
-            parent_id = task.parent_id or ""
-            held = memory.get(parent_id)
-            if parent_id in dead:
-                dead.add(task.node_id)
-                report.skipped.append(task.node_id)
-                progress.finished("skipped", was_running=False)
-            else:
-                progress.running()
-                materialized = self._run_one(task, engine, held[0] if held else None, report, wait)
-                if materialized is BUSY:
-                    progress.running(-1)
-                    deferred.append(task)
-                    continue
-                if materialized == PREEMPTED:
-                    progress.running(-1)
-                    break
-                status = ("failed" if any(k.startswith(task.node_id) for k in report.failed)
-                          else "done" if isinstance(materialized, Materialized) else "cached")
-                progress.finished(status, task.node_id)
-                if materialized is None and task.node_id in report.failed:
-                    dead.add(task.node_id)
-                elif kids and isinstance(materialized, Materialized):
-                    memory[task.node_id] = (materialized, [len(kids)])
-            if held is not None:
-                held[1][0] -= 1
-                if held[1][0] == 0:
-                    del memory[parent_id]
-            stack.extend(reversed(kids))
+        """The walk, inside the run's publishing block (see :mod:`.waves`)."""
+        Waves(tasks, engine, progress, report, self.max_cohort).run()
 
     def describe(self) -> str:
         """The class name, and the largest cohort when cohorts are on (recorded in the run manifest).
@@ -143,9 +98,3 @@ class LocalExecutor(Executor):
             ``"LocalExecutor"`` or ``"LocalExecutor(max_cohort=N)"``.
         """
         return "LocalExecutor" if self.max_cohort is None else f"LocalExecutor(max_cohort={self.max_cohort})"
-
-    @staticmethod
-    def _run_one(task: Task, engine: Engine, parent: Materialized | None, report: RunReport,
-                 wait: bool) -> Materialized | str | None:
-        return record_outcome(task, engine.run_task(task, parent, wait=wait), report)
-

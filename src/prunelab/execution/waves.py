@@ -1,8 +1,9 @@
-"""The walk of a ``LocalExecutor`` with cohorts on: ready nodes in waves, a recipe's ready nodes together.
+"""The walk of a ``LocalExecutor``: depth first; with cohorts on, a recipe's ready nodes together.
 
 A node is ready once its parent is computed (or is not part of the run).
-Ready nodes whose recipe has no cohort key run first, one by one, the newest
-first (so chains of them go depth first); then the largest group of ready
+Without cohorts every ready node runs alone, the newest first: depth first.
+With them, ready nodes whose recipe has no cohort key run first, one by one,
+the newest first (so chains of them go depth first); then the largest group of ready
 nodes sharing a recipe class and cohort key runs as one cohort, up to
 ``max_cohort`` members and as many as the memory estimate allows. Children
 of what was computed become ready; a failed node's descendants are skipped.
@@ -80,24 +81,24 @@ def _memory_budget() -> float:
 
 
 class Waves:
-    """One run's walk (see the module's text).
+    """One run's walk (see the module's text); without cohorts, depth first.
 
     Parameters
     ----------
     tasks : sequence of Task
         The plan's tasks, parents before their children.
     engine : Engine
-        Computes and stores them (with ``engine.cohorts`` on).
+        Computes and stores them.
     progress : Progress or None
         Where to count what is done.
     report : RunReport
         Filled in as the walk goes.
-    max_cohort : int
-        The most members of one cohort.
+    max_cohort : int or None
+        The most members of one cohort; None: no cohorts (every task alone, depth first).
     """
 
     def __init__(self, tasks: Sequence[Task], engine: Engine, progress: Progress | None, report: RunReport,
-                 max_cohort: int):
+                 max_cohort: int | None):
         self.engine, self.report, self.max_cohort = engine, report, max_cohort
         self.progress = progress or Progress(len(tasks), quiet=True)
         ids = {t.node_id for t in tasks}
@@ -105,32 +106,42 @@ class Waves:
         for task in tasks:
             self.children.setdefault(task.parent_id if task.parent_id in ids else None, []).append(task)
         self.memory: dict[str, tuple[Materialized, list[int]]] = {}  # node id -> (state, [children still to run])
-        self.ready: list[Task] = list(self.children.get(None, []))
+        self.alone: list[Task] = []  # ready tasks without a cohort key, a stack (taken newest first: depth first)
+        self.groups: dict[Hashable, list[Task]] = {}  # ready tasks by recipe class and cohort key, in plan order
         self.deferred: list[Task] = []  # computed by another driver right now: come back to them last
         self.stopped = False
+        self._ready(self.children.get(None, []))
+
+    def _ready(self, tasks: list[Task]) -> None:
+        """File tasks that became ready (each one's cohort key is asked for once)."""
+        alone = []
+        for task in tasks:
+            key = None if self.max_cohort is None else _key(task)
+            if key is None:
+                alone.append(task)
+            else:
+                self.groups.setdefault(key, []).append(task)
+        self.alone.extend(reversed(alone))  # the first is taken first
 
     def run(self) -> None:
         """Walk until every task ran (or was skipped), or the process is asked to stop."""
-        while (self.ready or self.deferred) and not self.stopped and not preempt.requested():
-            if not self.ready:
+        while (self.alone or self.groups or self.deferred) and not self.stopped and not preempt.requested():
+            if self.alone:
+                self._one(self.alone.pop(), wait=False)
+            elif self.groups:
+                key = max(self.groups, key=lambda k: len(self.groups[k]))
+                group = self.groups.pop(key)
+                members = self._fitting(group)
+                if len(members) < len(group):
+                    self.groups[key] = group[len(members):]
+                self._cohort(members)
+            else:
                 self._one(self.deferred.pop(0), wait=True)
-                continue
-            alone = [i for i, t in enumerate(self.ready) if _key(t) is None]
-            if alone:
-                self._one(self.ready.pop(alone[-1]), wait=False)
-                continue
-            groups: dict[Hashable, list[Task]] = {}
-            for task in self.ready:
-                groups.setdefault(_key(task), []).append(task)
-            members = self._fitting(max(groups.values(), key=len))
-            taken = {t.node_id for t in members}
-            self.ready = [t for t in self.ready if t.node_id not in taken]
-            self._cohort(members)
 
     def _fitting(self, group: list[Task]) -> list[Task]:
         """The first members of ``group``: at most ``max_cohort``, and within the memory budget (at least one)."""
         budget, used, out = _memory_budget(), 0.0, list[Task]()
-        for task in group[:self.max_cohort]:
+        for task in group[:self.max_cohort or 1]:
             held = self.memory.get(task.parent_id or "")
             size = _GROWTH * sum(len(b.data) for b in held[0].blobs.values()) if held else 0
             if out and used + size > budget:
@@ -182,7 +193,7 @@ class Waves:
             return
         if kids and isinstance(state, Materialized):
             self.memory[task.node_id] = (state, [len(kids)])
-        self.ready.extend(kids)
+        self._ready(kids)
 
     def _skip(self, tasks: list[Task]) -> None:
         while tasks:

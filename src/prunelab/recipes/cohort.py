@@ -147,7 +147,6 @@ def train_cohort(models: Sequence[torch.nn.Module], members: Sequence[Member], *
     stacked = StackedModel(models)
     params = stacked.params
     count = len(members)
-    shape = (count,)
     lrs = torch.tensor([m.lr for m in members], dtype=torch.float32, device=device)
     decays = torch.tensor([m.weight_decay for m in members], dtype=torch.float32, device=device)
     generators = [torch.Generator().manual_seed(m.seed) for m in members]
@@ -158,7 +157,7 @@ def train_cohort(models: Sequence[torch.nn.Module], members: Sequence[Member], *
     done = 0
     for epoch in range(epochs):
         orders = torch.stack([torch.randperm(n, generator=g) for g in generators])
-        totals = torch.zeros(shape, dtype=torch.float64)
+        first = len(step_losses)
         for batch in range(per_epoch):
             index = orders[:, batch * batch_size:(batch + 1) * batch_size]
             xb, yb = _batch(members, index, shared, epoch, batch)
@@ -175,11 +174,12 @@ def train_cohort(models: Sequence[torch.nn.Module], members: Sequence[Member], *
             with torch.no_grad():
                 _update(params, buffers, optimizer, lrs * factor, decays, momentum, done + 1)
             done += 1
-            detached = loss.detach()
-            step_losses.append(detached)
-            totals += detached.cpu().double() * width
+            step_losses.append(loss.detach())
             if requested():
                 break
+        totals = torch.zeros(count, dtype=torch.float64)  # summed step by step, as a solo run sums loss.item()s
+        for batch, row in enumerate(torch.stack(step_losses[first:]).cpu()):  # one device sync an epoch
+            totals += row.double() * min(batch_size, n - batch * batch_size)
         for i, total in enumerate((totals / n).tolist()):
             losses[i].append(total)
         if requested():
