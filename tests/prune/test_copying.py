@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from prunelab.prune import copy_model, prune_model
+from prunelab.prune import copy_model, load_pruned_state_dict, prune_model
+from prunelab.prune.copying import seed_loaded_copy
 from prunelab.zoo import build_model
 
 
@@ -130,3 +131,59 @@ def test_an_incomplete_copy_leaves_the_masked_weights_to_the_load():
     assert torch.equal(copied[2].weight, model[2].weight)
     x = torch.randn(2, 1, 8, 8)
     assert torch.equal(copied(x), model(x))
+
+
+def _pruned_pair(name: str = "lenet5", shape: tuple = (1, 8, 8)) -> tuple[nn.Module, dict]:
+    """A pruned template, and the state dict of another model pruned the same way (other values and masks)."""
+    torch.manual_seed(0)
+    template = prune_model(build_model(name, shape, 10), "l1_unstructured", amount=0.3)
+    torch.manual_seed(1)
+    other = prune_model(build_model(name, shape, 10), "l1_unstructured", amount=0.5)
+    return template, {k: v.clone() for k, v in other.state_dict().items()}
+
+
+@pytest.mark.parametrize("name,shape", [("lenet5", (1, 8, 8)), ("resnet20", (3, 16, 16))])
+def test_a_seeded_copy_is_the_loaded_copy_bit_for_bit(name, shape):
+    template, stored = _pruned_pair(name, shape)
+    memo: dict = {}
+    assert seed_loaded_copy(template, stored, memo)
+    seeded = copy_model(template, memo)
+    loaded = load_pruned_state_dict(copy_model(template, complete=False), stored)
+    a, b = seeded.state_dict(keep_vars=True), loaded.state_dict(keep_vars=True)
+    assert list(a) == list(b)
+    for key in a:
+        assert type(a[key]) is type(b[key]) and a[key].requires_grad == b[key].requires_grad, key
+        assert torch.equal(a[key], b[key]) and a[key].stride() == b[key].stride(), key
+        assert a[key].data_ptr() not in (stored[key].data_ptr(), template.state_dict()[key].data_ptr()), key
+    for m, n in zip(seeded.modules(), loaded.modules()):  # masked weights recomputed from the stored values
+        if hasattr(n, "weight_mask"):
+            assert torch.equal(m.weight, n.weight)
+    x = torch.randn(2, *shape)
+    assert torch.equal(seeded.eval()(x), loaded.eval()(x))
+
+
+@pytest.mark.parametrize("change", ["unpruned template", "missing key", "extra key", "dtype", "shape", "load hook",
+                                    "non-contiguous"])
+def test_a_copy_is_not_seeded_when_loading_would_do_more_than_copy_values(change):
+    template, stored = _pruned_pair()
+    if change == "unpruned template":  # loading would apply the reparametrisation
+        torch.manual_seed(0)
+        template = build_model("lenet5", (1, 8, 8), 10)
+    elif change == "missing key":
+        del stored[next(iter(stored))]
+    elif change == "extra key":
+        stored["extra"] = torch.zeros(1)
+    elif change == "dtype":
+        key = next(iter(stored))
+        stored[key] = stored[key].double()
+    elif change == "shape":
+        key = next(k for k in stored if k.endswith("_orig"))
+        stored[key] = stored[key].reshape(-1)
+    elif change == "load hook":
+        template.register_load_state_dict_post_hook(lambda module, keys: None)
+    else:
+        first = next(m for m in template.modules() if isinstance(m, nn.Linear))
+        first.bias = nn.Parameter(torch.zeros(2 * first.bias.numel())[::2])
+    memo: dict = {}
+    assert not seed_loaded_copy(template, stored, memo)
+    assert memo == {}

@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ..core.bulk import load_records, result_fields
 from ..core.errors import PrunelabError
 from ..core.prereg import BLINDED
 from ..core.records import Status
@@ -65,38 +66,61 @@ def _number(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) else math.nan
 
 
-def _sparsity(node: Node, results: dict[str, Any]) -> float:
-    """Measured sparsity (the ``sparsity`` function), else 0 for a state no recipe pruned, else NaN."""
-    figures = results.get("sparsity")
-    if isinstance(figures, dict) and "sparsity" in figures:
-        return _number(figures["sparsity"])
-    return 0.0 if "technique" not in node.lineage else math.nan
+_EVALUATE_CLASSES = ("test.per_class_accuracy", "test.per_class_count", "test.per_class_loss",
+                     "val.per_class_accuracy", "val.per_class_entropy")
+_EVALUATE_STATES = ("val_accuracy", "test_accuracy", "val_loss", "test_loss")
 
 
-def _reference(node: Node, cache: dict[str, dict[str, Any]]) -> Node | None:
-    """The node itself if unpruned, else its nearest evaluated zero-sparsity ancestor in the same run."""
-    root = node.lineage.get("root_id")
-    current: Node | None = node
-    while current is not None and current.lineage.get("root_id") == root:
-        results = _results(current, cache)
-        if "evaluate" in results and _sparsity(current, results) == 0.0:
-            return current
-        current = current.parent
-    return None
+class _Results:
+    """The result fields a frame reads, for its outcome states and their ancestors, each read in one query.
 
+    ``evaluate`` holds the fields asked for; a state with an ``evaluate``
+    result is in it even when the result holds none of them (it can then be
+    a reference, see :meth:`reference`).
+    """
 
-def _results(node: Node, cache: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    if node.id not in cache:
-        cache[node.id] = node.results if node.stored_status == Status.DONE else {}
-    return cache[node.id]
+    def __init__(self, outcomes: list[Node], evaluate: tuple[str, ...]):
+        scope: dict[str, Node] = {}
+        for node in outcomes:
+            current: Node | None = node
+            while current is not None and current.id not in scope:
+                scope[current.id] = current
+                current = current.parent
+        nodes = list(scope.values())
+        if nodes:
+            graph = nodes[0].experiment.graph
+            load_records(graph, nodes)
+            self.evaluate = result_fields(graph, nodes, "evaluate", evaluate)
+            self.sparsity = result_fields(graph, nodes, "sparsity", ("sparsity", "effective_sparsity"))
+            self.shares = result_fields(graph, [n for n in nodes if n.parent_id is None], "class_shares",
+                                        ("class_shares",))
+        else:
+            self.evaluate, self.sparsity, self.shares = {}, {}, {}
 
+    def sparsity_of(self, node: Node) -> float:
+        """Measured sparsity (the ``sparsity`` function), else 0 for a state no recipe pruned, else NaN."""
+        figures = self.sparsity.get(node.id, {})
+        if "sparsity" in figures:
+            return _number(figures["sparsity"])
+        return 0.0 if "technique" not in node.lineage else math.nan
 
-def _shares(node: Node, cache: dict[str, dict[str, Any]]) -> list[float] | None:
-    root = node
-    while root.parent is not None:
-        root = root.parent
-    shares = _results(root, cache).get("class_shares")
-    return list(shares["class_shares"]) if isinstance(shares, dict) else None
+    def reference(self, node: Node) -> Node | None:
+        """The node itself if unpruned, else its nearest evaluated zero-sparsity ancestor in the same run."""
+        root = node.lineage.get("root_id")
+        current: Node | None = node
+        while current is not None and current.lineage.get("root_id") == root:
+            if current.id in self.evaluate and self.sparsity_of(current) == 0.0:
+                return current
+            current = current.parent
+        return None
+
+    def shares_of(self, node: Node) -> list[float] | None:
+        """The class shares of the node's root (its ``class_shares`` result), if it has them."""
+        root = node
+        while root.parent is not None:
+            root = root.parent
+        shares = self.shares.get(root.id, {}).get("class_shares")
+        return list(shares) if isinstance(shares, list) else None
 
 
 def state_frame(nodes: Experiment | Iterable[Node]) -> pandas.DataFrame:
@@ -121,20 +145,19 @@ def state_frame(nodes: Experiment | Iterable[Node]) -> pandas.DataFrame:
     """
     import pandas as pd
 
-    cache: dict[str, dict[str, Any]] = {}
+    outcomes = outcome_nodes(nodes)
+    results = _Results(outcomes, _EVALUATE_STATES)
     rows = []
-    for node in outcome_nodes(nodes):
-        results = _results(node, cache)
-        figures = results.get("evaluate")
-        reference = _reference(node, cache)
-        ref_figures = _results(reference, cache).get("evaluate") if reference is not None else None
+    for node in outcomes:
+        figures = results.evaluate.get(node.id, {})
+        reference = results.reference(node)
+        ref_figures = results.evaluate.get(reference.id, {}) if reference is not None else {}
         rows.append({**_identity(node, results),
-                     "effective_sparsity": _number(_get(results.get("sparsity"), "effective_sparsity")),
-                     **{k: _number(_get(figures, k)) for k in
-                        ("val_accuracy", "test_accuracy", "val_loss", "test_loss")},
+                     "effective_sparsity": _number(results.sparsity.get(node.id, {}).get("effective_sparsity")),
+                     **{k: _number(figures.get(k)) for k in _EVALUATE_STATES},
                      "reference_id": reference.id if reference is not None else None,
-                     "reference_val_accuracy": _number(_get(ref_figures, "val_accuracy")),
-                     "reference_test_accuracy": _number(_get(ref_figures, "test_accuracy")),
+                     "reference_val_accuracy": _number(ref_figures.get("val_accuracy")),
+                     "reference_test_accuracy": _number(ref_figures.get("test_accuracy")),
                      "tags": ",".join(sorted(node.tags))})
     columns = ["state_id", "root_id", "dataset_name", "model_name", "replicate", "technique", "treatment", "round",
                "sparsity", "effective_sparsity", "val_accuracy", "test_accuracy", "val_loss", "test_loss",
@@ -142,11 +165,7 @@ def state_frame(nodes: Experiment | Iterable[Node]) -> pandas.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def _get(figures: Any, key: str) -> Any:
-    return figures.get(key) if isinstance(figures, dict) else None
-
-
-def _identity(node: Node, results: dict[str, Any]) -> dict[str, Any]:
+def _identity(node: Node, results: _Results) -> dict[str, Any]:
     lineage, properties = node.lineage, node.properties
     pruned = "technique" in lineage
     population = "; ".join(f"{k}={v!r}" for k, v in sorted(properties.items()) if k != "replicate")
@@ -155,21 +174,15 @@ def _identity(node: Node, results: dict[str, Any]) -> dict[str, Any]:
             "replicate": properties.get("replicate"),
             "technique": lineage.get("technique") if pruned else _UNPRUNED,
             "treatment": (lineage.get("treatment") or _UNPRUNED) if pruned else _UNPRUNED,
-            "round": int(lineage.get("round", 0)) if pruned else 0, "sparsity": _sparsity(node, results)}
+            "round": int(lineage.get("round", 0)) if pruned else 0, "sparsity": results.sparsity_of(node)}
 
 
-def _check_not_blinded(node: Node, figures: Any) -> None:
-    parts = figures.values() if isinstance(figures, dict) else [figures]
-    if any(isinstance(v, str) and v == BLINDED for v in parts):
+def _check_not_blinded(node: Node, figures: dict[str, Any]) -> None:
+    if any(isinstance(v, str) and v == BLINDED for v in figures.values()):
         raise AnalysisError(
             f"the evaluate result of state {node.id[:12]} is blinded, so the class frame cannot be built yet; "
             "analyse what is not blinded, or record prunelab.analysis.unblind(exp) when the analysis is fixed."
         )
-
-
-def _at(figures: dict[str, Any], key: str, c: int) -> float:
-    values = figures.get(key)
-    return float(values[c]) if values is not None else math.nan
 
 
 def class_frame(nodes: Experiment | Iterable[Node]) -> pandas.DataFrame:
@@ -205,37 +218,92 @@ def class_frame(nodes: Experiment | Iterable[Node]) -> pandas.DataFrame:
         the message names the state and what to declare. Also when the
         ``evaluate`` result of an outcome state or of its reference is blinded.
     """
-    import pandas as pd
-
-    cache: dict[str, dict[str, Any]] = {}
-    rows = []
-    for node in outcome_nodes(nodes):
-        results = _results(node, cache)
-        figures = results.get("evaluate")
+    outcomes = outcome_nodes(nodes)
+    results = _Results(outcomes, _EVALUATE_CLASSES)
+    identities, references, per_class = [], [], []
+    for node in outcomes:
+        figures = results.evaluate.get(node.id, {})
         _check_not_blinded(node, figures)
-        if not isinstance(figures, dict) or "test" not in figures:
+        if "test.per_class_accuracy" not in figures:
             raise AnalysisError(
                 f"outcome state {node.id[:12]} has no evaluate result; declare "
                 "prunelab.recipes.evaluate(node) on every outcome state and run the experiment."
             )
-        reference = _reference(node, cache)
+        reference = results.reference(node)
         if reference is None:
             raise AnalysisError(
                 f"outcome state {node.id[:12]} has no unpruned reference: no ancestor in its training run "
                 "with zero sparsity has an evaluate result. Evaluate the dense model of each run."
             )
-        _check_not_blinded(reference, _results(reference, cache)["evaluate"])
-        ref_val = _results(reference, cache)["evaluate"]["val"]
-        ref_test = _results(reference, cache)["evaluate"]["test"]
-        shares = _shares(node, cache)
-        identity = _identity(node, results)
-        test = figures["test"]
-        for c, accuracy in enumerate(test["per_class_accuracy"]):
-            rows.append({**identity, "class": c, "accuracy": float(accuracy),
-                         "reference_accuracy": float(ref_val["per_class_accuracy"][c]),
-                         "representation": float(shares[c]) if shares is not None else math.nan,
-                         "entropy": float(ref_val["per_class_entropy"][c]),
-                         "reference_id": reference.id, "count": int(test["per_class_count"][c]),
-                         "reference_test_accuracy": float(ref_test["per_class_accuracy"][c]),
-                         "loss": _at(test, "per_class_loss", c), "reference_loss": _at(ref_test, "per_class_loss", c)})
-    return pd.DataFrame(rows, columns=CLASS_COLUMNS)
+        ref = results.evaluate[reference.id]
+        _check_not_blinded(reference, ref)
+        accuracy = _column(figures, "test.per_class_accuracy", None, node)
+        classes = len(accuracy)
+        shares = results.shares_of(node)
+        per_class.append((accuracy, _column(ref, "val.per_class_accuracy", classes, reference),
+                          _column({"": shares} if shares is not None else {}, "", classes, node, missing=True),
+                          _column(ref, "val.per_class_entropy", classes, reference),
+                          _column(figures, "test.per_class_count", classes, node),
+                          _column(ref, "test.per_class_accuracy", classes, reference),
+                          _column(figures, "test.per_class_loss", classes, node, missing=True),
+                          _column(ref, "test.per_class_loss", classes, reference, missing=True)))
+        identities.append(_identity(node, results))
+        references.append(reference.id)
+    return _class_table(identities, references, per_class)
+
+
+def _column(figures: dict[str, Any], field: str, classes: int | None, node: Node, *, missing: bool = False
+            ) -> list[Any]:
+    """A per-class figure of a result: a list of ``classes`` values.
+
+    With ``missing``, a result without it gives NaNs (older ``evaluate``
+    versions have no per-class loss; a run without ``class_shares`` no shares).
+    """
+    values = figures.get(field)
+    if values is None and missing and classes is not None:
+        return [math.nan] * classes
+    if not isinstance(values, list) or (classes is not None and len(values) != classes):
+        raise AnalysisError(
+            f"the results of state {node.id[:12]} give {field or 'class_shares'} as "
+            f"{'nothing' if values is None else repr(values)[:40]}, not one figure per class"
+            f"{f' ({classes})' if classes is not None else ''}; re-evaluate it with prunelab.recipes.evaluate "
+            "(and class_shares on its root)."
+        )
+    return values
+
+
+def _class_table(identities: list[dict[str, Any]], references: list[str], per_class: list[tuple[Any, ...]]
+                 ) -> pandas.DataFrame:
+    """The class frame's columns, each built at once: a state's identity repeated over its classes."""
+    import itertools
+
+    import numpy as np
+    import pandas as pd
+
+    if not identities:
+        return pd.DataFrame([], columns=CLASS_COLUMNS)
+    counts = np.array([len(parts[0]) for parts in per_class])
+    total = int(counts.sum())
+    columns: dict[str, Any] = {}
+    for key in identities[0]:
+        columns[key] = np.repeat(_array([identity[key] for identity in identities]), counts)
+    columns["reference_id"] = np.repeat(np.array(references, dtype=object), counts)
+    columns["class"] = np.concatenate([np.arange(n) for n in counts])
+    names = ("accuracy", "reference_accuracy", "representation", "entropy", "count", "reference_test_accuracy",
+             "loss", "reference_loss")
+    for i, name in enumerate(names):
+        columns[name] = np.fromiter(itertools.chain.from_iterable(parts[i] for parts in per_class),
+                                    np.int64 if name == "count" else float, count=total)
+    return pd.DataFrame({name: columns[name] for name in CLASS_COLUMNS})
+
+
+def _array(values: list[Any]) -> Any:
+    """Values as an array of the type pandas would infer for them (int, float, else object)."""
+    import numpy as np
+
+    kinds = {type(v) for v in values}
+    if kinds == {int}:
+        return np.array(values, dtype=np.int64)
+    if kinds <= {int, float} and kinds:
+        return np.array(values, dtype=float)
+    return np.array(values, dtype=object)

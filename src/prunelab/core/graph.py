@@ -176,13 +176,8 @@ class Graph:
         records = storage.results(node.id)
         chosen: dict[str, dict[str, Any]] = {}
         for record in records.values():
-            name = record["name"]
-            declared = node.functions.get(name)
-            if declared is not None:
-                if record["version"] == declared.version:
-                    chosen[name] = record
-            elif name not in chosen or record["version"] > chosen[name]["version"]:
-                chosen[name] = record
+            if shown(node, record, chosen.get(record["name"])):
+                chosen[record["name"]] = record
         blinded = self.prereg.blind_patterns(self.tags_of(node)) if self.prereg.blinds else []
         out = {}
         for name, record in sorted(chosen.items()):
@@ -262,6 +257,14 @@ class Graph:
 
     def _repr_svg_(self) -> str | None:
         return self.draw()
+
+
+def shown(node: Node, record: dict[str, Any], current: dict[str, Any] | None) -> bool:
+    """Whether a node shows the result ``record`` rather than ``current``: its declared version, else the newest."""
+    declared = node.functions.get(record["name"])
+    if declared is not None:
+        return bool(record["version"] == declared.version)
+    return current is None or record["version"] > current["version"]
 
 
 def _is_scalar(value: Any) -> bool:

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import Preempted, StateDefinitionError
+from ..core.heap import frozen
 from ..core.identity import class_name
 from ..core.records import StateRecord, Status
 from ..core.runtime import running
@@ -102,9 +103,13 @@ class Engine:
         """Compute many tasks in a row: the caller's generators and torch settings are saved once, around them.
 
         Inside, each task is seeded without saving what the previous task left
-        (it is reseeded before every recipe and function anyway).
+        (it is reseeded before every recipe and function anyway), and the
+        objects alive when it starts (the graph, the plan, imported modules)
+        are frozen out of the garbage collector's full passes, which would
+        otherwise walk them again and again while tasks allocate (unless the
+        caller froze some already: it keeps its own).
         """
-        with preserved():
+        with frozen(), preserved():
             self._preserving = True
             try:
                 yield

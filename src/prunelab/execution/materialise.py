@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import CorruptStateError, StateDefinitionError
 from ..core.seeding import derive_seed
 from ..core.state import NODE_KEY, ExperimentState, build_state, derived_fingerprint
-from ..storage.codecs import Blob, BlobSource, Encoded, copy_values, decode_value, encode_value, loads_into_current
+from ..storage.codecs import Blob, BlobSource, Encoded, decode_value, encode_value
+from ..storage.copies import copy_values, loads_into_current, seed_copy
 from ..storage.sources import MemorySource, StoreSource
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ class _Template:
 
     state: ExperimentState
     derived: dict[str, Any]
+    nbytes: int  # of the tensors in its copied (not derived) attributes
 
 
 class Materialiser:
@@ -137,6 +139,11 @@ class Materialiser:
         and the copy is taken from a template whose built objects already have
         the stored structure (see :meth:`_shaped`).
         """
+        return self._new(properties, root_id, stored)[0]
+
+    def _new(self, properties: dict[str, Any], root_id: str, stored: Materialized | None
+             ) -> tuple[ExperimentState, frozenset[str]]:
+        """:meth:`new_state`, and the attributes of ``stored`` already loaded into the copy (not to decode)."""
         cls = self.require_class()
         template = self._templates.pop(root_id, None)
         if template is None:
@@ -145,20 +152,22 @@ class Materialiser:
             source = template.state
             if stored is not None and stored.layout:
                 source = self._shaped(source, root_id, stored)
-            state = _copy_template(source, cls.DERIVED_ATTRIBUTES, stored)
+            state, seeded = _copy_template(source, cls.DERIVED_ATTRIBUTES, stored)
         except (TypeError, copy.Error, RuntimeError):  # something initialize_state built cannot be copied
             self._forget(root_id)
-            return template.state  # the template itself; the next state initialises again
+            return template.state, frozenset()  # the template itself; the next state initialises again
         self._templates[root_id] = template  # most recently used last
-        while len(self._templates) > _TEMPLATES:
+        while (len(self._templates) > _TEMPLATES
+               and sum(t.nbytes for t in self._templates.values()) > _cache_limit() // 4):
             self._forget(next(iter(self._templates)))
-        return state
+        return state, seeded
 
     def _initialise(self, cls: type[ExperimentState], properties: dict[str, Any], root_id: str) -> _Template:
         """Build a root's template with ``initialize_state`` under the root's seed, and fingerprint what it derived."""
         with self.seeded(derive_seed(root_id, "recipe")):
             state = build_state(cls, properties)
-        template = _Template(state, derived_fingerprint(state))
+        template = _Template(state, derived_fingerprint(state),
+                             _tensor_bytes(v for k, v in state.__dict__.items() if k not in cls.DERIVED_ATTRIBUTES))
         before = self._spoiled.get(root_id)
         if before is not None:
             rebuilt = [name for name, value in before.items() if template.derived.get(name) != value]
@@ -184,10 +193,10 @@ class Materialiser:
         key = (root_id, stored.layout)
         shaped = self._layouts.pop(key, None)
         if shaped is None:
-            shaped = _copy_template(template, type(template).DERIVED_ATTRIBUTES, None)
+            shaped = _copy_template(template, type(template).DERIVED_ATTRIBUTES, None)[0]
             self._decode_into(shaped, stored, set(stored.values) - stored.replaced)
         self._layouts[key] = shaped  # most recently used last
-        while len(self._layouts) > 2 * _TEMPLATES:
+        while len(self._layouts) > 2 * max(_TEMPLATES, len(self._templates)):
             self._layouts.pop(next(iter(self._layouts)))
         return shaped
 
@@ -203,8 +212,8 @@ class Materialiser:
                     f"state {node_id[:12]}: stored attribute {name!r} is not declared in "
                     f"{cls.__qualname__}.NONHASHED_ATTRIBUTES; is this the right state class?"
                 )
-        state = self.new_state(properties, root_id, parent)
-        self._decode_into(state, parent, parent.values)
+        state, seeded = self._new(properties, root_id, parent)
+        self._decode_into(state, parent, [name for name in parent.values if name not in seeded])
         return state
 
     def _decode_into(self, state: ExperimentState, stored: Materialized, names: Iterable[str]) -> None:
@@ -299,21 +308,48 @@ def read_blobs(values: dict[str, Any], source: BlobSource) -> dict[str, Blob]:
     return blobs
 
 
-_TEMPLATES = 4  # initialised states kept per process, one per root
+_TEMPLATES = 4  # initialised states kept per process (one per root) at least; more while within a quarter of the cache
 
 
-def _copy_template(template: ExperimentState, derived: list[str], stored: Materialized | None) -> ExperimentState:
+def _tensor_bytes(values: Iterable[Any]) -> int:
+    """The bytes of the tensors in ``values``: modules' state dicts, and tensors in dicts, lists and tuples."""
+    import torch
+
+    total, stack = 0, list(values)
+    while stack:
+        value = stack.pop()
+        if isinstance(value, torch.Tensor):
+            total += value.nelement() * value.element_size()
+        elif isinstance(value, torch.nn.Module):
+            stack.extend(value.state_dict().values())
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+    return total
+
+
+def _copy_template(template: ExperimentState, derived: list[str], stored: Materialized | None
+                   ) -> tuple[ExperimentState, frozenset[str]]:
     """Copy a freshly initialised state: derived attributes shared, the rest deep-copied.
 
     With ``stored`` (values about to be decoded into the copy), its replaced
-    attributes are left out and the ones loaded into are copied for loading.
+    attributes are left out, and the ones loaded into are copied for loading:
+    with the stored values taken in directly where loading would only copy
+    them in (:func:`~prunelab.storage.copies.seed_copy`). Returns the copy and
+    the attributes of ``stored`` it holds already.
     """
     shared = {name: template.__dict__[name] for name in derived if name in template.__dict__}
     memo = {id(value): value for value in shared.values()}
     state = type(template).__new__(type(template))
     replaced = frozenset() if stored is None else stored.replaced
     rest = {k: v for k, v in template.__dict__.items() if k not in shared and k not in replaced and k != NODE_KEY}
-    loaded = frozenset() if stored is None else frozenset(stored.values) - replaced
+    seeded: frozenset[str] = frozenset()
+    if stored is not None:
+        source = MemorySource(stored.blobs)
+        seeded = frozenset(name for name in set(stored.values) - replaced
+                           if name in rest and seed_copy(rest[name], stored.values[name], source, memo))
+    loaded = frozenset() if stored is None else frozenset(stored.values) - replaced - seeded
     state.__dict__.update(copy_values(rest, memo, loaded))
     state.__dict__.update(shared)
-    return state
+    return state, seeded

@@ -20,7 +20,7 @@ from torch.nn.utils import prune
 
 from .masks import _recompute, pruned_parameters
 
-__all__ = ["copy_model", "load_pruned_state_dict"]
+__all__ = ["copy_model", "load_pruned_state_dict", "seed_loaded_copy"]
 
 
 def load_pruned_state_dict(
@@ -87,6 +87,13 @@ def load_pruned_state_dict(
 _PLAIN_LOADERS = {nn.Module._load_from_state_dict, nn.modules.batchnorm._NormBase._load_from_state_dict}
 
 
+def _loads_plainly(module: nn.Module) -> bool:
+    """Whether loading a state dict into ``module`` itself (not its children) only copies values in."""
+    cls = type(module)
+    return (cls._load_from_state_dict in _PLAIN_LOADERS and not module._load_state_dict_pre_hooks
+            and not module._load_state_dict_post_hooks and cls.get_extra_state is nn.Module.get_extra_state)
+
+
 def _copy_values_in(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> bool:
     """Copy ``state_dict`` into ``model``'s tensors as ``load_state_dict(strict=True)`` would, without its machinery.
 
@@ -101,9 +108,7 @@ def _copy_values_in(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) ->
     with torch.no_grad():
         while stack:
             prefix, module = stack.pop()
-            cls = type(module)
-            if (cls._load_from_state_dict not in _PLAIN_LOADERS or module._load_state_dict_pre_hooks
-                    or module._load_state_dict_post_hooks or cls.get_extra_state is not nn.Module.get_extra_state):
+            if not _loads_plainly(module):
                 return False
             for tensors, skipped in ((module._parameters, ()), (module._buffers, module._non_persistent_buffers_set)):
                 for name, tensor in tensors.items():
@@ -116,6 +121,67 @@ def _copy_values_in(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) ->
                     copied += 1
             stack.extend((f"{prefix}{name}.", sub) for name, sub in module._modules.items() if sub is not None)
     return copied == len(state_dict)
+
+
+def seed_loaded_copy(model: nn.Module, state_dict: Mapping[str, torch.Tensor], memo: dict[int, Any]) -> bool:
+    """Seed ``memo`` so that ``copy_model(model, memo)`` is a copy with ``state_dict`` loaded; False if it cannot.
+
+    When loading into a copy would only copy values in (the copy's plain
+    modules already have the stored reparametrisations, and every key names
+    one of its contiguous tensors with the same shape, dtype and device), the
+    copy can take a clone of each stored tensor in place of a clone of the
+    model's: ``load_pruned_state_dict(copy_model(model), state_dict)`` with
+    one copy of each tensor instead of two, and the same result bit for bit.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The module to be copied (not changed).
+    state_dict : mapping of str to Tensor
+        The state dict to load into the copy (not changed; its tensors are cloned).
+    memo : dict
+        The memo :func:`copy_model` is then given; filled only when True is returned.
+
+    Returns
+    -------
+    bool
+        Whether ``memo`` was seeded (else load the state dict into a plain copy).
+    """
+    if torch.__future__.get_swap_module_params_on_conversion():
+        return False
+    pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+    storages: set[int] = set()
+    stack = [("", model)]
+    while stack:
+        prefix, module = stack.pop()
+        if not _loads_plainly(module):
+            return False
+        pruned = pruned_parameters(module) if module._forward_pre_hooks else []
+        wanted = [key[:-len("_orig")] for key in module._parameters
+                  if key.endswith("_orig") and prefix + key in state_dict
+                  and prefix + key[:-len("_orig")] + "_mask" in state_dict]
+        if sorted(pruned) != sorted(wanted):
+            return False  # loading would change a reparametrisation
+        for tensors, skipped in ((module._parameters, ()), (module._buffers, module._non_persistent_buffers_set)):
+            for name, tensor in tensors.items():
+                if tensor is None or name in skipped:
+                    continue
+                value = state_dict.get(prefix + name)
+                if (not isinstance(value, torch.Tensor) or value.shape != tensor.shape or value.dtype != tensor.dtype
+                        or value.device != tensor.device or not tensor.is_contiguous() or not _plain(tensor)
+                        or id(tensor) in memo or tensor.untyped_storage().data_ptr() in storages):
+                    return False
+                storages.add(tensor.untyped_storage().data_ptr())
+                pairs.append((tensor, value))
+        stack.extend((f"{prefix}{name}.", sub) for name, sub in module._modules.items() if sub is not None)
+    if len(pairs) != len(state_dict):
+        return False
+    with torch.no_grad():
+        for tensor, value in pairs:
+            data = value.clone(memory_format=torch.contiguous_format)
+            memo[id(tensor)] = (nn.Parameter(data, tensor.requires_grad) if type(tensor) is nn.Parameter
+                                else data.requires_grad_(tensor.requires_grad))
+    return True
 
 
 def copy_model(model: nn.Module, memo: dict[int, Any] | None = None, *, complete: bool = True) -> nn.Module:
@@ -253,10 +319,7 @@ def _clone_tensor(tensor: torch.Tensor | None, memo: dict[int, Any]) -> torch.Te
         return None
     if id(tensor) in memo:
         return memo[id(tensor)]  # type: ignore[no-any-return]
-    plain = (type(tensor) in (torch.Tensor, nn.Parameter) and tensor.is_leaf and tensor.grad is None
-             and tensor.layout == torch.strided and not tensor.is_quantized and not tensor.__dict__
-             and not tensor.is_conj() and not tensor.is_neg() and tensor.device.type in ("cpu", "cuda"))
-    if not plain:
+    if not _plain(tensor):
         return copy.deepcopy(tensor, memo)
     with torch.no_grad():
         data = tensor.clone(memory_format=torch.preserve_format)
@@ -264,3 +327,10 @@ def _clone_tensor(tensor: torch.Tensor | None, memo: dict[int, Any]) -> torch.Te
         tensor.requires_grad)
     memo[id(tensor)] = new
     return new
+
+
+def _plain(tensor: torch.Tensor) -> bool:
+    """Whether ``copy.deepcopy`` of ``tensor`` is a clone (a dense leaf tensor or parameter, no gradient or attributes)."""
+    return (type(tensor) in (torch.Tensor, nn.Parameter) and tensor.is_leaf and tensor.grad is None
+            and tensor.layout == torch.strided and not tensor.is_quantized and not tensor.__dict__
+            and not tensor.is_conj() and not tensor.is_neg() and tensor.device.type in ("cpu", "cuda"))

@@ -29,7 +29,6 @@ imported, as in :mod:`prunelab.core.identity`.
 
 from __future__ import annotations
 
-import copy
 import io
 import math
 import pathlib
@@ -43,8 +42,7 @@ import xxhash
 from ..core.errors import CorruptStateError, StateDefinitionError
 from ..core.lazy import LazyInstallers
 
-__all__ = ["Blob", "Encoded", "encode_value", "decode_value", "digest", "BlobSource", "copy_values",
-           "loads_into_current"]
+__all__ = ["Blob", "Encoded", "encode_value", "decode_value", "digest", "BlobSource"]
 
 
 def digest(data: bytes | memoryview) -> str:
@@ -275,41 +273,6 @@ def _load_state_dict(obj: Any, state: Any) -> Any:
 _LIBRARY_OF = {"tensor": "torch", "torchname": "torch", "ndarray": "numpy", "npscalar": "numpy"}
 # Special loaders for objects whose plain load_state_dict is not enough (pruned modules).
 _STATE_LOADERS: list[tuple[Callable[[Any], bool], Callable[[Any, Any], Any]]] = []
-# Faster equivalents of copy.deepcopy(value, memo) for some kinds of value (modules).
-# A copier takes (value, memo, complete); complete=False: a state dict is loaded into the copy next.
-_COPIERS: list[tuple[Callable[[Any], bool], Callable[..., Any]]] = []
-
-
-def copy_values(values: dict[str, Any], memo: dict[int, Any], loaded: frozenset[str] = frozenset()
-                ) -> dict[str, Any]:
-    """Deep-copy a dict of values as ``copy.deepcopy(values, memo)`` would, faster for modules.
-
-    Values with a registered copier are copied first, into the shared memo, so
-    that other values referring to their parts (an optimizer's parameters) are
-    tied to the copies. Values named in ``loaded`` are about to have a stored
-    state dict loaded into them: parts that loading recomputes are not copied.
-    """
-    _LAZY.install_imported()
-    for name, value in values.items():
-        for predicate, copier in _COPIERS:
-            if predicate(value):
-                copier(value, memo, complete=name not in loaded)
-                break
-    copied: dict[str, Any] = copy.deepcopy(values, memo)
-    return copied
-
-
-def loads_into_current(spec: Any) -> bool:
-    """Whether decoding ``spec`` loads a state dict into an existing object (so it needs ``current``)."""
-    stack = [spec]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list) and item:
-            if item[0] == "stateful":
-                return True
-            stack.extend(x for x in item if isinstance(x, list))
-    return False
-
 
 @_LAZY.register("numpy")
 def _install_numpy() -> None:
@@ -343,7 +306,7 @@ _DTYPE_NAMES: dict[Any, str] = {}  # a torch dtype's name in specs ("float32"), 
 def _install_torch() -> None:
     import torch
 
-    from ..prune.copying import copy_model, load_pruned_state_dict
+    from ..prune.copying import load_pruned_state_dict
 
     def encode_tensor(value: torch.Tensor, path: _Path, ctx: _Context) -> Any:
         if value.layout != torch.strided or value.is_quantized:
@@ -388,7 +351,6 @@ def _install_torch() -> None:
         getattr(torch, spec[1].removeprefix("torch.")) if spec[1].startswith("torch.") else torch.device(spec[1])
     )
     _STATE_LOADERS.append((is_module, load_pruned_state_dict))
-    _COPIERS.append((is_module, copy_model))
 
 
 def _device_available(device: Any) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +254,18 @@ class Index:
         """Return a state's result records keyed by ``name@vN``."""
         rows = self.db.execute("SELECT key, record FROM results WHERE node_id = ?", (node_id,)).fetchall()
         return {key: json.loads(data) for key, data in rows}
+
+    def results_named(self, name: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every stored record of the function result ``name`` (any version), with its state's id.
+
+        Records are decoded one at a time as the caller iterates: keep what is
+        needed of each (holding thousands of decoded records at once makes the
+        garbage collector walk all of them again and again).
+        """
+        rows = self.db.execute("SELECT node_id, record FROM results WHERE key >= ? AND key < ?",
+                               (f"{name}@v", f"{name}@w")).fetchall()  # the keys name@v<N>
+        for node_id, data in rows:
+            yield node_id, json.loads(data)
 
     def result_records(self) -> list[dict[str, Any]]:
         """Every stored result record."""

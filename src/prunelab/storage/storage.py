@@ -8,6 +8,7 @@ States and results are published by the engine's writer (or its publishing helpe
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,10 @@ class Storage:
     def results(self, node_id: str) -> dict[str, dict[str, Any]]:
         """The stored result records of one state, by ``name@vN``."""
         return self.index.results(node_id)
+
+    def results_named(self, name: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every stored record of the function result ``name`` (any version), with its state's id, one at a time."""
+        return self.index.results_named(name)
 
     def result_keys(self) -> dict[str, set[str]]:
         """The stored result keys (``name@vN``) of every state, by id."""
