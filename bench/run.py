@@ -9,7 +9,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "prune"))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "execution"))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "studies"))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "recipes"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "analysis"))
 
+import bench_analysis  # noqa: E402
 import bench_checkpoints  # noqa: E402
 import bench_cohorts  # noqa: E402
 import bench_dask  # noqa: E402
@@ -30,3 +32,4 @@ if __name__ == "__main__":
     bench_checkpoints.main()
     bench_cohorts.main()
     bench_demo.main()
+    bench_analysis.main()

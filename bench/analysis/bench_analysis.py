@@ -36,7 +36,7 @@ with warnings.catch_warnings():
     fit = prune_responsibly_model(frame)
 fitted = time.perf_counter()
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(len(frame), fit.n_rows, restored - start, framed - restored, fitted - framed, peak)
+print(len(frame), fit.n, restored - start, framed - restored, fitted - framed, peak)
 """
 
 

@@ -58,7 +58,10 @@ def outcome_nodes(nodes: Experiment | Iterable[Node]) -> list[Node]:
     list of Node
         The nodes whose status is ``"done"`` and whose lineage has ``outcome=True``, in the order given.
     """
-    return [n for n in _nodes(nodes) if n.stored_status == Status.DONE and n.lineage.get("outcome") is True]
+    candidates = [n for n in _nodes(nodes) if n.stored_status == Status.DONE]
+    if candidates:
+        load_records(candidates[0].experiment.graph, candidates)
+    return [n for n in candidates if n.lineage.get("outcome") is True]
 
 
 def _number(value: Any) -> float:

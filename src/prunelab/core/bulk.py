@@ -33,7 +33,8 @@ def load_records(graph: Graph, nodes: Iterable[Node]) -> None:
         The nodes whose :attr:`~prunelab.core.nodes.Node.record` is read now.
     """
     missing = [n for n in nodes if n._record is None and n.stored_status is not None]
-    stored = graph.experiment.storage.records([n.id for n in missing])
+    with paused():  # thousands of records decoded in a row, none of them garbage
+        stored = graph.experiment.storage.records([n.id for n in missing])
     for node in missing:
         node._record = stored.get(node.id) or {}
 
@@ -68,21 +69,20 @@ def result_fields(graph: Graph, nodes: Iterable[Node], name: str, fields: Sequen
         Node id → field → decoded value.
     """
     wanted = {n.id: n for n in nodes if n.stored_status == Status.DONE}
-    chosen: dict[str, dict[str, Any]] = {}
-    storage, out = graph.experiment.storage, {}
-    with paused():  # each record is freed as soon as its fields' specs are taken: no cycles to collect
+    chosen: dict[str, dict[str, Any]] = {}  # per node: the version shown, and its fields (None: read it whole)
+    storage, blinds = graph.experiment.storage, graph.prereg.blinds
+    with paused():  # each record is freed as soon as its fields are taken: no cycles to collect
         for node_id, record in storage.results_named(name):
             node = wanted.get(node_id)
-            if node is not None and shown(node, record, chosen.get(node_id)):
-                chosen[node_id] = {"name": name, "version": record["version"], "blinded": record.get("blinded"),
-                                   "specs": _field_specs(record["value"], fields)}
-        for node_id, kept in chosen.items():
-            node = wanted[node_id]
-            if kept["blinded"] or (graph.prereg.blinds and graph.prereg.blind_patterns(graph.tags_of(node))):
-                out[node_id] = _picked(graph.results_of(node).get(name), fields)
-            else:  # one spec of the fields, decoded at once
-                out[node_id] = storage.decode(["dict", [[["json", f], spec] for f, spec in kept["specs"].items()]],
-                                              owner=f"result {name!r} of state {node_id[:12]}")
+            if node is None or not shown(node, record, chosen.get(node_id)):
+                continue
+            whole = record.get("blinded") or (blinds and graph.prereg.blind_patterns(graph.tags_of(node)))
+            specs = _field_specs(record["value"], fields)
+            chosen[node_id] = {"name": name, "version": record["version"], "fields": None if whole else storage.decode(
+                ["dict", [[["json", f], spec] for f, spec in specs.items()]],  # the fields decoded at once
+                owner=f"result {name!r} of state {node_id[:12]}")}
+        out = {node_id: kept["fields"] if kept["fields"] is not None
+               else _picked(graph.results_of(wanted[node_id]).get(name), fields) for node_id, kept in chosen.items()}
     return out
 
 

@@ -262,9 +262,9 @@ class Index:
         needed of each (holding thousands of decoded records at once makes the
         garbage collector walk all of them again and again).
         """
-        rows = self.db.execute("SELECT node_id, record FROM results WHERE key >= ? AND key < ?",
-                               (f"{name}@v", f"{name}@w")).fetchall()  # the keys name@v<N>
-        for node_id, data in rows:
+        cursor = self.db.cursor()  # its own: the caller may query the index between two records
+        for node_id, data in cursor.execute("SELECT node_id, record FROM results WHERE key >= ? AND key < ?",
+                                            (f"{name}@v", f"{name}@w")):  # the keys name@v<N>
             yield node_id, json.loads(data)
 
     def result_records(self) -> list[dict[str, Any]]:
