@@ -137,3 +137,26 @@ def test_drivers_creating_one_new_experiment_at_once_all_open_it(tmp_path):
         assert driver.returncode == 0 and out.strip() == "0", err
     for i in range(3):
         assert pl.Experiment.restore(tmp_path / f"exp{i}").info["state_class"] == "MLPState"
+
+
+def test_threads_of_one_process_hold_the_experiment_lock_one_at_a_time(tmp_path):
+    import threading
+    import time
+
+
+    store = pl.Experiment(tmp_path / "exp", MLPState).store
+    inside, most = [0], [0]
+
+    def hold():
+        with store.lock(), store.lock():  # re-entrant within a thread
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+            time.sleep(0.05)
+            inside[0] -= 1
+
+    threads = [threading.Thread(target=hold) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == 1

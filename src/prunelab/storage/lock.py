@@ -7,6 +7,7 @@ import errno
 import fcntl
 import os
 import stat
+import threading
 from collections.abc import Iterator
 
 from .files import not_regular, read_file, write_atomic
@@ -34,6 +35,8 @@ class Lock:
         self._fd: int | None = None
         self._pid = 0
         self._depth = 0
+        self._threads = threading.RLock()  # the flock is the process's: its threads take turns here first
+        self._threads_pid = os.getpid()
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
@@ -42,20 +45,24 @@ class Lock:
         The lock file is opened when the outermost hold starts and closed when
         it ends, so no descriptor outlives its use. Where the directory cannot
         be written (a read-only mount) and holds no lock file, readers go on
-        without one: nothing can change such a directory from here.
+        without one: nothing can change such a directory from here. Threads of
+        one process (a Dask worker's) hold it one at a time, each re-entrantly.
         """
-        if self._depth == 0 or self._pid != os.getpid():
-            self._fd, self._pid, self._depth = self._open(), os.getpid(), 0
-            if self._fd is not None:
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
-        self._depth += 1
-        try:
-            yield
-        finally:
-            self._depth -= 1
-            if self._depth == 0 and self._fd is not None:
-                fd, self._fd = self._fd, None
-                os.close(fd)  # releases the flock
+        if self._threads_pid != os.getpid():  # a forked child: no thread of it holds the parent's turn
+            self._threads, self._threads_pid = threading.RLock(), os.getpid()
+        with self._threads:
+            if self._depth == 0 or self._pid != os.getpid():
+                self._fd, self._pid, self._depth = self._open(), os.getpid(), 0
+                if self._fd is not None:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self._fd is not None:
+                    fd, self._fd = self._fd, None
+                    os.close(fd)  # releases the flock
 
     def _open(self) -> int | None:
         path = self.layout.lock_file
