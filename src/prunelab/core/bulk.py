@@ -78,7 +78,7 @@ def result_fields(graph: Graph, nodes: Iterable[Node], name: str, fields: Sequen
                 continue
             whole = record.get("blinded") or (blinds and graph.prereg.blind_patterns(graph.tags_of(node)))
             specs = _field_specs(record["value"], fields)
-            chosen[node_id] = {"name": name, "version": record["version"], "fields": None if whole else storage.decode(
+            chosen[node_id] = {"version": record["version"], "fields": None if whole else storage.decode(
                 ["dict", [[["json", f], spec] for f, spec in specs.items()]],  # the fields decoded at once
                 owner=f"result {name!r} of state {node_id[:12]}")}
         out = {node_id: kept["fields"] if kept["fields"] is not None
