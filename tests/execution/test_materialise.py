@@ -77,3 +77,21 @@ def test_a_caller_that_froze_its_heap_keeps_it_frozen(tmp_path):
         assert 0 < gc.get_freeze_count() <= before  # and nothing unfrozen
     finally:
         gc.unfreeze()
+
+
+def test_what_survives_a_full_collection_inside_a_frozen_heap_is_frozen_and_cycles_made_inside_are_collected():
+    from prunelab.core.heap import frozen
+
+    class Cycle:
+        pass
+
+    with frozen():
+        entered = gc.get_freeze_count()
+        kept = [[i] for i in range(10_000)]  # allocated inside, alive through the full pass
+        cycle = Cycle()
+        cycle.me = cycle
+        del cycle
+        assert gc.collect(2) >= 1  # the cycle made inside is garbage to the full pass
+        assert gc.get_freeze_count() >= entered + len(kept)  # the survivors are frozen after it
+    assert gc.get_freeze_count() == 0  # all unfrozen on exit, and the collector's callback removed
+    assert not [cb for cb in gc.callbacks if getattr(cb, "__module__", "") == "prunelab.core.heap"]

@@ -20,16 +20,27 @@ __all__ = ["frozen", "paused"]
 def frozen() -> Iterator[None]:
     """Keep the objects alive on entry out of the collector's passes until exit (:func:`gc.freeze`).
 
-    A caller that froze objects already keeps its own: nothing is frozen or unfrozen then.
+    What survives a full pass inside is frozen too, so each full pass walks
+    only what was allocated since the one before (frozen objects are still
+    freed by reference counting; only garbage cycles among them wait for the
+    exit). A caller that froze objects already keeps its own: nothing is
+    frozen or unfrozen then.
     """
-    freeze = gc.get_freeze_count() == 0
-    if freeze:
-        gc.freeze()
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    gc.callbacks.append(_freeze_survivors)
     try:
         yield
     finally:
-        if freeze:
-            gc.unfreeze()
+        gc.callbacks.remove(_freeze_survivors)
+        gc.unfreeze()
+
+
+def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
+    if phase == "stop" and info["generation"] == 2:
+        gc.freeze()
 
 
 @contextlib.contextmanager

@@ -79,11 +79,14 @@ def loads_into_current(spec: Any) -> bool:
     """Whether decoding ``spec`` loads a state dict into an existing object (so it needs ``current``)."""
     stack = [spec]
     while stack:
-        item = stack.pop()
-        if isinstance(item, list) and item:
-            if item[0] == "stateful":
-                return True
-            stack.extend(x for x in item if isinstance(x, list))
+        tag, *rest = stack.pop()
+        if tag == "stateful":
+            return True
+        if tag in ("list", "tuple"):  # only containers hold other specs; JSON payloads are not walked
+            stack.extend(rest[0])
+        elif tag == "dict":
+            for pair in rest[0]:
+                stack.extend(pair)
     return False
 
 

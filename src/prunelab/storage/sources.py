@@ -63,8 +63,8 @@ class MemorySource:
         import torch
 
         owner = self.blobs[digest].owner
-        if isinstance(owner, torch.Tensor) and str(owner.dtype).removeprefix("torch.") == dtype:
-            view = owner.reshape(shape)
+        if isinstance(owner, torch.Tensor) and owner.dtype is _torch_dtype(dtype):
+            view = owner if list(owner.shape) == shape else owner.reshape(shape)
             return view.clone() if self.private else view
         flat = torch.frombuffer(bytearray(self.blobs[digest].data), dtype=torch.uint8)
         return flat.view(_torch_dtype(dtype)).reshape(shape)
@@ -102,10 +102,16 @@ class LayeredSource:
         return self.first.raw(digest) if digest in self.first.blobs else self.then.raw(digest)
 
 
-def _torch_dtype(name: str) -> Any:
-    import torch
+_DTYPES: dict[str, Any] = {}
 
-    dtype = getattr(torch, name, None) if isinstance(name, str) and name.isidentifier() else None
-    if not isinstance(dtype, torch.dtype):
-        raise CorruptStateError(f"unknown tensor dtype {name!r} in a value file; the file was altered.")
+
+def _torch_dtype(name: str) -> Any:
+    dtype = _DTYPES.get(name) if isinstance(name, str) else None
+    if dtype is None:
+        import torch
+
+        dtype = getattr(torch, name, None) if isinstance(name, str) and name.isidentifier() else None
+        if not isinstance(dtype, torch.dtype):
+            raise CorruptStateError(f"unknown tensor dtype {name!r} in a value file; the file was altered.")
+        _DTYPES[name] = dtype
     return dtype
