@@ -110,6 +110,7 @@ class Materialiser:
         self._layouts: dict[tuple[str, Any], ExperimentState] = {}  # made from the root's template in _templates
         self._spoiled: dict[str, dict[str, Any]] = {}  # root id -> derived fingerprint before a body changed it
         self._stored: dict[str, Materialized] = {}
+        self._plans: dict[Any, Any] = {}  # seed_copy's checks, per template object and stored structure
 
     def require_class(self) -> type[ExperimentState]:
         """Return the state class, or say how to provide it."""
@@ -152,7 +153,9 @@ class Materialiser:
             source = template.state
             if stored is not None and stored.layout:
                 source = self._shaped(source, root_id, stored)
-            state, seeded = _copy_template(source, cls.DERIVED_ATTRIBUTES, stored)
+            state, seeded = _copy_template(source, cls.DERIVED_ATTRIBUTES, stored, self._plans)
+            while len(self._plans) > 4 * max(_TEMPLATES, len(self._templates)):
+                self._plans.pop(next(iter(self._plans)))
         except (TypeError, copy.Error, RuntimeError):  # something initialize_state built cannot be copied
             self._forget(root_id)
             return template.state, frozenset()  # the template itself; the next state initialises again
@@ -329,14 +332,15 @@ def _tensor_bytes(values: Iterable[Any]) -> int:
     return total
 
 
-def _copy_template(template: ExperimentState, derived: list[str], stored: Materialized | None
-                   ) -> tuple[ExperimentState, frozenset[str]]:
+def _copy_template(template: ExperimentState, derived: list[str], stored: Materialized | None,
+                   plans: dict[Any, Any] | None = None) -> tuple[ExperimentState, frozenset[str]]:
     """Copy a freshly initialised state: derived attributes shared, the rest deep-copied.
 
     With ``stored`` (values about to be decoded into the copy), its replaced
     attributes are left out, and the ones loaded into are copied for loading:
     with the stored values taken in directly where loading would only copy
-    them in (:func:`~prunelab.storage.copies.seed_copy`). Returns the copy and
+    them in (:func:`~prunelab.storage.copies.seed_copy`, its checks kept in
+    ``plans`` for templates, which never change). Returns the copy and
     the attributes of ``stored`` it holds already.
     """
     shared = {name: template.__dict__[name] for name in derived if name in template.__dict__}
@@ -348,7 +352,7 @@ def _copy_template(template: ExperimentState, derived: list[str], stored: Materi
     if stored is not None:
         source = MemorySource(stored.blobs)
         seeded = frozenset(name for name in set(stored.values) - replaced
-                           if name in rest and seed_copy(rest[name], stored.values[name], source, memo))
+                           if name in rest and seed_copy(rest[name], stored.values[name], source, memo, plans))
     loaded = frozenset() if stored is None else frozenset(stored.values) - replaced - seeded
     state.__dict__.update(copy_values(rest, memo, loaded))
     state.__dict__.update(shared)

@@ -20,7 +20,7 @@ from torch.nn.utils import prune
 
 from .masks import _recompute, pruned_parameters
 
-__all__ = ["copy_model", "load_pruned_state_dict", "seed_loaded_copy"]
+__all__ = ["copy_model", "load_pruned_state_dict", "seed_loaded_copy", "seed_memo", "seed_plan"]
 
 
 def load_pruned_state_dict(
@@ -147,21 +147,44 @@ def seed_loaded_copy(model: nn.Module, state_dict: Mapping[str, torch.Tensor], m
     bool
         Whether ``memo`` was seeded (else load the state dict into a plain copy).
     """
+    plan = seed_plan(model, state_dict)
+    return plan is not None and seed_memo(plan, state_dict, memo)
+
+
+def seed_plan(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> list[tuple[torch.Tensor, str]] | None:
+    """The checks of :func:`seed_loaded_copy`: each tensor of ``model`` and its key, or None if it cannot seed.
+
+    The plan depends only on ``model`` and the keys, shapes, dtypes and
+    devices of ``state_dict``: a caller copying a model it never changes may
+    keep it for other state dicts of that structure (see :func:`seed_memo`).
+
+    Parameters
+    ----------
+    model : nn.Module
+        The module to be copied.
+    state_dict : mapping of str to Tensor
+        A state dict of the structure to load.
+
+    Returns
+    -------
+    list of (Tensor, str) or None
+        ``model``'s tensors, each with the key of the stored tensor that replaces it in the copy.
+    """
     if torch.__future__.get_swap_module_params_on_conversion():
-        return False
-    pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        return None
+    plan: list[tuple[torch.Tensor, str]] = []
     storages: set[int] = set()
     stack = [("", model)]
     while stack:
         prefix, module = stack.pop()
         if not _loads_plainly(module):
-            return False
+            return None
         pruned = pruned_parameters(module) if module._forward_pre_hooks else []
         wanted = [key[:-len("_orig")] for key in module._parameters
                   if key.endswith("_orig") and prefix + key in state_dict
                   and prefix + key[:-len("_orig")] + "_mask" in state_dict]
         if sorted(pruned) != sorted(wanted):
-            return False  # loading would change a reparametrisation
+            return None  # loading would change a reparametrisation
         for tensors, skipped in ((module._parameters, ()), (module._buffers, module._non_persistent_buffers_set)):
             for name, tensor in tensors.items():
                 if tensor is None or name in skipped:
@@ -169,16 +192,37 @@ def seed_loaded_copy(model: nn.Module, state_dict: Mapping[str, torch.Tensor], m
                 value = state_dict.get(prefix + name)
                 if (not isinstance(value, torch.Tensor) or value.shape != tensor.shape or value.dtype != tensor.dtype
                         or value.device != tensor.device or not tensor.is_contiguous() or not _plain(tensor)
-                        or id(tensor) in memo or tensor.untyped_storage().data_ptr() in storages):
-                    return False
+                        or tensor.untyped_storage().data_ptr() in storages):
+                    return None
                 storages.add(tensor.untyped_storage().data_ptr())
-                pairs.append((tensor, value))
+                plan.append((tensor, prefix + name))
         stack.extend((f"{prefix}{name}.", sub) for name, sub in module._modules.items() if sub is not None)
-    if len(pairs) != len(state_dict):
+    return plan if len(plan) == len(state_dict) else None
+
+
+def seed_memo(plan: list[tuple[torch.Tensor, str]], state_dict: Mapping[str, torch.Tensor], memo: dict[int, Any]
+              ) -> bool:
+    """Seed ``memo`` with clones of ``state_dict``'s tensors by a :func:`seed_plan`; False (memo unchanged) if taken.
+
+    Parameters
+    ----------
+    plan : list of (Tensor, str)
+        From :func:`seed_plan` for this model and a state dict of this structure.
+    state_dict : mapping of str to Tensor
+        The state dict to load into the copy (its tensors are cloned).
+    memo : dict
+        The memo :func:`copy_model` is then given.
+
+    Returns
+    -------
+    bool
+        False when ``memo`` already holds one of the model's tensors (another value copied them first).
+    """
+    if any(id(tensor) in memo for tensor, _ in plan):
         return False
     with torch.no_grad():
-        for tensor, value in pairs:
-            data = value.clone(memory_format=torch.contiguous_format)
+        for tensor, key in plan:
+            data = state_dict[key].clone(memory_format=torch.contiguous_format)
             memo[id(tensor)] = (nn.Parameter(data, tensor.requires_grad) if type(tensor) is nn.Parameter
                                 else data.requires_grad_(tensor.requires_grad))
     return True

@@ -93,11 +93,9 @@ def catch_up(index: Index, statuses: dict[str, str], results: list[str]) -> int:
     """
     indexed = index.status_of(list(statuses))
     behind = [i for i, status in statuses.items() if indexed.get(i) != status]
-    missing_results = []
-    for item in results:
-        node_id, _, key = item.partition(" ")
-        if key not in index.results(node_id):
-            missing_results.append((node_id, key))
+    wanted = [item.partition(" ")[::2] for item in results]
+    have = index.result_keys(sorted({node_id for node_id, _ in wanted})) if wanted else {}
+    missing_results = [(node_id, key) for node_id, key in wanted if key not in have.get(node_id, ())]
     if not behind and not missing_results:
         return 0
     count = 0

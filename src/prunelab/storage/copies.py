@@ -27,8 +27,10 @@ _LAZY = LazyInstallers()
 # Faster equivalents of copy.deepcopy(value, memo) for some kinds of value (modules).
 # A copier takes (value, memo, complete); complete=False: a state dict is loaded into the copy next.
 _COPIERS: list[tuple[Callable[[Any], bool], Callable[..., Any]]] = []
-# Seeders of a copy's memo with stored tensors, for objects whose loading only copies values (see seed_copy).
-_SEEDERS: list[tuple[Callable[[Any], bool], Callable[[Any, Any, dict[int, Any]], bool]]] = []
+# Seeders of a copy's memo with stored tensors, for objects whose loading only copies values (see seed_copy):
+# (predicate, planner(current, state_dict) -> plan or None, seeder(plan, state_dict, memo) -> bool).
+_Seeder = tuple[Callable[[Any], bool], Callable[[Any, Any], Any], Callable[[Any, Any, dict[int, Any]], bool]]
+_SEEDERS: list[_Seeder] = []
 
 
 def copy_values(values: dict[str, Any], memo: dict[int, Any], loaded: frozenset[str] = frozenset()
@@ -50,7 +52,8 @@ def copy_values(values: dict[str, Any], memo: dict[int, Any], loaded: frozenset[
     return copied
 
 
-def seed_copy(current: Any, spec: Any, source: BlobSource, memo: dict[int, Any]) -> bool:
+def seed_copy(current: Any, spec: Any, source: BlobSource, memo: dict[int, Any],
+              plans: dict[Any, Any] | None = None) -> bool:
     """Seed ``memo`` so that copying ``current`` (with :func:`copy_values`) gives it with ``spec`` loaded.
 
     For an object stored as a state dict of tensors on the CPU whose loader
@@ -59,6 +62,10 @@ def seed_copy(current: Any, spec: Any, source: BlobSource, memo: dict[int, Any])
     clone of each stored tensor in place of its own, and decoding ``spec``
     into it is left out. Returns False (``memo`` unchanged) otherwise:
     copy, then decode.
+
+    ``plans`` is a cache of the checks for a caller whose ``current`` objects
+    never change (templates): one per object and stored structure (keys,
+    dtypes, shapes, devices). It holds the objects, so their ids stay theirs.
     """
     if not (spec[0] == "stateful" and type(current).__qualname__ == spec[1] and spec[2][0] == "dict"):
         return False
@@ -68,11 +75,21 @@ def seed_copy(current: Any, spec: Any, source: BlobSource, memo: dict[int, Any])
             return False
         tensors[key[1]] = value
     _LAZY.install_imported()
-    for predicate, seeder in _SEEDERS:
-        if predicate(current):
-            shared = getattr(source, "shared", source)
-            return seeder(current, {k: shared.tensor(v[1], v[2], v[3]) for k, v in tensors.items()}, memo)
-    return False
+    shared = getattr(source, "shared", source)
+    structure = (id(current), tuple((k, v[2], tuple(v[3])) for k, v in tensors.items()))
+    cached = None if plans is None else plans.get(structure)
+    if cached is None:
+        for predicate, planner, seeder in _SEEDERS:
+            if predicate(current):
+                state_dict = {k: shared.tensor(v[1], v[2], v[3]) for k, v in tensors.items()}
+                plan = planner(current, state_dict)
+                if plans is not None:
+                    plans[structure] = (current, plan, seeder)
+                return plan is not None and bool(seeder(plan, state_dict, memo))
+        return False
+    _, plan, seeder = cached
+    return plan is not None and bool(seeder(plan, {k: shared.tensor(v[1], v[2], v[3]) for k, v in tensors.items()},
+                                            memo))
 
 
 def loads_into_current(spec: Any) -> bool:
@@ -94,10 +111,10 @@ def loads_into_current(spec: Any) -> bool:
 def _install_torch() -> None:
     import torch
 
-    from ..prune.copying import copy_model, seed_loaded_copy
+    from ..prune.copying import copy_model, seed_memo, seed_plan
 
     def is_module(obj: Any) -> bool:
         return isinstance(obj, torch.nn.Module)
 
     _COPIERS.append((is_module, copy_model))
-    _SEEDERS.append((is_module, seed_loaded_copy))
+    _SEEDERS.append((is_module, seed_plan, seed_memo))

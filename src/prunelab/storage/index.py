@@ -271,10 +271,16 @@ class Index:
         """Every stored result record."""
         return [json.loads(data) for (data,) in self.db.execute("SELECT record FROM results")]
 
-    def result_keys(self) -> dict[str, set[str]]:
-        """Return, per node, the keys of its stored results."""
+    def result_keys(self, node_ids: list[str] | None = None) -> dict[str, set[str]]:
+        """Return, per node (of ``node_ids``, or every node), the keys of its stored results."""
         out: dict[str, set[str]] = {}
-        for node_id, key in self.db.execute("SELECT node_id, key FROM results"):
+        if node_ids is None:
+            rows: Iterable[tuple[str, str]] = self.db.execute("SELECT node_id, key FROM results")
+        else:
+            rows = [row for start in range(0, len(node_ids), 500) for chunk in [node_ids[start:start + 500]]
+                    for row in self.db.execute("SELECT node_id, key FROM results WHERE node_id IN "  # noqa: S608
+                                               f"({','.join('?' * len(chunk))})", chunk)]
+        for node_id, key in rows:
             out.setdefault(node_id, set()).add(key)
         return out
 
