@@ -129,3 +129,32 @@ def stored_values(exp_dir: Path) -> dict[str, tuple]:
         record = node.record
         out[node.id] = (record.get("values_checksum"), tuple(record.get("blobs", [])), record.get("status"))
     return out
+
+
+class Noisy(pl.ExperimentState):
+    PROPERTIES = ["replicate"]
+    NONHASHED_ATTRIBUTES = ["value"]
+
+    def initialize_state(self):
+        self.value = torch.zeros(3)
+
+
+class AddNoise(pl.Recipe):
+    """Adds scale × noise drawn from torch's generator: alone in run, or a cohort's members in run_cohort."""
+
+    PROPERTIES = {"scale": 1.0}
+
+    def run(self, state):
+        state.value = state.value + self.scale * torch.rand(3)
+        pl.log("scale", self.scale)
+        return state
+
+    def cohort_key(self):
+        return "noise"
+
+    def run_cohort(self, states):
+        for state in states:
+            with self.member(state) as own:
+                state.value = state.value + own.scale * torch.rand(3)
+                pl.log("scale", own.scale)
+        return states

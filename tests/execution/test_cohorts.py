@@ -26,6 +26,7 @@ from prunelab.recipes import ModelState, Prune, Train, evaluate
 from prunelab.experiment.verify import verify
 from prunelab.storage.files import CRASH_ENV
 from prunelab.storage.store import Store
+from helpers import AddNoise, Noisy
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "cohort_study.py"
 
@@ -141,35 +142,6 @@ def test_sigkill_mid_cohort_then_a_rerun_stores_every_member_once_as_uninterrupt
     assert again["states"] == reference[1]["states"]
     assert again["computed"] == len(reference[1]["states"]) - len(stored)
     assert {i: sorted(p.read_bytes() for p in layout.state_dir(i).iterdir() if p.is_file()) for i in stored} == records
-
-
-class Noisy(pl.ExperimentState):
-    PROPERTIES = ["replicate"]
-    NONHASHED_ATTRIBUTES = ["value"]
-
-    def initialize_state(self):
-        self.value = torch.zeros(3)
-
-
-class AddNoise(pl.Recipe):
-    """Adds scale × noise drawn from torch's generator: alone in run, or a cohort's members in run_cohort."""
-
-    PROPERTIES = {"scale": 1.0}
-
-    def run(self, state):
-        state.value = state.value + self.scale * torch.rand(3)
-        pl.log("scale", self.scale)
-        return state
-
-    def cohort_key(self):
-        return "noise"
-
-    def run_cohort(self, states):
-        for state in states:
-            with self.member(state) as own:
-                state.value = state.value + own.scale * torch.rand(3)
-                pl.log("scale", own.scale)
-        return states
 
 
 def test_a_users_cohort_gives_each_member_its_recipe_seed_and_series(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import prunelab as pl
-from helpers import MLPState, Train, declare_tree, stored_values
+from helpers import AddNoise, MLPState, Noisy, Train, declare_tree, stored_values
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
 
@@ -250,3 +250,41 @@ def test_the_local_cluster_it_starts_gives_its_workers_the_resources(tmp_path):
     node = Train(steps=2, lr=0.1)(exp.spawn_new_tree(width=8, replicate=0))
     report = exp.run(executor=pl.DaskExecutor(n_workers=1, resources={"GPU": 1}), quiet=True)
     assert node.id in report.done
+
+
+def _noisy(directory):
+    exp = pl.Experiment(directory, Noisy)
+    tops = [AddNoise(scale=float(r + 1))(exp.spawn_new_tree(replicate=r)) for r in range(5)]
+    return exp, tops, [AddNoise(scale=0.5)(top) for top in tops]
+
+
+def test_a_cohort_is_one_dask_task_and_its_members_are_stored_as_a_local_cohort_stores_them(tmp_path, cluster):
+    local, local_tops, local_kids = _noisy(tmp_path / "local")
+    local.run(executor=pl.LocalExecutor(max_cohort=4), quiet=True)
+    exp, tops, kids = _noisy(tmp_path / "dask")
+    report = exp.run(executor=pl.DaskExecutor(cluster=cluster, max_cohort=3), quiet=True)
+    assert len(report.done) == 15 and not report.failed  # the roots too
+    assert stored_values(tmp_path / "local") == stored_values(tmp_path / "dask")  # cohort-independent bits
+    for level in (tops, kids):  # per depth: a cohort of 3 and one of 2, each computed in one worker process
+        assert [n.record["cohort"] for n in level] == [3, 3, 3, 2, 2]
+        workers = [n.record["worker"] for n in level]
+        assert len(set(workers[:3])) == 1 and len(set(workers[3:])) == 1
+        assert all(w.split(":")[1] != str(os.getpid()) for w in workers)
+    assert exp.graph.runs[-1]["executor"] == "DaskExecutor(LocalCluster, max_cohort=3)"
+
+
+def test_max_cohort_of_dask_is_checked():
+    for wrong in (0, -1, 2.0, True, "4"):
+        with pytest.raises(pl.StateDefinitionError, match=r"DaskExecutor\(max_cohort=...\) takes a positive int"):
+            pl.DaskExecutor(max_cohort=wrong)
+
+
+def test_a_cohort_member_whose_parent_failed_is_skipped_and_the_others_computed(tmp_path, cluster):
+    exp = pl.Experiment(tmp_path / "exp", Noisy)
+    roots = [exp.spawn_new_tree(replicate=r) for r in range(3)]
+    tops = [AddNoise(scale=1.0)(roots[0]), AddNoise(scale=2.0)(roots[1]), Explode()(roots[2])]
+    kids = [AddNoise(scale=0.5)(top) for top in tops]  # one depth, one key: one cohort of three
+    with pytest.raises(pl.RunError, match="1 node\\(s\\) failed, 1 skipped") as info:
+        exp.run(executor=pl.DaskExecutor(cluster=cluster, max_cohort=4), quiet=True)
+    assert info.value.skipped == [kids[2].id]
+    assert [k.record["cohort"] for k in kids[:2]] == [2, 2] and kids[2].status == "skipped"

@@ -7,6 +7,7 @@ experiment's thread count, so results are bitwise the same as with
 :class:`~prunelab.LocalExecutor`. A worker lost in the middle of a task is
 replaced and the task retried (Dask's own resilience; the lease of a dead
 worker is taken over at once); a task that keeps killing its workers fails its node.
+With ``max_cohort``, a cohort of nodes is one Dask task (see :mod:`.remote`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .engine import Engine
-from .materialise import Materialized
 from . import preempt
-from .task import ELSEWHERE, PREEMPTED, EngineSpec, Task
+from .remote import run_cohort, run_one, units
+from .task import ELSEWHERE, PREEMPTED, Task
 from ..core.errors import StateDefinitionError
 from .base import Executor, RunReport
 from .progress import Progress
@@ -26,23 +26,9 @@ from .progress import Progress
 if TYPE_CHECKING:
     from distributed import Client
 
+    from .engine import Engine
+
 __all__ = ["DaskExecutor"]
-
-
-def _run_task(spec: EngineSpec, task: Task, *parents: dict[str, Any]) -> dict[str, Any]:
-    """The worker side: compute one node (parent read from disk) and its functions."""
-    if any(p.get("status") in ("failed", "skipped") for p in parents):
-        return {"node_id": task.node_id, "status": "skipped"}
-    if any(p.get("status") in (PREEMPTED, "waiting") for p in parents):
-        return {"node_id": task.node_id, "status": "waiting"}  # left declared, for the run that resumes its parent
-    engine = Engine.open(spec)
-    outcome = engine.run_task(task, None)
-    if task.compute and outcome.state is None:
-        return {"node_id": task.node_id, "status": "failed", "error": outcome.error or ""}
-    if outcome.state == PREEMPTED:
-        return {"node_id": task.node_id, "status": PREEMPTED}
-    status = "cached" if not task.compute else "done" if isinstance(outcome.state, Materialized) else ELSEWHERE
-    return {"node_id": task.node_id, "status": status, "results": outcome.results, "failures": outcome.failures}
 
 
 class DaskExecutor(Executor):
@@ -68,6 +54,13 @@ class DaskExecutor(Executor):
         theirs (``dask worker --resources GPU=1``, ``SLURMCluster(...,
         worker_extra_args=["--resources", "GPU=1"])``). Several workers may
         share one GPU for small models: give each ``GPU=1`` on the same device.
+    max_cohort : int, optional
+        Cohorts on (see :meth:`prunelab.Recipe.run_cohort`): the nodes of one
+        depth of the graph whose recipes share a class and a cohort key are
+        submitted as one task of up to ``max_cohort`` members, computed together
+        on one worker (each member still leased, stored and published on its
+        own), and a recipe with a cohort key computes even a lone node as a
+        cohort of one. None (the default): every node is its own task.
 
     Examples
     --------
@@ -76,7 +69,7 @@ class DaskExecutor(Executor):
     """
 
     def __init__(self, address: str | None = None, n_workers: int | None = None, cluster: Any = None,
-                 resources: dict[str, float] | None = None):
+                 resources: dict[str, float] | None = None, max_cohort: int | None = None):
         import importlib.util
 
         if importlib.util.find_spec("distributed") is None:
@@ -94,6 +87,11 @@ class DaskExecutor(Executor):
                 for k, v in resources.items())):
             raise StateDefinitionError(f"DaskExecutor(resources=) takes a dict of names to positive amounts, e.g. "
                                        f"{{'GPU': 1}}; got {resources!r}.")
+        if max_cohort is not None and (isinstance(max_cohort, bool) or not isinstance(max_cohort, int)
+                                       or max_cohort < 1):
+            raise StateDefinitionError(f"DaskExecutor(max_cohort=...) takes a positive int (or None: no cohorts), "
+                                       f"got {max_cohort!r}.")
+        self.max_cohort = max_cohort
         self.address = address
         self.n_workers = n_workers
         self.cluster = cluster
@@ -105,10 +103,11 @@ class DaskExecutor(Executor):
         Returns
         -------
         str
-            ``"DaskExecutor(<where>)"``: the scheduler's address, the cluster's class name or ``LocalCluster``.
+            ``"DaskExecutor(<where>)"``: the scheduler's address, the cluster's class name or ``LocalCluster``
+            (and ``, max_cohort=N`` when cohorts are on).
         """
         where = self.address or (type(self.cluster).__name__ if self.cluster is not None else "LocalCluster")
-        return f"DaskExecutor({where})"
+        return f"DaskExecutor({where}{'' if self.max_cohort is None else f', max_cohort={self.max_cohort}'})"
 
     def _client(self) -> tuple[Client, Any]:
         import dask
@@ -168,39 +167,49 @@ class DaskExecutor(Executor):
             self._check_resources(client)
             futures: dict[str, Any] = {}
             ids = {t.node_id for t in tasks}
-            for task in tasks:  # parents before children: a child's future depends on its parent's
-                parents = [futures[task.parent_id]] if task.parent_id in ids else []
-                futures[task.node_id] = client.submit(_run_task, engine.spec, task, *parents, pure=False,
-                                                      resources=self.resources,
-                                                      key=f"prunelab-{task.node_id}-{id(report):x}")
+            members: dict[str, list[Task]] = {}  # Dask key -> the tasks it computes
+            cohorts = self.max_cohort is not None
+            submit: Any = client.submit  # a cohort's task returns its members' outcomes, a list
+            for unit in units(tasks, self.max_cohort):  # each unit after its parents' units
+                parents = list({futures[t.parent_id].key: futures[t.parent_id]
+                                for t in unit if t.parent_id in ids}.values())
+                key = f"prunelab-{unit[0].node_id}-{id(report):x}"
+                if len(unit) == 1:
+                    future = submit(run_one, engine.spec, unit[0], cohorts, *parents, pure=False,
+                                           resources=self.resources, key=key)
+                else:
+                    future = submit(run_cohort, engine.spec, unit, *parents, pure=False,
+                                           resources=self.resources, key=key)
+                members[key] = unit
+                futures.update({t.node_id: future for t in unit})
             slots = len(client.scheduler_info().get("workers", {})) or 1
-            progress.set_running(min(len(futures), slots))
-            by_future = {f.key: node_id for node_id, f in futures.items()}
-            by_id = {t.node_id: t for t in tasks}
-            remaining = len(futures)
+            progress.set_running(min(len(tasks), slots))
+            remaining = len(tasks)
             lost: set[str] = set()
-            for future in as_completed(list(futures.values())):
+            for future in as_completed(list({f.key: f for f in futures.values()}.values())):
                 if preempt.requested():  # asked to stop: what has not started is left declared
                     client.cancel([f for f in futures.values() if not f.done()])
                     break
-                node_id = by_future[future.key]
+                unit = members[future.key]
                 try:
                     result = future.result()
                 except Exception:  # noqa: BLE001 - e.g. KilledWorker: the task kept killing its workers
-                    task = by_id[node_id]
-                    if task.parent_id in lost:  # the parent's failure propagated through Dask
-                        report.skipped.append(node_id)
-                    else:
-                        report.failed[node_id] = traceback.format_exc()
-                        if task.compute:
-                            engine.record_failure(task, report.failed[node_id])
-                    lost.add(node_id)
-                    progress.finished("skipped" if node_id in report.skipped else "failed", node_id, False)
+                    for task in unit:
+                        if task.parent_id in lost:  # the parent's failure propagated through Dask
+                            report.skipped.append(task.node_id)
+                        else:
+                            report.failed[task.node_id] = traceback.format_exc()
+                            if task.compute:
+                                engine.record_failure(task, report.failed[task.node_id])
+                        lost.add(task.node_id)
+                        progress.finished("skipped" if task.node_id in report.skipped else "failed", task.node_id,
+                                          False)
                 else:
-                    self._record(result, report)
-                    status = {"done": "done", ELSEWHERE: "cached"}.get(result["status"], result["status"])
-                    progress.finished("failed" if result.get("failures") else status, node_id, False)
-                remaining -= 1
+                    for outcome in result if isinstance(result, list) else [result]:
+                        self._record(outcome, report)
+                        status = {"done": "done", ELSEWHERE: "cached"}.get(outcome["status"], outcome["status"])
+                        progress.finished("failed" if outcome.get("failures") else status, outcome["node_id"], False)
+                remaining -= len(unit)
                 progress.set_running(min(remaining, slots))
         finally:
             client.close()

@@ -26,7 +26,7 @@ from .task import BUSY, PREEMPTED, Task, TaskOutcome
 if TYPE_CHECKING:
     from .engine import Engine
 
-__all__ = ["Waves", "record_outcome"]
+__all__ = ["Waves", "cohort_group", "record_outcome"]
 
 _GROWTH = 8  # a member's working memory, in multiples of its parent's stored size (weights, gradients, buffers)
 
@@ -66,7 +66,8 @@ def record_outcome(task: Task, outcome: TaskOutcome, report: RunReport) -> Mater
     return outcome.state if isinstance(outcome.state, Materialized) else None
 
 
-def _key(task: Task) -> Hashable | None:
+def cohort_group(task: Task) -> Hashable | None:
+    """What a task shares with the members of its cohort: its recipe's class and cohort key (None: alone)."""
     if not task.compute or task.recipe is None or task.parent_id is None:
         return None
     key = task.recipe.cohort_key()
@@ -116,7 +117,7 @@ class Waves:
         """File tasks that became ready (each one's cohort key is asked for once)."""
         alone = []
         for task in tasks:
-            key = None if self.max_cohort is None else _key(task)
+            key = None if self.max_cohort is None else cohort_group(task)
             if key is None:
                 alone.append(task)
             else:
