@@ -8,19 +8,24 @@
 3. Masks stay exact through vectorised training.
 4. Two drivers sharing a directory, with cohorts: every member computed once.
 5. SIGKILL mid-cohort, then a re-run: every member stored once, and equal to an uninterrupted run.
+6. Checkpoints: a cohort killed in and between its members' checkpoints, or preempted, resumes to the
+   uninterrupted run's states and series.
 """
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 import prunelab as pl
+from prunelab.core.errors import PREEMPTED_EXIT
 from prunelab.prune import get_masks
 from prunelab.recipes import ModelState, Prune, Train, evaluate
 from prunelab.experiment.verify import verify
@@ -142,6 +147,57 @@ def test_sigkill_mid_cohort_then_a_rerun_stores_every_member_once_as_uninterrupt
     assert again["states"] == reference[1]["states"]
     assert again["computed"] == len(reference[1]["states"]) - len(stored)
     assert {i: sorted(p.read_bytes() for p in layout.state_dir(i).iterdir() if p.is_file()) for i in stored} == records
+
+
+@pytest.mark.slow
+def test_a_cohort_killed_in_and_between_its_checkpoints_resumes_to_the_uninterrupted_run(tmp_path, reference):
+    directory = tmp_path / "exp"
+    # a checkpoint per member per step (4 members): killed with two members written at the 8th step (they resume
+    # a step ahead of the other two, as a cohort of their own), then while a partial's blobs are written, then in
+    # the second epoch
+    for crash in ("partial-written:30", "partial-blobs-written:25", "partial-written:70"):
+        proc = study(directory, crash=crash, checkpoint_every=1e-9)
+        proc.communicate(timeout=600)
+        assert proc.returncode == -signal.SIGKILL
+        assert len(pl.Experiment.restore(directory, ModelState).graph.nodes) == 4  # the roots: no partial is a state
+    again = finished(study(directory, checkpoint_every=1e-9))
+    assert again["states"] == reference[1]["states"] and again["series"] == reference[1]["series"]
+    resumed = {i: r for i, r in again["resumed"].items() if r}
+    # two places after the first kill: two cohorts then, one after the other (the second not begun when the
+    # second run was killed)
+    assert len(resumed) == 4 and sorted(r[0] for r in resumed.values()) == [7, 7, 8, 8], resumed
+    assert sorted(len(r) for r in resumed.values()) == [2, 2, 3, 3]
+    assert all(r == sorted(set(r)) for r in resumed.values())
+
+
+@pytest.mark.slow
+def test_a_preempted_cohort_stores_each_members_checkpoint_and_the_rerun_resumes_it(tmp_path):
+    uninterrupted = finished(study(tmp_path / "reference", epochs=4))
+    directory = tmp_path / "exp"
+    proc = study(directory, epochs=4)
+    partials = directory / "partials"
+    deadline = time.monotonic() + 300
+    while not (partials.is_dir() and len(list(partials.glob("*.ckpt"))) >= 4):  # the first epoch's checkpoints
+        assert proc.poll() is None and time.monotonic() < deadline, "the cohort wrote no checkpoint"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == PREEMPTED_EXIT, err
+    assert "preempted: 4 (re-run to resume)" in err
+    store = Store(directory)
+    steps = {p.node_id: p.step for p in store.partials.listing()}
+    assert len(steps) == 4 and len(set(steps.values())) == 1  # every member checkpointed where the cohort stopped
+    (stopped,) = set(steps.values())
+    assert stopped > 0 and not [p for p in (directory / "leases").iterdir()]
+    elsewhere = tmp_path / "alone"  # a copy resumed without cohorts: the cohort's checkpoints are not run()'s
+    shutil.copytree(directory, elsewhere)
+    alone = study(elsewhere, max_cohort=None, epochs=4)
+    out, err = alone.communicate(timeout=600)
+    assert alone.returncode == 0 and "written by Train.run_cohort, and Train.run computes it now" in err, err
+    assert not any(json.loads(out.strip().splitlines()[-1])["resumed"].values())
+    again = finished(study(directory, epochs=4))
+    assert again["states"] == uninterrupted["states"] and again["series"] == uninterrupted["series"]
+    assert {i: r for i, r in again["resumed"].items() if r} == {i: [stopped] for i in steps}
 
 
 def test_a_users_cohort_gives_each_member_its_recipe_seed_and_series(tmp_path):

@@ -184,7 +184,7 @@ def test_prune_gives_what_the_technique_declares_it_needs(tmp_path):
 #: then update the value here.
 SHIPPED_FINGERPRINTS = {
     "LRRewind": "9428dca949c5ba6c", "Prune": "165e56ab302229e3", "Reinit": "d71e0fe2a7fdfecf",
-    "Rewind": "e3cab3d1f8af5373", "Train": "7d5f2f31cfc9b412",  # issue 17: cohort_key and run_cohort
+    "Rewind": "e3cab3d1f8af5373", "Train": "fee393f91badd89a",  # issue 17: cohorts checkpoint and resume
     "class_shares": "81e17e317b7c1e75", "evaluate": "75ad578693f67c46",  # issue 16: its device option
     "sparsity": "2356cc7f8160ec54",
 }

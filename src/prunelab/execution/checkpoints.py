@@ -101,6 +101,7 @@ class BodyRuntime:
         self.deterministic = deterministic
         self.series = Series()
         self.resumed: list[int] = []  # the steps of the checkpoints this run continued from
+        self.cohort = False  # computed by run_cohort (set by CohortRuntime): its checkpoints are that code's
         self.written = 0
         self._last = time.monotonic()
 
@@ -156,7 +157,8 @@ class BodyRuntime:
                   "worker": f"{socket.gethostname()}:{os.getpid()}", "fingerprint": fingerprint(type(recipe)),
                   "threads": self.threads, "deterministic": self.deterministic, "values": materialized.values,
                   "objects": specs, "generators": generators.spec,
-                  "series": None if series is None else series.digest, "resumed": self.resumed}
+                  "series": None if series is None else series.digest, "resumed": self.resumed,
+                  "cohort": self.cohort}
         return record, blobs
 
     # --------------------------------------------------------------- resume
@@ -175,6 +177,10 @@ class BodyRuntime:
         record, packed = found
         if record.get("fingerprint") != fingerprint(type(recipe)):
             self._ignored(f"its checkpoint was written by other code of {owner} (its source changed since)")
+            return None
+        if record.get("cohort", False) != self.cohort:
+            self._ignored(f"its checkpoint was written by {owner}.{'run' if self.cohort else 'run_cohort'}, and "
+                          f"{owner}.{'run_cohort' if self.cohort else 'run'} computes it now")
             return None
         if (record.get("threads"), record.get("deterministic")) != (self.threads, self.deterministic):
             self._ignored(f"its checkpoint was written with threads={record.get('threads')}, deterministic="
@@ -235,6 +241,8 @@ class CohortRuntime:
 
     def __init__(self, members: dict[str, tuple[BodyRuntime, Recipe, int]], threads: int, deterministic: bool):
         self.members = members
+        for runtime, _, _ in members.values():
+            runtime.cohort = True
         self.threads, self.deterministic = threads, deterministic
         self.acting: str | None = None
 

@@ -2,37 +2,19 @@
 
 Each member keeps what makes it itself: its seed (its epochs' orders and its
 augmentation draw from generators seeded as its solo run's are), its
-learning rate and weight decay, its masks, its series. The updates are
-written out as separate multiplications and additions (no fused
-multiply-adds, whose rounding differs between a kernel's vector body and its
-scalar tail), so every entry of a member's weights gets the same bits however
-many members it is stacked with.
-
-SGD with momentum :math:`\\mu` and weight decay :math:`\\lambda` (PyTorch's
-formulation), per member with its learning rate :math:`\\eta_t`:
-
-.. math::
-    d = g + \\lambda w, \\quad b \\leftarrow \\mu b + d \\ (b = d \\text{ at the first step}), \\quad
-    w \\leftarrow w - \\eta_t b
-
-Adam (:math:`\\beta = (0.9, 0.999)`, :math:`\\epsilon = 10^{-8}`, L2 weight decay), at step :math:`t`:
-
-.. math::
-    d = g + \\lambda w, \\quad m \\leftarrow \\beta_1 m + (1-\\beta_1) d, \\quad
-    v \\leftarrow \\beta_2 v + (1-\\beta_2) d^2, \\quad
-    w \\leftarrow w - \\frac{\\eta_t}{1-\\beta_1^t} \\cdot \\frac{m}{\\sqrt{v}/\\sqrt{1-\\beta_2^t} + \\epsilon}
-
-Schedules in closed form over the :math:`T` steps: constant; cosine
-:math:`\\eta_t = \\eta (1 + \\cos(\\pi t / T)) / 2`; step
-:math:`\\eta_t = \\eta \\cdot 0.1^{\\lfloor t / \\lceil T/3 \\rceil \\rfloor}`.
+learning rate and weight decay, its masks, its series, its checkpoints. The
+updates and schedules are those of :mod:`.updates`, which round alike at any
+cohort size, so every entry of a member's weights gets the same bits however
+many members it is stacked with, and whether or not it resumed.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -47,12 +29,10 @@ from ..zoo.augmentation import Augment, augmentation_steps
 from .devices import resolve_device
 from .loading import batch_generator
 from .stacked import StackedModel, stackable, structure
+from .updates import schedule_factor, update
 from .state import ModelState
 
-__all__ = ["Member", "cohort_key", "run_train_cohort", "schedule_factor", "train_cohort"]
-
-_BETAS, _EPS = (0.9, 0.999), 1e-8
-
+__all__ = ["Member", "Progress", "cohort_key", "run_train_cohort", "train_cohort"]
 
 @dataclass
 class Member:
@@ -78,31 +58,64 @@ class Member:
     augmentation: Augment
 
 
-def schedule_factor(schedule: str, step: int, steps: int) -> float:
-    """The learning rate's factor at ``step`` of ``steps`` (constant, cosine or step; see the module's text).
+@dataclass
+class Progress:
+    """Where one member's training is: what its checkpoints hold, and what a resumed cohort continues from.
 
     Parameters
     ----------
-    schedule : str
-        ``"constant"``, ``"cosine"`` or ``"step"`` (any other value: constant).
-    step, steps : int
-        The optimizer steps done, and in all.
-
-    Returns
-    -------
-    float
-        What multiplies the initial learning rate.
+    epoch, batch : int
+        The epochs done, and the batches done of the next one.
+    order : Tensor or None
+        The order of the epoch begun (None between epochs).
+    generator : Tensor or None
+        The state of the member's order generator after its last order was drawn (None: none drawn yet).
+    buffers : list of dict
+        The optimizer's buffers of each of the member's parameters (momentum; Adam's ``m`` and ``v``).
+    losses : list of float
+        The mean loss of each epoch done.
+    steps : list of float
+        The losses of the steps done in the epoch begun.
     """
-    if schedule == "cosine":
-        return (1 + math.cos(math.pi * step / max(steps, 1))) / 2
-    if schedule == "step":
-        return 0.1 ** (step // max(steps // 3, 1))
-    return 1.0
+
+    epoch: int = 0
+    batch: int = 0
+    order: torch.Tensor | None = None
+    generator: torch.Tensor | None = None
+    buffers: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    steps: list[float] = field(default_factory=list)
+
+    def done(self, per_epoch: int) -> int:
+        """The optimizer steps done (what a checkpoint is labelled with)."""
+        return self.epoch * per_epoch + self.batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything, as plain values and tensors (see :meth:`prunelab.Recipe.checkpoint`)."""
+        return {"epoch": self.epoch, "batch": self.batch, "order": self.order, "generator": self.generator,
+                "buffers": self.buffers, "losses": list(self.losses), "steps": list(self.steps)}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        """Take back what :meth:`state_dict` gave."""
+        self.epoch, self.batch, self.order, self.generator = saved["epoch"], saved["batch"], saved["order"], \
+            saved["generator"]
+        self.buffers, self.losses, self.steps = list(saved["buffers"]), list(saved["losses"]), list(saved["steps"])
 
 
-def train_cohort(models: Sequence[torch.nn.Module], members: Sequence[Member], *, epochs: int, batch_size: int,
-                 optimizer: str, momentum: float, schedule: str, device: torch.device) -> list[list[list[float]]]:
+Save = Callable[[list[list[float]]], None]
+
+
+def train_cohort(models: Sequence[torch.nn.Module], members: Sequence[Member], progress: Sequence[Progress], *,
+                 epochs: int, batch_size: int, optimizer: str, momentum: float, schedule: str, device: torch.device,
+                 save: Save | None = None, every: float | None = None) -> list[list[list[float]]]:
     """Train stackable models of one structure together, in place; each member as its own seed says.
+
+    The members continue from their ``progress`` (all at the same place: a
+    fresh :class:`Progress` each, or what their checkpoints held), which is
+    kept up to date whenever ``save`` is called: after every epoch but the
+    last, and within an epoch once ``every`` seconds have passed since the
+    last call or the process is asked to stop (see
+    :func:`~prunelab.execution.preempt.requested`).
 
     Parameters
     ----------
@@ -111,6 +124,8 @@ def train_cohort(models: Sequence[torch.nn.Module], members: Sequence[Member], *
         the CPU in ``eval()`` mode.
     members : sequence of Member
         Aligned with ``models``.
+    progress : sequence of Progress
+        Aligned with ``models``: where each member is (updated in place).
     epochs, batch_size : int
         Shared by all members.
     optimizer : {"sgd", "adam"}
@@ -121,24 +136,31 @@ def train_cohort(models: Sequence[torch.nn.Module], members: Sequence[Member], *
         The learning-rate schedule (:func:`schedule_factor`).
     device : torch.device
         Where the computation runs.
+    save : callable, optional
+        Called with each member's step losses since the last call, once the models hold their weights and
+        ``progress`` where they are (a checkpoint); None: no checkpoint, and training stops early when the
+        process is asked to stop.
+    every : float, optional
+        Seconds between ``save`` calls within an epoch; None: at the ends of epochs only.
 
     Returns
     -------
     list
-        Per member: ``[epoch mean losses, per-step losses]``.
+        Per member: ``[epoch mean losses, the step losses since the last save]``.
 
     Raises
     ------
     Preempted
-        Never here: when the process is asked to stop, training ends early and
-        :func:`~prunelab.execution.preempt.requested` tells the caller.
+        When ``save`` raises it (the process was asked to stop).
     """
     if len(models) == 1 and torch.get_num_threads() > 1:
         # One matrix product alone would be split over the threads, which rounds otherwise than the
         # one-thread-per-member products of a larger cohort: a lone member trains beside a copy of itself.
-        return train_cohort([models[0], copy.deepcopy(models[0])], [members[0], members[0]], epochs=epochs,
-                            batch_size=batch_size, optimizer=optimizer, momentum=momentum, schedule=schedule,
-                            device=device)[:1]
+        lone = None if save is None else (lambda fresh: save(fresh[:1]))
+        return train_cohort([models[0], copy.deepcopy(models[0])], [members[0], members[0]],
+                            [progress[0], copy.deepcopy(progress[0])], epochs=epochs, batch_size=batch_size,
+                            optimizer=optimizer, momentum=momentum, schedule=schedule, device=device, save=lone,
+                            every=every)[:1]
     n = len(members[0].y)
     per_epoch = math.ceil(n / batch_size)
     steps = epochs * per_epoch
@@ -150,15 +172,37 @@ def train_cohort(models: Sequence[torch.nn.Module], members: Sequence[Member], *
     lrs = torch.tensor([m.lr for m in members], dtype=torch.float32, device=device)
     decays = torch.tensor([m.weight_decay for m in members], dtype=torch.float32, device=device)
     generators = [torch.Generator().manual_seed(m.seed) for m in members]
+    for g, p in zip(generators, progress):
+        if p.generator is not None:
+            g.set_state(p.generator)
+    buffers = _buffers(progress, len(params), device)
     shared = all(m.x is members[0].x and m.y is members[0].y for m in members)
-    buffers: list[dict[str, torch.Tensor]] = [{} for _ in params]
-    losses: list[list[float]] = [[] for _ in members]
-    step_losses: list[torch.Tensor] = []
-    done = 0
-    for epoch in range(epochs):
-        orders = torch.stack([torch.randperm(n, generator=g) for g in generators])
-        first = len(step_losses)
-        for batch in range(per_epoch):
+    losses = [list(p.losses) for p in progress]
+    start = progress[0]
+    done = start.done(per_epoch)
+    rows = [r.to(device) for r in torch.tensor([p.steps for p in progress], dtype=torch.float32).T]
+    fresh: list[torch.Tensor] = []  # the steps' losses not handed out yet
+    orders = None if start.order is None else torch.stack([p.order for p in progress])  # type: ignore[misc]
+    last = time.monotonic()
+
+    def checkpoint(epoch: int, batch: int) -> None:
+        nonlocal fresh, last
+        assert save is not None
+        stacked.write_back()
+        for i, p in enumerate(progress):
+            p.epoch, p.batch, p.generator = epoch, batch, generators[i].get_state()
+            p.order = None if batch == 0 or orders is None else orders[i].cpu()
+            p.buffers = [{k: b[i].detach().to("cpu", copy=True) for k, b in state.items()} for state in buffers]
+            p.losses, p.steps = list(losses[i]), [float(r[i]) for r in rows] if batch else []
+        handed = torch.stack(fresh).T.cpu().tolist() if fresh else [[] for _ in members]
+        fresh = []
+        save(handed)
+        last = time.monotonic()
+
+    for epoch in range(start.epoch, epochs):
+        if orders is None:
+            orders = torch.stack([torch.randperm(n, generator=g) for g in generators])
+        for batch in range(start.batch if epoch == start.epoch else 0, per_epoch):
             index = orders[:, batch * batch_size:(batch + 1) * batch_size]
             xb, yb = _batch(members, index, shared, epoch, batch)
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
@@ -172,23 +216,37 @@ def train_cohort(models: Sequence[torch.nn.Module], members: Sequence[Member], *
             stacked.mask_gradients()
             factor = schedule_factor(schedule, done, steps)
             with torch.no_grad():
-                _update(params, buffers, optimizer, lrs * factor, decays, momentum, done + 1)
+                update(params, buffers, optimizer, lrs * factor, decays, momentum, done + 1)
             done += 1
-            step_losses.append(loss.detach())
-            if requested():
-                break
+            rows.append(loss.detach())
+            fresh.append(rows[-1])
+            if batch + 1 < per_epoch and (requested() or (every is not None and time.monotonic() - last >= every)):
+                if save is None:
+                    break
+                checkpoint(epoch, batch + 1)
         totals = torch.zeros(count, dtype=torch.float64)  # summed step by step, as a solo run sums loss.item()s
-        for batch, row in enumerate(torch.stack(step_losses[first:]).cpu()):  # one device sync an epoch
+        for batch, row in enumerate(torch.stack(rows).cpu()):  # one device sync an epoch
             totals += row.double() * min(batch_size, n - batch * batch_size)
         for i, total in enumerate((totals / n).tolist()):
             losses[i].append(total)
-        if requested():
+        rows, orders = [], None
+        if save is None and requested():
             break
+        if save is not None and epoch + 1 < epochs:  # after the last, the states themselves are stored
+            checkpoint(epoch + 1, 0)
     stacked.write_back()
     for model in models:
         model.cpu().eval()
-    per_step = torch.stack(step_losses).T.cpu().tolist() if step_losses else [[] for _ in members]
+    per_step = torch.stack(fresh).T.cpu().tolist() if fresh else [[] for _ in members]
     return [[losses[i], per_step[i]] for i in range(count)]
+
+
+def _buffers(progress: Sequence[Progress], count: int, device: torch.device) -> list[dict[str, torch.Tensor]]:
+    """The stacked optimizer buffers of each parameter, from the members' progress (empty: none yet)."""
+    if not progress[0].buffers:
+        return [{} for _ in range(count)]
+    return [{k: torch.stack([p.buffers[j][k] for p in progress]).to(device) for k in progress[0].buffers[j]}
+            for j in range(count)]
 
 
 def _batch(members: Sequence[Member], index: torch.Tensor, shared: bool, epoch: int, batch: int
@@ -203,31 +261,6 @@ def _batch(members: Sequence[Member], index: torch.Tensor, shared: bool, epoch: 
         xb = torch.stack([m.augmentation(x, batch_generator(m.seed, epoch, batch)) if m.augmentation else x
                           for m, x in zip(members, xb)])
     return xb, yb
-
-
-def _update(params: list[torch.Tensor], buffers: list[dict[str, torch.Tensor]], optimizer: str,
-            lrs: torch.Tensor, decays: torch.Tensor, momentum: float, step: int) -> None:
-    """One optimizer step on every stacked parameter (unfused, so each entry rounds alike at any cohort size)."""
-    for param, state in zip(params, buffers):
-        grad = param.grad
-        if grad is None:
-            continue
-        view = (-1,) + (1,) * (param.dim() - 1)
-        d = grad + param * decays.view(view)
-        if optimizer == "sgd":
-            buffer = state.get("momentum")
-            state["momentum"] = d.clone() if buffer is None else buffer.mul_(momentum).add_(d)
-            param.sub_(state["momentum"] * lrs.view(view))
-            continue
-        beta1, beta2 = _BETAS
-        if "m" not in state:
-            state["m"], state["v"] = torch.zeros_like(param), torch.zeros_like(param)
-        m = state["m"].mul_(beta1).add_(d * (1 - beta1))
-        v = state["v"].mul_(beta2).add_(d * d * (1 - beta2))
-        step_size = lrs.view(view) / (1 - beta1 ** step)
-        denom = v.sqrt() / math.sqrt(1 - beta2 ** step) + _EPS
-        param.sub_(m / denom * step_size)
-
 
 
 def cohort_key(properties: dict[str, Any], options: dict[str, Any]) -> tuple[Any, ...] | None:
@@ -257,7 +290,15 @@ def cohort_key(properties: dict[str, Any], options: dict[str, Any]) -> tuple[Any
 
 
 def run_train_cohort(recipe: pl.Recipe, states: list[ModelState]) -> list[ModelState]:
-    """``Train.run_cohort``: the stackable members trained together, by structure; any other alone.
+    """``Train.run_cohort``: the stackable members trained together, by structure and place; any other alone.
+
+    Each member resumes from its newest checkpoint, and members continue
+    together from where they are (those at one place as one computation):
+    after every epoch but the last, and within one every
+    ``checkpoint_every`` seconds, each member's checkpoint is stored (its
+    model, its part of the optimizer's buffers, its order generator and
+    place, its losses and its series), so a cohort killed or preempted
+    resumes where it stopped and stores what an uninterrupted one does.
 
     Parameters
     ----------
@@ -274,40 +315,59 @@ def run_train_cohort(recipe: pl.Recipe, states: list[ModelState]) -> list[ModelS
     Raises
     ------
     Preempted
-        When the process was asked to stop during training (the members stay declared).
+        When the process was asked to stop during training (every member's checkpoint is stored first; the
+        members stay declared).
     """
-    groups: dict[Any, list[ModelState]] = {}
+    groups: dict[Any, list[tuple[ModelState, Member, Progress]]] = {}
     for state in states:
-        if stackable(state.model):
-            x, _ = state.data.train
-            groups.setdefault((structure(state.model), len(state.data.train[1]), tuple(x.shape[1:])), []).append(state)
-        else:
+        if not stackable(state.model):
             with recipe.member(state) as own:
                 own.run(state)
-    for group in groups.values():
-        _train_group(recipe, group)
-    if requested():
-        raise Preempted(f"a cohort of {len(states)} was preempted before its training ended",
-                        [s.id for s in states])
-    return states
-
-
-def _train_group(recipe: pl.Recipe, states: list[ModelState]) -> None:
-    members, owns = [], []
-    for state in states:
+            continue
         with recipe.member(state) as own:
             p = own.properties
             x, y = state.data.train
-            members.append(Member(x, y, torch.initial_seed(), float(p["lr"]), float(p["weight_decay"]),
-                                  Augment(augmentation_steps(getattr(state, "augmentation", None)))))
-            owns.append(own)
-            if p["rewind_epoch"] == 0:
+            seed = torch.initial_seed()  # the member's (the engine seeded torch's generator with it)
+            progress = Progress()
+            if own.resume(state, progress=progress) is None and p["rewind_epoch"] == 0:
                 state.rewind_snapshot = snapshot(state.model)
+            member = Member(x, y, seed, float(p["lr"]), float(p["weight_decay"]),
+                            Augment(augmentation_steps(getattr(state, "augmentation", None))))
+        key = (structure(state.model), len(y), tuple(x.shape[1:]), progress.epoch, progress.batch)
+        groups.setdefault(key, []).append((state, member, progress))
+    for group in groups.values():
+        _train_group(recipe, group)
+    return states
+
+
+def _train_group(recipe: pl.Recipe, group: list[tuple[ModelState, Member, Progress]]) -> None:
     p = recipe.properties
-    trained = train_cohort([s.model for s in states], members, epochs=p["epochs"], batch_size=p["batch_size"],
-                           optimizer=p["optimizer"], momentum=p["momentum"], schedule=p["schedule"],
+    owns = []
+    for state, _, _ in group:
+        with recipe.member(state) as own:
+            owns.append(own)
+
+    def save(fresh: list[list[float]]) -> None:
+        stopped = None
+        for (state, _, progress), own, steps in zip(group, owns, fresh):
+            with recipe.member(state):
+                for value in steps:
+                    pl.log("loss", value)
+                try:
+                    own.checkpoint(state, progress.done(per_epoch), progress=progress)
+                except Preempted as err:  # every member's checkpoint is written before the cohort stops
+                    stopped = err
+        if stopped is not None:
+            raise Preempted(f"a cohort of {len(group)} was preempted; its members' checkpoints are stored",
+                            [s.id for s, _, _ in group])
+
+    per_epoch = math.ceil(len(group[0][1].y) / p["batch_size"])
+    trained = train_cohort([s.model for s, _, _ in group], [m for _, m, _ in group], [g for _, _, g in group],
+                           epochs=p["epochs"], batch_size=p["batch_size"], optimizer=p["optimizer"],
+                           momentum=p["momentum"], schedule=p["schedule"], save=save,
+                           every=recipe.options["checkpoint_every"],
                            device=resolve_device(type(recipe).__name__, recipe.options["device"]))
-    for state, own, (losses, steps) in zip(states, owns, trained):
+    for (state, _, _), own, (losses, steps) in zip(group, owns, trained):
         with recipe.member(state):
             for value in steps:
                 pl.log("loss", value)

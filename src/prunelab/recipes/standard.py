@@ -64,8 +64,9 @@ class Train(pl.Recipe):
     computation (:mod:`prunelab.recipes.cohort`): the stackable models (the
     zoo's MLPs, LeNets and Conv-n) together, any other alone. Pruning while
     training, RigL, ``amp``, ``val_accuracy`` and a rewind snapshot taken
-    mid-training train alone. A cohort's training checkpoints nothing yet:
-    preempted, it stops and starts over.
+    mid-training train alone. Each member of a cohort checkpoints as a
+    lone ``Train`` does and resumes where it stopped (members at one place
+    continue together).
 
     References
     ----------
