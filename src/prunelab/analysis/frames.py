@@ -83,6 +83,7 @@ class _Results:
     """
 
     def __init__(self, outcomes: list[Node], evaluate: tuple[str, ...]):
+        self._populations: dict[Any, tuple[dict[str, Any], str]] = {}  # root id -> properties and label
         scope: dict[str, Node] = {}
         for node in outcomes:
             current: Node | None = node
@@ -116,6 +117,17 @@ class _Results:
                 return current
             current = current.parent
         return None
+
+    def population_of(self, node: Node) -> tuple[dict[str, Any], str]:
+        """The node's properties (its root's: decoded once per root) and its population's label."""
+        root = node.record.get("root_id")
+        found = self._populations.get(root)
+        if found is None:
+            properties = node.properties
+            found = properties, "; ".join(f"{k}={v!r}" for k, v in sorted(properties.items()) if k != "replicate")
+            if root is not None:
+                self._populations[root] = found
+        return found
 
     def shares_of(self, node: Node) -> list[float] | None:
         """The class shares of the node's root (its ``class_shares`` result), if it has them."""
@@ -169,9 +181,9 @@ def state_frame(nodes: Experiment | Iterable[Node]) -> pandas.DataFrame:
 
 
 def _identity(node: Node, results: _Results) -> dict[str, Any]:
-    lineage, properties = node.lineage, node.properties
+    lineage = node.lineage
+    properties, population = results.population_of(node)
     pruned = "technique" in lineage
-    population = "; ".join(f"{k}={v!r}" for k, v in sorted(properties.items()) if k != "replicate")
     return {"state_id": node.id, "root_id": lineage.get("root_id"), "population": population,
             "dataset_name": properties.get("dataset_name"), "model_name": properties.get("model_name"),
             "replicate": properties.get("replicate"),
@@ -287,10 +299,11 @@ def _class_table(identities: list[dict[str, Any]], references: list[str], per_cl
         return pd.DataFrame([], columns=CLASS_COLUMNS)
     counts = np.array([len(parts[0]) for parts in per_class])
     total = int(counts.sum())
+    rows = np.repeat(np.arange(len(identities)), counts)  # each row's state
     columns: dict[str, Any] = {}
     for key in identities[0]:
-        columns[key] = np.repeat(_array([identity[key] for identity in identities]), counts)
-    columns["reference_id"] = np.repeat(np.array(references, dtype=object), counts)
+        columns[key] = _repeated([identity[key] for identity in identities], rows)
+    columns["reference_id"] = _repeated(references, rows)
     columns["class"] = np.concatenate([np.arange(n) for n in counts])
     names = ("accuracy", "reference_accuracy", "representation", "entropy", "count", "reference_test_accuracy",
              "loss", "reference_loss")
@@ -298,6 +311,14 @@ def _class_table(identities: list[dict[str, Any]], references: list[str], per_cl
         columns[name] = np.fromiter(itertools.chain.from_iterable(parts[i] for parts in per_class),
                                     np.int64 if name == "count" else float, count=total)
     return pd.DataFrame({name: columns[name] for name in CLASS_COLUMNS})
+
+
+def _repeated(values: list[Any], rows: Any) -> Any:
+    """Per-state values spread over the states' rows (strings made into pandas' strings once per state)."""
+    import pandas as pd
+
+    array = _array(values)
+    return array[rows] if array.dtype != object else pd.Series(array).array.take(rows)
 
 
 def _array(values: list[Any]) -> Any:

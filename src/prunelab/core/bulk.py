@@ -71,19 +71,73 @@ def result_fields(graph: Graph, nodes: Iterable[Node], name: str, fields: Sequen
     wanted = {n.id: n for n in nodes if n.stored_status == Status.DONE}
     chosen: dict[str, dict[str, Any]] = {}  # per node: the version shown, and its fields (None: read it whole)
     storage, blinds = graph.experiment.storage, graph.prereg.blinds
-    with paused():  # each record is freed as soon as its fields are taken: no cycles to collect
-        for node_id, record in storage.results_named(name):
-            node = wanted.get(node_id)
-            if node is None or not shown(node, record, chosen.get(node_id)):
+    with paused():  # each record's parts are freed as soon as its fields are taken: no cycles to collect
+        for key in storage.result_versions(name):
+            sample = storage.result_sample(key)
+            if sample is None:
                 continue
-            whole = record.get("blinded") or (blinds and graph.prereg.blind_patterns(graph.tags_of(node)))
-            specs = _field_specs(record["value"], fields)
-            chosen[node_id] = {"version": record["version"], "fields": None if whole else storage.decode(
-                ["dict", [[["json", f], spec] for f, spec in specs.items()]],  # the fields decoded at once
-                owner=f"result {name!r} of state {node_id[:12]}")}
+            layout = _Layout(sample["value"], fields)
+            for node_id, parts in storage.result_parts(key, layout.paths):
+                node = wanted.get(node_id)
+                if node is None or not shown(node, {"name": name, "version": parts[0]}, chosen.get(node_id)):
+                    continue
+                specs = layout.specs(parts)
+                if specs is None:  # laid out otherwise than the sample: read whole
+                    specs = _field_specs(storage.results(node_id)[key]["value"], fields)
+                whole = parts[1] or (blinds and graph.prereg.blind_patterns(graph.tags_of(node)))
+                chosen[node_id] = {"version": parts[0], "fields": None if whole else storage.decode(
+                    ["dict", [[["json", f], spec] for f, spec in specs.items()]],  # the fields decoded at once
+                    owner=f"result {name!r} of state {node_id[:12]}")}
         out = {node_id: kept["fields"] if kept["fields"] is not None
                else _picked(graph.results_of(wanted[node_id]).get(name), fields) for node_id, kept in chosen.items()}
     return out
+
+
+class _Layout:
+    """Where fields lie in the records of one result version, as JSON paths, learned from one of its records.
+
+    A record's value spec nests dicts as ``["dict", [[key spec, value spec],
+    ...]]``, so a field's place is a path of positions. The records of one
+    function version are usually laid out alike; each record is checked
+    against the sample on the way (the kinds, and every key, of the dicts the
+    fields pass through, so a key added, missing or moved is seen), and one
+    laid out otherwise is read whole.
+
+    Parameters
+    ----------
+    spec : list
+        The sample record's value spec.
+    fields : sequence of str
+        The fields read (``"a"``, ``"a.b"``).
+    """
+
+    def __init__(self, spec: Any, fields: Sequence[str]):
+        checks: dict[str, Any] = {}
+        self.found: dict[str, str] = {}  # field -> the path of its spec, for those the sample has
+        for field in fields:
+            path, node = "$.value", spec
+            for key in field.split("."):
+                checks[f"{path}[0]"] = node[0]
+                if node[0] != "dict":
+                    break
+                entries = node[1]
+                checks.update({f"{path}[1][{k}][0]": entry[0] for k, entry in enumerate(entries)})
+                checks[f"{path}[1][{len(entries)}]"] = None  # no entry more
+                place = next((k for k, entry in enumerate(entries) if entry[0] == ["json", key]), None)
+                if place is None:
+                    break
+                path, node = f"{path}[1][{place}][1]", entries[place][1]
+            else:
+                self.found[field] = path
+        self.expected = list(checks.values())
+        self.paths = ["$.version", "$.blinded", *checks, *self.found.values()]
+
+    def specs(self, parts: list[Any]) -> dict[str, Any] | None:
+        """The fields' specs from a record's parts at :attr:`paths` (None: the record is laid out otherwise)."""
+        checked = len(self.expected) + 2
+        if parts[2:checked] != self.expected:
+            return None
+        return dict(zip(self.found, parts[checked:]))
 
 
 _MISSING = object()

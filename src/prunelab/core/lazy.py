@@ -13,22 +13,27 @@ class LazyInstallers:
 
     def __init__(self) -> None:
         self.pending: dict[str, Callable[[], None]] = {}
+        self._seen = -1  # len(sys.modules) when last looked: unchanged, nothing was imported since
 
     def register(self, module: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
         """Decorator: run the function once ``module`` is in ``sys.modules`` (see :meth:`install_imported`)."""
 
         def decorator(func: Callable[[], None]) -> Callable[[], None]:
             self.pending[module] = func
+            self._seen = -1
             return func
 
         return decorator
 
     def install_imported(self) -> None:
         """Run (once) the installers of every registered module imported by now."""
+        if len(sys.modules) == self._seen:  # called for every value encoded or decoded: mostly this
+            return
         for module, install in list(self.pending.items()):
             if module in sys.modules:
                 del self.pending[module]
                 install()
+        self._seen = len(sys.modules)
 
     def install(self, module: str) -> bool:
         """Import ``module`` and run its installer now, if one is pending; return whether one ran."""

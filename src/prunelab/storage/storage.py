@@ -8,7 +8,7 @@ States and results are published by the engine's writer (or its publishing helpe
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +112,18 @@ class Storage:
         """The stored result records of one state, by ``name@vN``."""
         return self.index.results(node_id)
 
-    def results_named(self, name: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Every stored record of the function result ``name`` (any version), with its state's id, one at a time."""
-        return self.index.results_named(name)
+    def result_versions(self, name: str) -> list[str]:
+        """The keys (``name@vN``) under which results of the function ``name`` are stored."""
+        return self.index.result_versions(name)
+
+    def result_sample(self, key: str) -> dict[str, Any] | None:
+        """One stored record of the result ``key`` (``name@vN``), any state's; None when none is stored."""
+        return self.index.result_sample(key)
+
+    def result_parts(self, key: str, paths: Sequence[str]) -> Iterator[tuple[str, list[Any]]]:
+        """Per stored record of the result ``key``: its state's id and the parts at the JSON ``paths`` (see
+        :meth:`~prunelab.storage.index.Index.result_parts`)."""
+        return self.index.result_parts(key, paths)
 
     def result_keys(self) -> dict[str, set[str]]:
         """The stored result keys (``name@vN``) of every state, by id."""
