@@ -134,3 +134,31 @@ def test_a_per_class_figure_of_the_wrong_length_names_the_state(tmp_path):
 def test_an_empty_experiment_gives_an_empty_frame_with_the_columns(tmp_path):
     frame = class_frame(pl.Experiment(tmp_path / "exp", Run))
     assert frame.empty and list(frame.columns) == CLASS_COLUMNS
+
+
+SHAPES = [  # what each replicate's result holds: laid out as the first, a key missing, one more, moved, not a dict
+    {"a": 1.0, "b": {"c": [1, 2], "d": "x"}},
+    {"a": 2.0, "b": {"c": [3]}},
+    {"a": 3.0, "b": {"c": [4, 5], "d": "y", "e": 0.5}},
+    {"b": {"d": "z", "c": [6]}, "a": 4.0},
+    {"a": 5.0, "b": [7, 8]},
+    {"a": float("nan"), "b": {"c": [float("inf")], "d": None}},
+]
+
+
+@pl.function(name="shaped", version=1)
+def shaped(state):
+    return SHAPES[state.replicate]
+
+
+def test_records_laid_out_otherwise_than_the_first_give_their_own_fields(tmp_path):
+    exp = pl.Experiment(tmp_path / "exp", Run)
+    nodes = [shaped(exp.spawn_new_tree(replicate=r)) for r in range(len(SHAPES))]
+    exp.run(quiet=True)
+    fields = ["a", "b.c", "b.d", "b.e", "b.c.x"]
+    got = result_fields(exp.graph, nodes, "shaped", fields)
+    for node, shape in zip(nodes, SHAPES):
+        expected = {"a": shape["a"]} if "a" in shape else {}
+        if isinstance(shape["b"], dict):
+            expected.update({f"b.{k}": v for k, v in shape["b"].items()})
+        assert repr(sorted(got[node.id].items())) == repr(sorted(expected.items())), node.properties  # NaN too
