@@ -141,3 +141,19 @@ def test_a_column_quoted_with_q_is_read_from_the_frame():
     assert any("class" in term for term in result.table["term"])
     with pytest.raises(AnalysisError, match=r"no column\(s\) 'class'"):
         prune_responsibly_model(data.drop(columns="class"), "accuracy ~ sparsity + C(Q('class'))")
+
+
+def test_a_categorical_read_by_its_codes_fits_as_patsys_own_c_and_a_contrast_is_still_patsys():
+    """C(factor) of a categorical column is read by its codes (not boxed by Patsy's C(), which reads each value in
+    Python): the same design, hence the same fit, as Patsy's C() with the same levels; a contrast still works."""
+    data = simulate(np.random.default_rng(3), runs=6)
+    fast = prune_responsibly_model(data, "accuracy ~ sparsity + C(technique) + C(treatment)")
+    boxed = prune_responsibly_model(data, "accuracy ~ sparsity + C(technique, levels=['magnitude', 'random']) "
+                                          "+ C(treatment, levels=['finetune', 'rewind'])")
+    for column in ("estimate", "std_error", "p_value"):
+        assert fast.table[column].tolist() == boxed.table[column].tolist()
+    assert "C(technique)[T.random]" in set(fast.table["term"])
+    other = prune_responsibly_model(data, "accuracy ~ sparsity + C(technique, Treatment(reference='random')) "
+                                          "+ np.log(entropy + 1)")
+    terms = set(other.table["term"])
+    assert "C(technique, Treatment(reference='random'))[T.magnitude]" in terms and "np.log(entropy + 1)" in terms

@@ -93,7 +93,8 @@ def prune_responsibly_model(class_frame: pandas.DataFrame, formula: str | None =
         the columns the formula reads; ``count`` (test samples per class) is
         optional: without it the binomial GLM check is skipped, with a warning.
     formula : str, optional
-        A Patsy formula over the frame's columns; the default is
+        A Patsy formula over the frame's columns (with Patsy's functions, such as
+        ``C``, ``Q`` and ``I``, and NumPy as ``np``); the default is
         :data:`DEFAULT_FORMULA` without the factors that have one level (or
         are not in the frame).
     pruned_only : bool, default=True
@@ -135,7 +136,7 @@ def prune_responsibly_model(class_frame: pandas.DataFrame, formula: str | None =
     data = data.assign(**{c: data[c].astype("category") for c in read
                           if c in data and not pd.api.types.is_numeric_dtype(data[c])
                           and not isinstance(data[c].dtype, pd.CategoricalDtype)})
-    model = smf.ols(formula, data)
+    model = smf.ols(formula, data, eval_env={"C": _categorical, "np": np})  # and Patsy's own functions
     rank = int(np.linalg.matrix_rank(model.exog))
     if rank < model.exog.shape[1]:
         notes.append(f"the design has {model.exog.shape[1]} columns but rank {rank}: some terms are confounded "
@@ -152,6 +153,21 @@ def prune_responsibly_model(class_frame: pandas.DataFrame, formula: str | None =
     for note in notes:
         warnings.warn(note, PrunelabWarning, stacklevel=2)
     return RegressionResult(formula, table, _factor_tests(ols), glm, int(len(data)), int(clusters), notes, ols)
+
+
+def _categorical(data: Any, contrast: Any = None, levels: Any = None) -> Any:
+    """Patsy's ``C()`` for the formula, giving a pandas Categorical column back as it is.
+
+    Patsy reads a bare Categorical's codes at once, but looks at each value
+    of a boxed one in Python (seconds at a million rows); its levels and the
+    default contrast are the Categorical's either way, so the design is the same.
+    """
+    import pandas as pd
+    from patsy.categorical import C
+
+    if contrast is None and levels is None and isinstance(getattr(data, "dtype", None), pd.CategoricalDtype):
+        return data
+    return C(data, contrast, levels)
 
 
 def _default_formula(data: pandas.DataFrame, notes: list[str]) -> str:
