@@ -84,6 +84,7 @@ class _Results:
 
     def __init__(self, outcomes: list[Node], evaluate: tuple[str, ...]):
         self._populations: dict[Any, tuple[dict[str, Any], str]] = {}  # root id -> properties and label
+        self._references: dict[str, Node | None] = {}  # node id -> its reference (see reference())
         scope: dict[str, Node] = {}
         for node in outcomes:
             current: Node | None = node
@@ -106,17 +107,28 @@ class _Results:
         figures = self.sparsity.get(node.id, {})
         if "sparsity" in figures:
             return _number(figures["sparsity"])
-        return 0.0 if "technique" not in node.lineage else math.nan
+        return 0.0 if "technique" not in node.record.get("lineage", {}) else math.nan
 
     def reference(self, node: Node) -> Node | None:
-        """The node itself if unpruned, else its nearest evaluated zero-sparsity ancestor in the same run."""
-        root = node.lineage.get("root_id")
+        """The node itself if unpruned, else its nearest evaluated zero-sparsity ancestor in the same run.
+
+        Found once per node: the nodes passed on the way up share the answer.
+        """
+        root = node.record.get("root_id")
+        passed: list[str] = []
         current: Node | None = node
-        while current is not None and current.lineage.get("root_id") == root:
+        found = None
+        while current is not None and current.record.get("root_id") == root:
+            if current.id in self._references:
+                found = self._references[current.id]
+                break
+            passed.append(current.id)
             if current.id in self.evaluate and self.sparsity_of(current) == 0.0:
-                return current
+                found = current
+                break
             current = current.parent
-        return None
+        self._references.update(dict.fromkeys(passed, found))
+        return found
 
     def population_of(self, node: Node) -> tuple[dict[str, Any], str]:
         """The node's properties (its root's: decoded once per root) and its population's label."""
@@ -131,10 +143,7 @@ class _Results:
 
     def shares_of(self, node: Node) -> list[float] | None:
         """The class shares of the node's root (its ``class_shares`` result), if it has them."""
-        root = node
-        while root.parent is not None:
-            root = root.parent
-        shares = self.shares.get(root.id, {}).get("class_shares")
+        shares = self.shares.get(node.record.get("root_id"), {}).get("class_shares")
         return list(shares) if isinstance(shares, list) else None
 
 
