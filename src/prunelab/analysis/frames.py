@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.bulk import load_records, result_fields
 from ..core.errors import PrunelabError
+from ..core.heap import paused
 from ..core.prereg import BLINDED
 from ..core.records import Status
 
@@ -242,7 +243,11 @@ def class_frame(nodes: Experiment | Iterable[Node]) -> pandas.DataFrame:
         the message names the state and what to declare. Also when the
         ``evaluate`` result of an outcome state or of its reference is blinded.
     """
-    outcomes = outcome_nodes(nodes)
+    with paused():  # a million rows' worth of lists and dicts made, none of them in a cycle
+        return _class_frame(outcome_nodes(nodes))
+
+
+def _class_frame(outcomes: list[Node]) -> pandas.DataFrame:
     results = _Results(outcomes, _EVALUATE_CLASSES)
     identities, references, per_class = [], [], []
     for node in outcomes:
