@@ -144,7 +144,8 @@ class _Results:
 
     def shares_of(self, node: Node) -> list[float] | None:
         """The class shares of the node's root (its ``class_shares`` result), if it has them."""
-        shares = self.shares.get(node.record.get("root_id"), {}).get("class_shares")
+        root = node.record.get("root_id")
+        shares = self.shares.get(root, {}).get("class_shares") if isinstance(root, str) else None
         return list(shares) if isinstance(shares, list) else None
 
 

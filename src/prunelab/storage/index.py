@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from ..core.errors import CorruptStateError, PrunelabWarning
 from .database import INDEX_DIR_ENV, SCHEMA_VERSION, connect, in_memory, index_path
@@ -254,30 +254,6 @@ class Index:
         """Return a state's result records keyed by ``name@vN``."""
         rows = self.db.execute("SELECT key, record FROM results WHERE node_id = ?", (node_id,)).fetchall()
         return {key: json.loads(data) for key, data in rows}
-
-    def result_versions(self, name: str) -> list[str]:
-        """The keys (``name@vN``) under which results of the function ``name`` are stored."""
-        return [key for (key,) in self.db.execute("SELECT DISTINCT key FROM results WHERE key >= ? AND key < ?",
-                                                  (f"{name}@v", f"{name}@w"))]
-
-    def result_sample(self, key: str) -> dict[str, Any] | None:
-        """One stored record of the result ``key`` (``name@vN``), any state's (None: none stored)."""
-        row = self.db.execute("SELECT record FROM results WHERE key = ? LIMIT 1", (key,)).fetchone()
-        return None if row is None else cast(dict[str, Any], json.loads(row[0]))
-
-    def result_parts(self, key: str, paths: Sequence[str]) -> Iterator[tuple[str, list[Any]]]:
-        """Per stored record of the result ``key``: its state's id, and the parts of the record at ``paths``.
-
-        The paths are SQLite JSON paths (at least two, e.g. ``"$.version"``,
-        ``"$.value[1][0][1]"``; a part not there is None). The records are
-        parsed by SQLite, so only the parts asked for reach Python: a frame
-        reading a few fields of 100,000 results does not decode them whole.
-        """
-        cursor = self.db.cursor()  # its own: the caller may query the index between two rows
-        marks = ",".join("?" * len(paths))
-        for node_id, data in cursor.execute(f"SELECT node_id, json_extract(record, {marks}) FROM results "  # noqa: S608
-                                            "WHERE key = ?", (*paths, key)):
-            yield node_id, json.loads(data)
 
     def result_records(self) -> list[dict[str, Any]]:
         """Every stored result record."""

@@ -17,6 +17,7 @@ from ..core.prereg import Prereg
 from .codecs import decode_value
 from .consistency import catch_up
 from .files import disk_full
+from . import parts
 from .gc import GCReport, collect
 from .index import Index
 from .merge import merge
@@ -114,16 +115,16 @@ class Storage:
 
     def result_versions(self, name: str) -> list[str]:
         """The keys (``name@vN``) under which results of the function ``name`` are stored."""
-        return self.index.result_versions(name)
+        return parts.result_versions(self.index.db, name)
 
     def result_sample(self, key: str) -> dict[str, Any] | None:
         """One stored record of the result ``key`` (``name@vN``), any state's; None when none is stored."""
-        return self.index.result_sample(key)
+        return parts.result_sample(self.index.db, key)
 
     def result_parts(self, key: str, paths: Sequence[str]) -> Iterator[tuple[str, list[Any]]]:
         """Per stored record of the result ``key``: its state's id and the parts at the JSON ``paths`` (see
-        :meth:`~prunelab.storage.index.Index.result_parts`)."""
-        return self.index.result_parts(key, paths)
+        :func:`~prunelab.storage.parts.result_parts`)."""
+        return parts.result_parts(self.index.db, key, paths)
 
     def result_keys(self) -> dict[str, set[str]]:
         """The stored result keys (``name@vN``) of every state, by id."""
