@@ -189,11 +189,12 @@ def train_cohort(models: Sequence[torch.nn.Module], members: Sequence[Member], p
         nonlocal fresh, last
         assert save is not None
         stacked.write_back()
+        kept = torch.stack(rows).T.cpu().tolist() if batch else [[] for _ in members]  # one transfer
         for i, p in enumerate(progress):
             p.epoch, p.batch, p.generator = epoch, batch, generators[i].get_state()
             p.order = None if batch == 0 or orders is None else orders[i].cpu()
             p.buffers = [{k: b[i].detach().to("cpu", copy=True) for k, b in state.items()} for state in buffers]
-            p.losses, p.steps = list(losses[i]), [float(r[i]) for r in rows] if batch else []
+            p.losses, p.steps = list(losses[i]), kept[i]
         handed = torch.stack(fresh).T.cpu().tolist() if fresh else [[] for _ in members]
         fresh = []
         save(handed)
@@ -318,7 +319,7 @@ def run_train_cohort(recipe: pl.Recipe, states: list[ModelState]) -> list[ModelS
         When the process was asked to stop during training (every member's checkpoint is stored first; the
         members stay declared).
     """
-    groups: dict[Any, list[tuple[ModelState, Member, Progress]]] = {}
+    groups: dict[Any, list[_Entry]] = {}
     for state in states:
         if not stackable(state.model):
             with recipe.member(state) as own:
@@ -334,43 +335,45 @@ def run_train_cohort(recipe: pl.Recipe, states: list[ModelState]) -> list[ModelS
             member = Member(x, y, seed, float(p["lr"]), float(p["weight_decay"]),
                             Augment(augmentation_steps(getattr(state, "augmentation", None))))
         key = (structure(state.model), len(y), tuple(x.shape[1:]), progress.epoch, progress.batch)
-        groups.setdefault(key, []).append((state, member, progress))
+        groups.setdefault(key, []).append((state, member, progress, own))
     for group in groups.values():
         _train_group(recipe, group)
     return states
 
 
-def _train_group(recipe: pl.Recipe, group: list[tuple[ModelState, Member, Progress]]) -> None:
+_Entry = tuple[ModelState, Member, Progress, pl.Recipe]  # a member's state, part, place and own recipe
+
+
+def _log_losses(recipe: pl.Recipe, state: ModelState, steps: list[float]) -> None:
+    with recipe.member(state):
+        for value in steps:
+            pl.log("loss", value)
+
+
+def _train_group(recipe: pl.Recipe, group: list[_Entry]) -> None:
     p = recipe.properties
-    owns = []
-    for state, _, _ in group:
-        with recipe.member(state) as own:
-            owns.append(own)
 
     def save(fresh: list[list[float]]) -> None:
         stopped = None
-        for (state, _, progress), own, steps in zip(group, owns, fresh):
+        for (state, _, progress, own), steps in zip(group, fresh):
+            _log_losses(recipe, state, steps)
             with recipe.member(state):
-                for value in steps:
-                    pl.log("loss", value)
                 try:
                     own.checkpoint(state, progress.done(per_epoch), progress=progress)
                 except Preempted as err:  # every member's checkpoint is written before the cohort stops
                     stopped = err
         if stopped is not None:
             raise Preempted(f"a cohort of {len(group)} was preempted; its members' checkpoints are stored",
-                            [s.id for s, _, _ in group])
+                            [s.id for s, _, _, _ in group])
 
     per_epoch = math.ceil(len(group[0][1].y) / p["batch_size"])
-    trained = train_cohort([s.model for s, _, _ in group], [m for _, m, _ in group], [g for _, _, g in group],
+    trained = train_cohort([e[0].model for e in group], [e[1] for e in group], [e[2] for e in group],
                            epochs=p["epochs"], batch_size=p["batch_size"], optimizer=p["optimizer"],
                            momentum=p["momentum"], schedule=p["schedule"], save=save,
                            every=recipe.options["checkpoint_every"],
                            device=resolve_device(type(recipe).__name__, recipe.options["device"]))
-    for (state, _, _), own, (losses, steps) in zip(group, owns, trained):
-        with recipe.member(state):
-            for value in steps:
-                pl.log("loss", value)
+    for (state, _, _, own), (losses, steps) in zip(group, trained):
+        _log_losses(recipe, state, steps)
         if own.properties["rewind_epoch"] == own.properties["epochs"] and own.properties["epochs"] > 0:
             state.rewind_snapshot = snapshot(state.model)
         state.train_config = [*state.train_config, {**own.properties, "losses": losses}]
